@@ -1,0 +1,82 @@
+"""Access tokens: short-lived HS256 JWTs with ``sub``, ``role``, ``iss``, ``aud``, ``iat``,
+``exp`` and ``jti``.
+
+Verification pins the algorithm (``alg: none`` or any other algorithm is rejected), checks
+``iss``, ``aud`` and ``exp``, and requires ``exp``, ``iat``, ``jti``, ``sub`` and ``role``.
+Revocation before expiry (logout, erasure) is a Redis denylist checked by the caller
+(:meth:`engine.accounts.AccountService.authenticate`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import jwt
+
+from engine.errors import Unauthenticated
+from engine.principal import Principal
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.principal import Role
+
+ALGORITHM = "HS256"
+_REQUIRED = ["exp", "iat", "jti", "sub", "iss", "aud"]
+
+
+class AccessTokens:
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self.ttl = settings.access_ttl_seconds
+
+    def issue(self, user_id: str, role: Role, *, now: float | None = None) -> tuple[str, Principal]:
+        iat = int(time.time() if now is None else now)
+        principal = Principal(
+            user_id=user_id,
+            role=role,
+            jti=uuid.uuid4().hex,
+            issued_at=iat,
+            expires_at=iat + self.ttl,
+        )
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": iat,
+            "exp": principal.expires_at,
+            "jti": principal.jti,
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM), principal
+
+    def verify(self, token: str) -> Principal:
+        """Decode and check a token; ``Unauthenticated`` for anything not valid right now."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": _REQUIRED},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("token expired", code="token_expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated("invalid token", code="invalid_token") from None
+        role = claims.get("role")
+        sub = claims.get("sub")
+        jti = claims.get("jti")
+        if role not in ("doctor", "patient") or not isinstance(sub, str) or not isinstance(jti, str):
+            raise Unauthenticated("invalid token", code="invalid_token")
+        return Principal(
+            user_id=sub,
+            role=role,
+            jti=jti,
+            issued_at=int(claims["iat"]),
+            expires_at=int(claims["exp"]),
+        )

@@ -1,0 +1,175 @@
+"""Settings read once from the environment (prefix ``HEALTHMED_``).
+
+Defaults serve the embedded mode: in-process Redis with Lua, SQLite and files under
+``HEALTHMED_DATA_DIR``. Secrets missing in embedded mode are generated once into the data
+directory with mode 0600; in production mode (``HEALTHMED_ENV=production``) a missing secret
+stops the start with a clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+Env = Literal["development", "production", "test"]
+
+
+class SettingsError(RuntimeError):
+    """The environment cannot produce a valid configuration; the message says how to fix it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    env: Env = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("./var")
+    redis_url: str | None = None
+    store_url: str = ""
+    blob_url: str = ""
+    jwt_secret: str = field(default="", repr=False)
+    master_key: bytes = field(default=b"", repr=False)
+    kms_key_id: str | None = None
+    jwt_issuer: str = "healthmed"
+    jwt_audience: str = "healthmed-api"
+    access_ttl_seconds: int = 900
+    refresh_ttl_seconds: int = 30 * 86400
+    meeting_base_url: str = "https://meet.healthmed.local"
+    meeting_secret: str = field(default="", repr=False)
+    meeting_minutes: int = 50
+    request_ttl_seconds: int = 7200
+    record_max_bytes: int = 20 * 1024 * 1024
+    max_body_bytes: int = 64 * 1024
+    login_fail_limit_account: int = 5
+    login_fail_limit_address: int = 50
+    login_fail_window_seconds: int = 900
+    hash_concurrency: int = 2
+    trusted_proxies: frozenset[str] = frozenset()
+    ws_max_message_bytes: int = 4096
+    ws_max_topics: int = 50
+    ws_queue_size: int = 256
+    ws_idle_seconds: int = 60
+    ws_auth_seconds: float = 5.0
+    sweep_interval_seconds: float = 1.0
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def _secret_file(data_dir: Path, name: str, make: Callable[[], str]) -> str:
+    """Read a generated secret from the data directory, creating it (mode 0600) on first use."""
+    path = data_dir / "secrets" / name
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _master_key(raw: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    except ValueError:
+        raise SettingsError("HEALTHMED_MASTER_KEY must be 32 bytes, base64url-encoded") from None
+    if len(key) != 32:
+        raise SettingsError("HEALTHMED_MASTER_KEY must be 32 bytes, base64url-encoded")
+    return key
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``); raise ``SettingsError`` if invalid."""
+    env = os.environ if env is None else env
+    mode = env.get("HEALTHMED_ENV", "development")
+    if mode not in ("development", "production", "test"):
+        raise SettingsError(f"HEALTHMED_ENV must be development, production or test, not {mode!r}")
+    data_dir = Path(env.get("HEALTHMED_DATA_DIR") or "./var").resolve()
+    production = mode == "production"
+
+    secrets_needed: dict[str, Callable[[], str]] = {
+        "HEALTHMED_JWT_SECRET": lambda: secrets.token_urlsafe(48),
+        "HEALTHMED_MEETING_SECRET": lambda: secrets.token_urlsafe(48),
+        "HEALTHMED_MASTER_KEY": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+    if production:
+        missing = [name for name in secrets_needed if not env.get(name)]
+        if env.get("HEALTHMED_KMS_KEY_ID") and "HEALTHMED_MASTER_KEY" in missing:
+            missing.remove("HEALTHMED_MASTER_KEY")
+        if missing:
+            raise SettingsError(
+                "production mode needs these secrets in the environment: "
+                + ", ".join(missing)
+                + " (generate each with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+    values: dict[str, str] = {}
+    for name, make in secrets_needed.items():
+        given = env.get(name)
+        if given:
+            values[name] = given
+        elif not production:
+            values[name] = _secret_file(data_dir, name.removeprefix("HEALTHMED_").lower(), make)
+    if len(values.get("HEALTHMED_JWT_SECRET", "")) < 32 and values.get("HEALTHMED_JWT_SECRET"):
+        raise SettingsError("HEALTHMED_JWT_SECRET must be at least 32 characters")
+
+    store_url = env.get("HEALTHMED_STORE_URL") or f"sqlite:///{data_dir / 'healthmed.sqlite3'}"
+    if not store_url.startswith(("sqlite:///", "dynamodb://")):
+        raise SettingsError("HEALTHMED_STORE_URL must be sqlite:///<path> or dynamodb://<table>")
+    blob_url = env.get("HEALTHMED_BLOB_URL") or f"file://{data_dir / 'blobs'}"
+    if not blob_url.startswith(("file://", "s3://")):
+        raise SettingsError("HEALTHMED_BLOB_URL must be file://<dir> or s3://<bucket>/<prefix>")
+    proxies = frozenset(
+        p.strip() for p in env.get("HEALTHMED_TRUSTED_PROXIES", "").split(",") if p.strip()
+    )
+    master = values.get("HEALTHMED_MASTER_KEY")
+    return Settings(
+        env=mode,  # type: ignore[arg-type]
+        host=env.get("HEALTHMED_HOST") or "127.0.0.1",
+        port=_int(env, "HEALTHMED_PORT", 8000),
+        data_dir=data_dir,
+        redis_url=env.get("HEALTHMED_REDIS_URL") or None,
+        store_url=store_url,
+        blob_url=blob_url,
+        jwt_secret=values["HEALTHMED_JWT_SECRET"],
+        master_key=_master_key(master) if master else b"",
+        kms_key_id=env.get("HEALTHMED_KMS_KEY_ID") or None,
+        meeting_base_url=(env.get("HEALTHMED_MEETING_BASE_URL") or "https://meet.healthmed.local")
+        .rstrip("/"),
+        meeting_secret=values["HEALTHMED_MEETING_SECRET"],
+        meeting_minutes=_int(env, "HEALTHMED_MEETING_MINUTES", 50),
+        request_ttl_seconds=_int(env, "HEALTHMED_REQUEST_TTL_SECONDS", 7200),
+        record_max_bytes=_int(env, "HEALTHMED_RECORD_MAX_BYTES", 20 * 1024 * 1024),
+        access_ttl_seconds=_int(env, "HEALTHMED_ACCESS_TTL_SECONDS", 900),
+        login_fail_limit_account=_int(env, "HEALTHMED_LOGIN_FAIL_LIMIT_ACCOUNT", 5),
+        login_fail_limit_address=_int(env, "HEALTHMED_LOGIN_FAIL_LIMIT_ADDRESS", 50),
+        login_fail_window_seconds=_int(env, "HEALTHMED_LOGIN_FAIL_WINDOW_SECONDS", 900),
+        hash_concurrency=_int(env, "HEALTHMED_HASH_CONCURRENCY", max(2, os.cpu_count() or 2)),
+        trusted_proxies=proxies,
+        ws_queue_size=_int(env, "HEALTHMED_WS_QUEUE_SIZE", 256),
+        ws_idle_seconds=_int(env, "HEALTHMED_WS_IDLE_SECONDS", 60),
+        log_level=env.get("HEALTHMED_LOG_LEVEL") or "INFO",
+    )

@@ -1,0 +1,92 @@
+"""Every Redis key name, built in one place.
+
+All keys of one doctor share the Redis Cluster hash tag ``{d:<doctor_id>}``, so each booking
+script touches a single cluster slot; keys of one patient share ``{p:<patient_id>}``. Keys that
+belong to no doctor or patient (the directory, rate limits) are touched by plain commands only,
+never by a multi-key script.
+"""
+
+from __future__ import annotations
+
+PREFIX = "hm"
+
+
+def doctor_tag(doctor_id: str) -> str:
+    return "{d:" + doctor_id + "}"
+
+
+def patient_tag(patient_id: str) -> str:
+    return "{p:" + patient_id + "}"
+
+
+# --- booking (per doctor) -------------------------------------------------------------------
+def slot(doctor_id: str, slot_id: str) -> str:
+    """Hash of one slot: start, end (ms), status, appointment id, patient id."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:slot:{slot_id}"
+
+
+def doctor_slots(doctor_id: str) -> str:
+    """Sorted set of the doctor's slot ids scored by start (ms)."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:slots"
+
+
+def doctor_open_slots(doctor_id: str) -> str:
+    """Sorted set of the doctor's ``open`` slot ids scored by start (ms): next open slot."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:open"
+
+
+def doctor_hydrated(doctor_id: str) -> str:
+    """Marker: this doctor's slots were loaded from the store into this Redis."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:hydrated"
+
+
+# --- directory ------------------------------------------------------------------------------
+def directory_geo(specialty: str) -> str:
+    return f"{PREFIX}:dir:geo:{specialty}"
+
+
+def directory_geo_all() -> str:
+    return f"{PREFIX}:dir:geo:*all*"
+
+
+def directory_rating() -> str:
+    """Sorted set of doctor ids by average rating (all specialties)."""
+    return f"{PREFIX}:dir:rating"
+
+
+def directory_rating_by(specialty: str) -> str:
+    return f"{PREFIX}:dir:rating:{specialty}"
+
+
+def directory_doctor(doctor_id: str) -> str:
+    """Hash of a doctor's public card, as the search returns it."""
+    return f"{PREFIX}:dir:doc:{doctor_id}"
+
+
+def directory_specialties() -> str:
+    """Sorted set: specialty slug scored by its number of doctors."""
+    return f"{PREFIX}:dir:specialties"
+
+
+def hydrated() -> str:
+    """Marker set once this Redis holds everything rebuilt from the store."""
+    return f"{PREFIX}:hydrated"
+
+
+# --- accounts -------------------------------------------------------------------------------
+def login_failures_account(account: str) -> str:
+    return f"{PREFIX}:rl:login:acct:{account}"
+
+
+def login_failures_address(address: str) -> str:
+    return f"{PREFIX}:rl:login:addr:{address}"
+
+
+def revoked_access(jti: str) -> str:
+    """Denylist entry of an access token revoked before its expiry (logout, erasure)."""
+    return f"{PREFIX}:revoked:{jti}"
+
+
+def user_revoked_before(user_id: str) -> str:
+    """Access tokens of this user issued before this time (ms) are no longer valid."""
+    return f"{PREFIX}:revoked-before:{user_id}"

@@ -1,0 +1,140 @@
+"""The engine: every service wired to its clients, opened and closed as one unit.
+
+``Engine.start(settings)`` opens Redis (real or in-process), the durable store and the blob
+store, rebuilds Redis from the store when it is empty, and starts the background tasks (the
+expiry sweeper). ``close()`` stops them and closes every client. The gateway opens one Engine in
+its lifespan; a plain asyncio script can do the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from engine import keys
+from engine.accounts import AccountService
+from engine.accounts.tokens import AccessTokens
+from engine.directory import DirectoryService
+from engine.errors import Unauthenticated, Unavailable
+from engine.redis_client import connect_redis
+from engine.store import open_store
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from redis.asyncio import Redis
+
+    from engine.config import Settings
+    from engine.principal import Principal
+    from engine.store import Store
+
+log = logging.getLogger("healthmed.engine")
+
+
+class PrivacyPart(Protocol):
+    """A service holding personal data: it exports it and erases it (LGPD)."""
+
+    async def export_user(self, principal: Principal) -> dict[str, Any]:
+        """Top-level sections of the export document this service contributes."""
+
+    async def erase_user(self, principal: Principal) -> None:
+        """Delete or anonymise what this service holds of the user; idempotent."""
+
+
+class Engine:
+    def __init__(self, settings: Settings, redis: Redis, store: Store) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.store = store
+        self.tokens = AccessTokens(settings)
+        self.accounts = AccountService(settings, store, redis, self.tokens)
+        self.directory = DirectoryService(store, redis)
+        self._tasks: list[asyncio.Task[None]] = []
+        # Erasure runs in this order; accounts last, so a failure midway leaves a user who can
+        # still log in and retry, never an anonymised account with live appointments.
+        self.privacy_parts: list[PrivacyPart] = [self.accounts]
+
+    @classmethod
+    async def start(cls, settings: Settings, *, background: bool = True) -> Engine:
+        store = await open_store(settings.store_url)
+        redis = connect_redis(settings.redis_url)
+        engine = cls(settings, redis, store)
+        try:
+            await engine.rehydrate_if_empty()
+        except BaseException:
+            await engine.close()
+            raise
+        if background:
+            engine._spawn(engine._watch_redis(), "redis-watch")
+        return engine
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def rehydrate_if_empty(self) -> bool:
+        """Rebuild Redis from the store if this Redis has not been built yet. True if it was."""
+        if await self.redis.exists(keys.hydrated()):
+            return False
+        await self.rehydrate()
+        return True
+
+    async def rehydrate(self) -> None:
+        """Rebuild every hot structure (directory, slots, deadlines) from the durable store.
+
+        Idempotent: running it on a populated Redis rewrites the same state.
+        """
+        count = await self.directory.rebuild()
+        await self.redis.set(keys.hydrated(), "1")
+        log.info("rehydrated redis from the store: %d doctors", count)
+
+    async def _watch_redis(self) -> None:
+        """Notice a flushed or replaced Redis between requests and rebuild it."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.rehydrate_if_empty()
+            except Exception:  # a broken Redis is reported by /health/ready; keep watching
+                log.warning("redis watch: rehydration failed", exc_info=True)
+
+    async def authenticate(self, token: str) -> Principal:
+        """Verify an access token and that it was not revoked; ``Unauthenticated`` otherwise."""
+        principal = self.tokens.verify(token)
+        await self.accounts.check_not_revoked(principal)
+        return principal
+
+    async def export_user(self, principal: Principal) -> dict[str, Any]:
+        """LGPD portability: every section every service holds of this user."""
+        document: dict[str, Any] = {}
+        for part in self.privacy_parts:
+            document.update(await part.export_user(principal))
+        return document
+
+    async def erase_user(self, principal: Principal) -> None:
+        """LGPD erasure across every service; accounts (revocation, anonymisation) last."""
+        for part in sorted(self.privacy_parts, key=lambda p: p is self.accounts):
+            await part.erase_user(principal)
+
+    async def ready(self) -> dict[str, str]:
+        """Ping every dependency; ``Unavailable`` naming the first that fails."""
+        try:
+            await self.redis.ping()
+        except Exception as exc:
+            raise Unavailable("redis does not answer", code="redis_unavailable") from exc
+        await self.store.ping()
+        return {"redis": "ok", "store": "ok"}
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+        await self.store.close()
+
+
+__all__ = ["Engine", "Unauthenticated"]

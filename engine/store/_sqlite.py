@@ -1,0 +1,219 @@
+"""SQLite adapter of the store port: the embedded default, one file in the data directory.
+
+One connection, driven by one dedicated thread, so statements never interleave and a
+transaction is a real ``BEGIN IMMEDIATE ... COMMIT``: all-or-nothing, and serialised against
+every other write of this process. WAL mode keeps reads cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+
+from engine.store._port import (
+    Check,
+    ConditionFailed,
+    Delete,
+    Expect,
+    Item,
+    Op,
+    Put,
+    StoreUnavailable,
+    check_ops,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    gsi1pk TEXT,
+    gsi1sk TEXT,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk) WHERE gsi1pk IS NOT NULL;
+"""
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def _holds(current: int | None, expect: Expect) -> bool:
+    if expect == "any":
+        return True
+    if expect == "absent":
+        return current is None
+    if expect == "present":
+        return current is not None
+    return current == expect
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(path)
+        await store._run(store._connect)
+        return store
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, fn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite store failed: {type(exc).__name__}") from exc
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable("sqlite store is closed")
+        return self._db
+
+    @staticmethod
+    def _row(row: tuple[Any, ...]) -> Item:
+        pk, sk, gsi1pk, gsi1sk, version, data = row
+        return Item(pk=pk, sk=sk, gsi1pk=gsi1pk, gsi1sk=gsi1sk, version=version, data=_decode(data))
+
+    async def get(self, pk: str, sk: str) -> Item | None:
+        def run() -> Item | None:
+            row = self._conn.execute(
+                "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE pk=? AND sk=?",
+                (pk, sk),
+            ).fetchone()
+            return self._row(row) if row else None
+
+        return await self._run(run)
+
+    def _apply(self, ops: Sequence[Op]) -> None:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for index, op in enumerate(ops):
+                pk, sk = (op.item.pk, op.item.sk) if isinstance(op, Put) else (op.pk, op.sk)
+                row = db.execute(
+                    "SELECT version FROM items WHERE pk=? AND sk=?", (pk, sk)
+                ).fetchone()
+                current = row[0] if row else None
+                if not _holds(current, op.expect):
+                    raise ConditionFailed(index)
+                if isinstance(op, Put):
+                    item = op.item
+                    db.execute(
+                        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, version, data) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (pk, sk, item.gsi1pk, item.gsi1sk, (current or 0) + 1, _encode(item.data)),
+                    )
+                elif isinstance(op, Delete):
+                    db.execute("DELETE FROM items WHERE pk=? AND sk=?", (pk, sk))
+                else:
+                    assert isinstance(op, Check)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def transact(self, ops: Sequence[Op]) -> None:
+        check_ops(ops)
+        if ops:
+            await self._run(lambda: self._apply(ops))
+
+    async def put(self, item: Item, expect: Expect = "any") -> None:
+        await self.transact([Put(item=item, expect=expect)])
+
+    async def delete(self, pk: str, sk: str, expect: Expect = "any") -> None:
+        await self.transact([Delete(pk=pk, sk=sk, expect=expect)])
+
+    async def put_many(self, items: Sequence[Item]) -> None:
+        for i in range(0, len(items), 500):
+            chunk = [Put(item=item) for item in items[i : i + 500]]
+            await self._run(lambda chunk=chunk: self._apply(chunk))  # type: ignore[misc]
+
+    async def query(
+        self,
+        pk: str,
+        *,
+        prefix: str = "",
+        start: str | None = None,
+        end: str | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> list[Item]:
+        sql = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE pk=?"
+        args: list[Any] = [pk]
+        if prefix:
+            sql += " AND substr(sk, 1, ?) = ?"
+            args += [len(prefix), prefix]
+        if start is not None:
+            sql += " AND sk >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND sk < ?"
+            args.append(end)
+        if after is not None:
+            sql += " AND sk < ?" if descending else " AND sk > ?"
+            args.append(after)
+        sql += " ORDER BY sk DESC" if descending else " ORDER BY sk"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return await self._run(
+            lambda: [self._row(r) for r in self._conn.execute(sql, args).fetchall()]
+        )
+
+    async def query_index(
+        self,
+        gsi1pk: str,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+    ) -> list[Item]:
+        sql = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE gsi1pk=?"
+        args: list[Any] = [gsi1pk]
+        if start is not None:
+            sql += " AND gsi1sk >= ?"
+            args.append(start)
+        if end is not None:
+            sql += " AND gsi1sk < ?"
+            args.append(end)
+        sql += " ORDER BY gsi1sk, pk, sk"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return await self._run(
+            lambda: [self._row(r) for r in self._conn.execute(sql, args).fetchall()]
+        )
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await asyncio.get_running_loop().run_in_executor(self._pool, db.close)
+        self._pool.shutdown(wait=False)

@@ -1,0 +1,41 @@
+"""Time and id helpers. Wire times are RFC 3339 UTC with ``Z``; internal times are epoch ms."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+from engine.errors import Invalid
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_id() -> str:
+    """A new ULID: unique, sortable by creation time, unguessable enough for ids (not secrets)."""
+    return str(ULID())
+
+
+def to_rfc3339(ms: int) -> str:
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (
+        f".{ms % 1000:03d}Z" if ms % 1000 else "Z"
+    )
+
+
+def parse_rfc3339(value: str, *, field: str) -> int:
+    """Parse an RFC 3339 time with an explicit offset into epoch ms (422 otherwise)."""
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise Invalid(f"{field} must be an RFC 3339 time", code="invalid_time", field=field) from None
+    if dt.tzinfo is None:
+        raise Invalid(
+            f"{field} must carry a timezone (e.g. 2026-12-01T13:00:00Z)",
+            code="invalid_time",
+            field=field,
+        )
+    return int(dt.timestamp() * 1000)

@@ -1,0 +1,76 @@
+"""The Litestar application factory.
+
+``create_app(settings)`` builds the app; the engine (Redis, store, blob store, background
+tasks) opens in the lifespan and reaches handlers through dependency injection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from engine.runtime import Engine
+from gateway.deps import DEPENDENCIES
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.routes import ROUTE_HANDLERS
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from engine.config import Settings
+
+log = logging.getLogger("healthmed.gateway")
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    openmetrics_format = False
+    include_in_schema = False
+
+
+def create_app(settings: Settings) -> Litestar:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = await Engine.start(settings)
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            await engine.close()
+
+    prometheus = PrometheusConfig(
+        app_name="healthmed",
+        prefix="healthmed",
+        group_path=True,
+        exclude=["/metrics"],
+        buckets=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    )
+    openapi = OpenAPIConfig(
+        title="Health&Med scheduling engine",
+        version="1.0.0",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+            }
+        ),
+        security=[{"bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[*ROUTE_HANDLERS, MetricsController],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        middleware=[prometheus.middleware],
+        openapi_config=openapi,
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

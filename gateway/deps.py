@@ -1,0 +1,80 @@
+"""Dependencies injected into handlers: the engine, the caller, the client address.
+
+``principal`` needs a valid bearer token (401); ``doctor`` and ``patient`` also need that role
+(403). Handlers declare what they need by parameter name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from litestar.di import Provide
+
+from engine.errors import Forbidden, Unauthenticated
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.datastructures import State
+
+    from engine.principal import Principal
+    from engine.runtime import Engine
+
+
+async def provide_engine(state: State) -> Engine:
+    engine: Engine = state.engine
+    return engine
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("a bearer token is required", code="missing_token")
+    return token.strip()
+
+
+async def provide_principal(request: Request[Any, Any, Any], engine: Engine) -> Principal:
+    return await engine.authenticate(bearer_token(request))
+
+
+async def provide_doctor(principal: Principal) -> Principal:
+    if principal.role != "doctor":
+        raise Forbidden("this route is for doctors", code="wrong_role")
+    return principal
+
+
+async def provide_patient(principal: Principal) -> Principal:
+    if principal.role != "patient":
+        raise Forbidden("this route is for patients", code="wrong_role")
+    return principal
+
+
+def client_address(request: Request[Any, Any, Any], trusted_proxies: frozenset[str]) -> str:
+    """The client's address: the peer, or the last untrusted hop of ``X-Forwarded-For`` when the
+    peer is a configured trusted proxy (a client cannot spoof its way past the limit)."""
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop in trusted_proxies:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer
+    return peer
+
+
+async def provide_address(request: Request[Any, Any, Any], engine: Engine) -> str:
+    return client_address(request, engine.settings.trusted_proxies)
+
+
+DEPENDENCIES = {
+    "engine": Provide(provide_engine),
+    "principal": Provide(provide_principal),
+    "doctor": Provide(provide_doctor),
+    "patient": Provide(provide_patient),
+    "address": Provide(provide_address),
+}

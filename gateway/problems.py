@@ -1,0 +1,131 @@
+"""The one mapping from errors to RFC 9457 problem responses (``application/problem+json``).
+
+Engine errors keep their status and ``code``; Litestar's own errors (validation, size limits,
+routing) are mapped here too, so every error a client sees has ``status``, ``title``,
+``detail`` and ``code``. Nothing of the request body is echoed back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import MediaType, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
+
+from engine.errors import EngineError, RateLimited
+
+if TYPE_CHECKING:
+    from litestar import Request
+
+log = logging.getLogger("healthmed.gateway")
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: ("Bad request", "bad_request"),
+    401: ("Unauthenticated", "unauthenticated"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not found", "not_found"),
+    405: ("Method not allowed", "method_not_allowed"),
+    409: ("Conflict", "conflict"),
+    413: ("Payload too large", "payload_too_large"),
+    415: ("Unsupported media type", "unsupported_media_type"),
+    422: ("Invalid input", "invalid_input"),
+    429: ("Too many requests", "rate_limited"),
+    503: ("Service unavailable", "unavailable"),
+}
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details with a stable machine ``code``."""
+
+    status: int
+    title: str
+    detail: str
+    code: str
+    type: str = "about:blank"
+    errors: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    retry_after: int | msgspec.UnsetType = msgspec.UNSET
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    code: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Problem]:
+    title, default_code = _TITLES.get(status, ("Error", "error"))
+    return Response(
+        Problem(status=status, title=title, detail=detail, code=code or default_code, **extra),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
+    if exc.status >= 500:
+        log.warning("engine error %s: %s", exc.code, exc.detail)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    extra: dict[str, Any] = {}
+    if isinstance(exc, RateLimited):
+        extra["retry_after"] = exc.retry_after
+    if "errors" in exc.fields:
+        extra["errors"] = exc.fields["errors"]
+    return problem_response(exc.status, exc.detail, exc.code, headers=headers, **extra)
+
+
+def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    """Litestar's body and parameter validation: always 422, with the failing fields."""
+    errors: list[dict[str, Any]] = []
+    if isinstance(exc.extra, list):
+        errors = [
+            {k: v for k, v in e.items() if k in ("key", "message", "source")}
+            for e in exc.extra
+            if isinstance(e, dict)
+        ]
+    detail = exc.detail if exc.detail and exc.detail != "Bad Request" else "invalid request"
+    return problem_response(
+        HTTP_422_UNPROCESSABLE_ENTITY, detail, "invalid_input", errors=errors or msgspec.UNSET
+    )
+
+
+def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    if status >= 500:
+        log.error("http error %s: %s", status, exc.detail)
+    return problem_response(status, str(exc.detail) or _TITLES.get(status, ("Error", ""))[0])
+
+
+def internal_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "internal error", "internal")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    EngineError: engine_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the problem responses a route can return."""
+    return {
+        s: ResponseSpec(
+            data_container=Problem,
+            media_type=PROBLEM_JSON,
+            description=_TITLES.get(s, ("Error", ""))[0],
+        )
+        for s in statuses
+    }
+
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "Problem", "problem_response", "problems"]
