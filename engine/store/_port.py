@@ -149,8 +149,16 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
+def check_items(items: Sequence[Item]) -> None:
+    """Index keys come in pairs: DynamoDB cannot index an item with only one of them."""
+    for item in items:
+        if (item.gsi1pk is None) != (item.gsi1sk is None):
+            raise ValueError(f"item {(item.pk, item.sk)} sets only one of gsi1pk and gsi1sk")
+
+
 def check_ops(ops: Sequence[Op]) -> None:
     """Validate a transaction the way DynamoDB would, so both adapters reject the same input."""
+    check_items([op.item for op in ops if isinstance(op, Put)])
     if len(ops) > MAX_TRANSACT:
         raise ValueError(f"a transaction holds at most {MAX_TRANSACT} operations, got {len(ops)}")
     seen: set[tuple[str, str]] = set()

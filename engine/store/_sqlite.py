@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -24,11 +23,13 @@ from engine.store._port import (
     Op,
     Put,
     StoreUnavailable,
+    check_items,
     check_ops,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 T = TypeVar("T")
 
@@ -64,6 +65,7 @@ class SQLiteStore:
         self._path = path
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: Path) -> SQLiteStore:
@@ -81,6 +83,8 @@ class SQLiteStore:
         self._db = db
 
     async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable("sqlite store is closed")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, fn)
@@ -148,6 +152,7 @@ class SQLiteStore:
         await self.transact([Delete(pk=pk, sk=sk, expect=expect)])
 
     async def put_many(self, items: Sequence[Item]) -> None:
+        check_items(items)
         for i in range(0, len(items), 500):
             chunk = [Put(item=item) for item in items[i : i + 500]]
             await self._run(lambda chunk=chunk: self._apply(chunk))  # type: ignore[misc]
@@ -213,6 +218,9 @@ class SQLiteStore:
         await self._run(lambda: self._conn.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._db is not None:
             db, self._db = self._db, None
             await asyncio.get_running_loop().run_in_executor(self._pool, db.close)
