@@ -11,11 +11,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from engine.principal import Principal
 from engine.runtime import Engine
 from gateway.deps import DEPENDENCIES
 from gateway.problems import EXCEPTION_HANDLERS
@@ -67,6 +69,9 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, MetricsController],
         dependencies=DEPENDENCIES,
+        # Handlers and dependencies import these under TYPE_CHECKING; Litestar resolves
+        # annotations at registration, so it needs them by name.
+        signature_namespace={"Engine": Engine, "Principal": Principal, "State": State},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         middleware=[prometheus.middleware],

@@ -71,7 +71,11 @@ class AccessTokens:
         role = claims.get("role")
         sub = claims.get("sub")
         jti = claims.get("jti")
-        if role not in ("doctor", "patient") or not isinstance(sub, str) or not isinstance(jti, str):
+        if (
+            role not in ("doctor", "patient")
+            or not isinstance(sub, str)
+            or not isinstance(jti, str)
+        ):
             raise Unauthenticated("invalid token", code="invalid_token")
         return Principal(
             user_id=sub,

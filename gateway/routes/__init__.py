@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from gateway.routes import health
+from gateway.routes import accounts, directory, health
 
-ROUTE_HANDLERS = [*health.route_handlers]
+ROUTE_HANDLERS = [
+    *health.route_handlers,
+    *accounts.route_handlers,
+    *directory.route_handlers,
+]
 
 __all__ = ["ROUTE_HANDLERS"]

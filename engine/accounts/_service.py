@@ -1,0 +1,424 @@
+"""Accounts: registration, login, token refresh and revocation, profiles, ratings, erasure.
+
+Stored as ``USER#<id>/PROFILE`` (doctors also under ``gsi1pk="DOCTORS"`` for the directory
+rebuild) plus one guard item per unique identifier (``UNIQUE#email#<email>``,
+``UNIQUE#cpf#<cpf>``, ``UNIQUE#crm#<uf>#<crm>``, each holding the user id), written with the
+profile in one transaction conditioned on the guards being absent: of any number of racing
+registrations with the same e-mail exactly one lands, whatever the replica.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from redis.exceptions import RedisError
+
+from engine import keys
+from engine.accounts import validators as v
+from engine.accounts._passwords import Passwords
+from engine.accounts._ratelimit import LoginLimiter
+from engine.accounts._refresh import RefreshTokens
+from engine.accounts.models import (
+    DoctorProfile,
+    PatientProfile,
+    TokenPair,
+    doctor_profile,
+    patient_profile,
+    rating_of,
+)
+from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated, Unavailable
+from engine.store import ConditionFailed, Delete, Item, Put
+from engine.timeutil import new_id, now_ms
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redis.asyncio import Redis
+
+    from engine.accounts.models import (
+        DoctorLogin,
+        DoctorPatch,
+        DoctorRegistration,
+        PatientLogin,
+        PatientRegistration,
+        Profile,
+    )
+    from engine.accounts.tokens import AccessTokens
+    from engine.config import Settings
+    from engine.directory import DirectoryService
+    from engine.principal import Principal, Role
+    from engine.store import Op, Store
+
+log = logging.getLogger("healthmed.accounts")
+
+RETRIES = 20
+"""Optimistic-lock attempts on a profile before giving up (503)."""
+
+
+def profile_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def email_guard(email: str) -> str:
+    return f"UNIQUE#email#{email}"
+
+
+def cpf_guard(cpf: str) -> str:
+    return f"UNIQUE#cpf#{cpf}"
+
+
+def crm_guard(uf: str, crm: str) -> str:
+    return f"UNIQUE#crm#{uf}#{crm}"
+
+
+def _bad_credentials() -> Unauthenticated:
+    """One error, one body, for unknown account, wrong password and erased account alike."""
+    return Unauthenticated("wrong credentials", code="invalid_credentials")
+
+
+def _duplicate(field: str) -> Conflict:
+    return Conflict(
+        f"an account with this {field} already exists",
+        code="duplicate_account",
+        errors=[{"key": field, "message": "already registered"}],
+    )
+
+
+def _busy() -> Unavailable:
+    return Unavailable("the account is being changed concurrently; retry", code="busy")
+
+
+class AccountService:
+    def __init__(
+        self, settings: Settings, store: Store, redis: Redis, tokens: AccessTokens
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._redis = redis
+        self._tokens = tokens
+        self._passwords = Passwords(settings.hash_concurrency)
+        self._limiter = LoginLimiter(
+            redis,
+            account_limit=settings.login_fail_limit_account,
+            address_limit=settings.login_fail_limit_address,
+            window_seconds=settings.login_fail_window_seconds,
+        )
+        self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
+        # Imported here: the directory builds on account models, so a module-level import
+        # would be circular whichever package is imported first.
+        from engine.directory import DirectoryService
+
+        self._directory: DirectoryService = DirectoryService(store, redis)
+
+    # --- registration -----------------------------------------------------------------------
+    async def _create(
+        self, data: dict[str, Any], guards: list[tuple[str, str]], doctor: bool
+    ) -> None:
+        """Write the profile and its guards in one transaction; 409 naming the taken field."""
+        existing = [await self._store.get(pk, "UNIQUE") for _, pk in guards]
+        for (field, _), item in zip(guards, existing, strict=True):
+            if item is not None:  # fast path only; the conditional write below decides
+                raise _duplicate(field)
+        data["password_hash"] = await self._passwords.hash(data.pop("password"))
+        user_id = data["id"]
+        profile = Item(
+            pk=profile_pk(user_id),
+            sk="PROFILE",
+            data=data,
+            gsi1pk="DOCTORS" if doctor else None,
+            gsi1sk=user_id if doctor else None,
+        )
+        ops: list[Op] = [Put(item=profile, expect="absent")]
+        ops += [
+            Put(item=Item(pk=pk, sk="UNIQUE", data={"user_id": user_id}), expect="absent")
+            for _, pk in guards
+        ]
+        try:
+            await self._store.transact(ops)
+        except ConditionFailed as exc:
+            if exc.index == 0:
+                raise
+            raise _duplicate(guards[exc.index - 1][0]) from None
+
+    async def register_doctor(self, reg: DoctorRegistration) -> DoctorProfile:
+        data: dict[str, Any] = {
+            "id": new_id(),
+            "role": "doctor",
+            "name": v.name(reg.name),
+            "crm": v.crm(reg.crm),
+            "uf": v.uf(reg.uf),
+            "email": v.email(reg.email),
+            "password": v.password(reg.password),
+            "specialty": v.specialty(reg.specialty),
+            "price_cents": v.price_cents(reg.price_cents),
+            "lat": v.latitude(reg.location.lat),
+            "lon": v.longitude(reg.location.lon),
+            "city": v.city(reg.city),
+            "rating_sum": 0,
+            "rating_count": 0,
+            "created_at": now_ms(),
+        }
+        guards = [
+            ("email", email_guard(data["email"])),
+            ("crm", crm_guard(data["uf"], data["crm"])),
+        ]
+        await self._create(data, guards, doctor=True)
+        profile = doctor_profile(data, own=True)
+        await self._list(profile)
+        log.info("doctor registered: %s", data["id"])
+        return profile
+
+    async def register_patient(self, reg: PatientRegistration) -> PatientProfile:
+        data: dict[str, Any] = {
+            "id": new_id(),
+            "role": "patient",
+            "name": v.name(reg.name),
+            "email": v.email(reg.email),
+            "cpf": v.cpf(reg.cpf),
+            "password": v.password(reg.password),
+            "created_at": now_ms(),
+        }
+        guards = [("email", email_guard(data["email"])), ("cpf", cpf_guard(data["cpf"]))]
+        await self._create(data, guards, doctor=False)
+        log.info("patient registered: %s", data["id"])
+        return patient_profile(data, own=True)
+
+    async def _list(self, profile: DoctorProfile) -> None:
+        """Show a doctor in the directory. The store already holds the change, so a Redis
+        failure here is logged, not raised: the next rebuild lists the doctor."""
+        try:
+            await self._directory.upsert_doctor(profile)
+        except Exception:
+            log.warning("directory update failed for doctor %s", profile.id, exc_info=True)
+
+    # --- login and tokens -------------------------------------------------------------------
+    async def _user_by_guard(self, guard_pk: str) -> dict[str, Any] | None:
+        guard = await self._store.get(guard_pk, "UNIQUE")
+        if guard is None:
+            return None
+        item = await self._store.get(profile_pk(str(guard.data["user_id"])), "PROFILE")
+        if item is None or item.data.get("erased"):
+            return None
+        return item.data
+
+    async def _login(
+        self, user: dict[str, Any] | None, account: str, password: str, address: str, role: Role
+    ) -> TokenPair:
+        """Rate limit, then verify (a dummy hash for unknown accounts), then issue a pair."""
+        ref = f"user:{user['id']}" if user is not None else account
+        await self._limiter.check(ref, address)
+        stored = user.get("password_hash") if user is not None else None
+        if len(password) > v.PASSWORD_MAX:
+            password = ""  # no stored password is this long; still spend a verify on it
+        ok = await self._passwords.verify(stored, password)
+        if not ok or user is None or user.get("role") != role:
+            await self._limiter.failed(ref, address)
+            raise _bad_credentials()
+        await self._limiter.succeeded(ref)
+        return await self._issue(user["id"], role)
+
+    async def _issue(self, user_id: str, role: Role) -> TokenPair:
+        access, _ = self._tokens.issue(user_id, role)
+        refresh = await self._refresh.start_family(user_id, role)
+        return TokenPair(access_token=access, refresh_token=refresh, expires_in=self._tokens.ttl)
+
+    async def login_doctor(self, body: DoctorLogin, address: str) -> TokenPair:
+        """CRM + UF + password. A malformed CRM or UF is a wrong credential (401), not a 422:
+        login reveals nothing about the rules an account must follow."""
+        crm, uf = body.crm.strip(), body.uf.strip().upper()
+        try:
+            guard = crm_guard(v.uf(uf), v.crm(crm))
+        except Invalid:
+            guard = None
+        user = await self._user_by_guard(guard) if guard else None
+        return await self._login(user, f"crm:{uf}:{crm}", body.password, address, "doctor")
+
+    async def login_patient(self, body: PatientLogin, address: str) -> TokenPair:
+        """E-mail and/or CPF + password; both given must name the same account (else 401)."""
+        email = (body.email or "").strip().lower()
+        cpf_raw = (body.cpf or "").strip()
+        if not email and not cpf_raw:
+            raise Invalid(
+                "email or cpf is required",
+                code="identifier_required",
+                errors=[{"key": "email", "message": "email or cpf is required"}],
+            )
+        try:
+            cpf = v.cpf(cpf_raw) if cpf_raw else ""
+        except Invalid:
+            cpf = "invalid"
+        found: list[dict[str, Any] | None] = []
+        if email:
+            found.append(await self._user_by_guard(email_guard(email)))
+        if cpf:
+            found.append(None if cpf == "invalid" else await self._user_by_guard(cpf_guard(cpf)))
+        ids = {u["id"] if u else None for u in found}
+        user = found[0] if len(ids) == 1 else None
+        account = f"email:{email}" if email else f"cpf:{cpf_raw}"
+        return await self._login(user, account, body.password, address, "patient")
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token; a spent one revokes its whole family (401)."""
+        user_id, role, next_token = await self._refresh.rotate(refresh_token)
+        access, _ = self._tokens.issue(user_id, role)
+        return TokenPair(access_token=access, refresh_token=next_token, expires_in=self._tokens.ttl)
+
+    async def logout(self, principal: Principal, refresh_token: str) -> None:
+        """Revoke the login's refresh family (if it is the caller's) and this access token."""
+        await self._refresh.revoke_token(refresh_token, principal.user_id)
+        ttl = max(1, principal.expires_at - int(now_ms() / 1000) + 1)
+        await self._redis.set(keys.revoked_access(principal.jti), "1", ex=ttl)
+
+    async def check_not_revoked(self, principal: Principal) -> None:
+        """One Redis round trip per authenticated request: the token's jti is not on the
+        denylist and the user was not erased (revoked-before, ms) after the token's ``iat``."""
+        try:
+            denied, before = await self._redis.mget(
+                keys.revoked_access(principal.jti), keys.user_revoked_before(principal.user_id)
+            )
+        except RedisError as exc:
+            raise Unavailable("redis does not answer", code="redis_unavailable") from exc
+        if denied is not None:
+            raise Unauthenticated("token revoked", code="token_revoked")
+        if before is not None and principal.issued_at * 1000 <= int(before):
+            raise Unauthenticated("token revoked", code="token_revoked")
+
+    # --- profiles ---------------------------------------------------------------------------
+    async def _profile_item(self, user_id: str) -> Item | None:
+        item = await self._store.get(profile_pk(user_id), "PROFILE")
+        if item is None or item.data.get("erased"):
+            return None
+        return item
+
+    async def get_profile(self, principal: Principal) -> Profile:
+        """The caller's own profile (with e-mail, CPF or CRM). 401 if the account is gone."""
+        item = await self._profile_item(principal.user_id)
+        if item is None:
+            raise Unauthenticated("the account no longer exists", code="account_erased")
+        if item.data.get("role") == "doctor":
+            return doctor_profile(item.data, own=True)
+        return patient_profile(item.data, own=True)
+
+    async def get_doctor(self, doctor_id: str) -> DoctorProfile:
+        """A doctor's public profile; ``NotFound`` for unknown, erased or non-doctor ids."""
+        item = await self._profile_item(doctor_id)
+        if item is None or item.data.get("role") != "doctor":
+            raise NotFound("doctor not found", code="doctor_not_found")
+        return doctor_profile(item.data)
+
+    async def get_patient(self, patient_id: str) -> PatientProfile:
+        """A patient's public view (id and name); ``NotFound`` for unknown or erased ids."""
+        item = await self._profile_item(patient_id)
+        if item is None or item.data.get("role") != "patient":
+            raise NotFound("patient not found", code="patient_not_found")
+        return patient_profile(item.data)
+
+    async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
+        """PATCH /v1/me for doctors (patients: 403). Optimistic lock on the profile."""
+        if principal.role != "doctor":
+            raise Forbidden("only doctors edit their profile", code="wrong_role")
+        changes: dict[str, Any] = {}
+        if patch.name is not msgspec.UNSET:
+            changes["name"] = v.name(patch.name)
+        if patch.price_cents is not msgspec.UNSET:
+            changes["price_cents"] = v.price_cents(patch.price_cents)
+        if patch.specialty is not msgspec.UNSET:
+            changes["specialty"] = v.specialty(patch.specialty)
+        if patch.location is not msgspec.UNSET:
+            changes["lat"] = v.latitude(patch.location.lat)
+            changes["lon"] = v.longitude(patch.location.lon)
+        if patch.city is not msgspec.UNSET:
+            changes["city"] = v.city(patch.city)
+        for _ in range(RETRIES):
+            item = await self._profile_item(principal.user_id)
+            if item is None:
+                raise Unauthenticated("the account no longer exists", code="account_erased")
+            data = {**item.data, **changes}
+            if changes:
+                try:
+                    await self._store.put(msgspec.structs.replace(item, data=data), item.version)
+                except ConditionFailed:
+                    continue
+            profile = doctor_profile(data, own=True)
+            if changes:
+                await self._list(profile)
+            return profile
+        raise _busy()
+
+    async def rate_doctor(self, doctor_id: str, stars: int, extra_ops: Sequence[Op] = ()) -> None:
+        """Add ``stars`` (1-5) to a doctor's rating in the same store transaction as
+        ``extra_ops`` (the caller's rating item and its conditions). Atomic: both land or
+        neither. Retried only when the profile changed under us; a failing ``extra_ops``
+        condition propagates as ``ConditionFailed`` with its index."""
+        if isinstance(stars, bool) or not isinstance(stars, int) or not 1 <= stars <= 5:
+            raise Invalid("stars must be an integer from 1 to 5", code="invalid_stars")
+        for _ in range(RETRIES):
+            item = await self._profile_item(doctor_id)
+            if item is None or item.data.get("role") != "doctor":
+                raise NotFound("doctor not found", code="doctor_not_found")
+            data = {
+                **item.data,
+                "rating_sum": int(item.data.get("rating_sum", 0)) + stars,
+                "rating_count": int(item.data.get("rating_count", 0)) + 1,
+            }
+            put = Put(item=msgspec.structs.replace(item, data=data), expect=item.version)
+            try:
+                await self._store.transact([*extra_ops, put])
+            except ConditionFailed as exc:
+                if exc.index == len(extra_ops):
+                    continue
+                raise
+            rating = rating_of(data)
+            try:
+                await self._directory.update_rating(doctor_id, rating.average, rating.count)
+            except Exception:
+                log.warning("directory rating update failed for %s", doctor_id, exc_info=True)
+            return
+        raise _busy()
+
+    # --- privacy (LGPD) ---------------------------------------------------------------------
+    async def export_user(self, principal: Principal) -> dict[str, Any]:
+        profile = await self.get_profile(principal)
+        return {"profile": msgspec.to_builtins(profile)}
+
+    async def erase_user(self, principal: Principal) -> None:
+        """Revoke every refresh family, anonymise the profile, free the e-mail/CPF/CRM, drop
+        the doctor from the directory and reject access tokens issued until now. Idempotent;
+        the account can no longer log in (401 like any wrong credential)."""
+        user_id = principal.user_id
+        await self._refresh.revoke_all(user_id)
+        for _ in range(RETRIES):
+            item = await self._store.get(profile_pk(user_id), "PROFILE")
+            if item is None or item.data.get("erased"):
+                break
+            data = item.data
+            guards = [email_guard(data["email"])]
+            if data.get("cpf"):
+                guards.append(cpf_guard(data["cpf"]))
+            if data.get("crm"):
+                guards.append(crm_guard(data["uf"], data["crm"]))
+            anonymised = {
+                "id": user_id,
+                "role": data.get("role"),
+                "name": "erased",
+                "erased": True,
+                "erased_at": now_ms(),
+                "created_at": data.get("created_at"),
+            }
+            ops: list[Op] = [
+                Put(item=Item(pk=item.pk, sk=item.sk, data=anonymised), expect=item.version),
+                *(Delete(pk=pk, sk="UNIQUE") for pk in guards),
+            ]
+            try:
+                await self._store.transact(ops)
+            except ConditionFailed:
+                continue
+            break
+        else:
+            raise _busy()
+        ttl = self._settings.access_ttl_seconds + 60
+        await self._redis.set(keys.user_revoked_before(user_id), str(now_ms()), ex=ttl)
+        await self._directory.remove_doctor(user_id)
+        log.info("account erased: %s", user_id)

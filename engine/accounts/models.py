@@ -1,0 +1,153 @@
+"""Wire shapes of accounts: request bodies (unknown fields rejected) and profiles.
+
+Request structs only carry types; the engine validates values (``_validate``) so each failure
+has its own ``code``. Profiles are built from the stored ``USER#<id>/PROFILE`` item.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from engine.principal import Role  # noqa: TC001  (msgspec resolves it at runtime)
+from engine.timeutil import to_rfc3339
+
+
+class Location(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    lat: float
+    lon: float
+
+
+class Money(msgspec.Struct, frozen=True, kw_only=True):
+    amount_cents: int
+    currency: Literal["BRL"] = "BRL"
+
+
+class Rating(msgspec.Struct, frozen=True, kw_only=True):
+    average: float | None
+    """Mean of the stars given, two decimals; ``null`` while the doctor has no rating."""
+    count: int
+
+
+class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    crm: str
+    uf: str
+    email: str
+    password: str
+    specialty: str
+    price_cents: int
+    location: Location
+    city: str | None = None
+
+
+class PatientRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    email: str
+    cpf: str
+    password: str
+
+
+class DoctorLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    crm: str
+    uf: str
+    password: str
+
+
+class PatientLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """At least one of ``email`` and ``cpf``; when both are given they must name one account."""
+
+    password: str
+    email: str | None = None
+    cpf: str | None = None
+
+
+class RefreshRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    refresh_token: str
+
+
+class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """PATCH /v1/me for doctors: only the fields sent change."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    price_cents: int | msgspec.UnsetType = msgspec.UNSET
+    specialty: str | msgspec.UnsetType = msgspec.UNSET
+    location: Location | msgspec.UnsetType = msgspec.UNSET
+    city: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
+    """Seconds until the access token expires."""
+
+
+class DoctorProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """A doctor's public profile; ``email`` and ``created_at`` only in the doctor's own view."""
+
+    id: str
+    role: Literal["doctor"] = "doctor"
+    name: str
+    crm: str
+    uf: str
+    specialty: str
+    price: Money
+    location: Location
+    city: str | None
+    rating: Rating
+    email: str | msgspec.UnsetType = msgspec.UNSET
+    created_at: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class PatientProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """A patient; ``email``, ``cpf`` and ``created_at`` only in the patient's own view."""
+
+    id: str
+    role: Literal["patient"] = "patient"
+    name: str
+    email: str | msgspec.UnsetType = msgspec.UNSET
+    cpf: str | msgspec.UnsetType = msgspec.UNSET
+    created_at: str | msgspec.UnsetType = msgspec.UNSET
+
+
+Profile = DoctorProfile | PatientProfile
+
+
+def rating_of(data: dict[str, Any]) -> Rating:
+    count = int(data.get("rating_count", 0))
+    total = int(data.get("rating_sum", 0))
+    return Rating(average=round(total / count, 2) if count else None, count=count)
+
+
+def doctor_profile(data: dict[str, Any], *, own: bool = False) -> DoctorProfile:
+    return DoctorProfile(
+        id=data["id"],
+        name=data["name"],
+        crm=data["crm"],
+        uf=data["uf"],
+        specialty=data["specialty"],
+        price=Money(amount_cents=int(data["price_cents"])),
+        location=Location(lat=float(data["lat"]), lon=float(data["lon"])),
+        city=data.get("city"),
+        rating=rating_of(data),
+        email=data["email"] if own else msgspec.UNSET,
+        created_at=to_rfc3339(int(data["created_at"])) if own else msgspec.UNSET,
+    )
+
+
+def patient_profile(data: dict[str, Any], *, own: bool = False) -> PatientProfile:
+    return PatientProfile(
+        id=data["id"],
+        name=data["name"],
+        email=data["email"] if own else msgspec.UNSET,
+        cpf=data["cpf"] if own else msgspec.UNSET,
+        created_at=to_rfc3339(int(data["created_at"])) if own else msgspec.UNSET,
+    )
+
+
+def role_of(data: dict[str, Any]) -> Role:
+    role: Role = "doctor" if data.get("role") == "doctor" else "patient"
+    return role

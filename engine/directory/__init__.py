@@ -1,0 +1,8 @@
+"""The doctor directory: search by specialty, distance and rating over Redis GEO."""
+
+from __future__ import annotations
+
+from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
+from engine.directory._service import DirectoryService
+
+__all__ = ["DirectoryService", "DoctorCard", "SearchPage", "Specialty", "SpecialtyList"]

@@ -1,0 +1,374 @@
+"""The doctor directory: Redis GEO and rating indexes rebuilt from the store, and search.
+
+Redis layout (names in :mod:`engine.keys`):
+
+* ``directory_geo(slug)`` and ``directory_geo_all()``: GEO sets of doctor ids, per specialty
+  and for all doctors;
+* ``directory_rating_by(slug)`` and ``directory_rating()``: sorted sets of doctor ids scored by
+  the *negated* average rating (0 for a doctor not rated yet). Ascending order is then best
+  rating first with ties broken by id ascending, which plain ``ZRANGE`` gives us, and
+  "average >= m" is "score <= -m", which leaves unrated doctors out for any m > 0;
+* ``directory_doctor(id)``: hash with the doctor's public card;
+* ``directory_specialties()``: the slugs ever used; counts are the GEO sets' cardinalities,
+  read at query time, so they never drift.
+
+The store is the truth; everything here can be dropped and rebuilt (:meth:`rebuild`). These
+keys belong to no doctor, so they are written by plain pipelined commands, never by a
+multi-key script (Redis Cluster). A search page costs two or three round trips whatever its
+length.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from redis.exceptions import RedisError
+
+from engine import keys
+from engine.accounts import validators as _validate
+from engine.accounts.models import Money, Rating, doctor_profile
+from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
+from engine.errors import Invalid, Unavailable
+from engine.timeutil import now_ms, to_rfc3339
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.client import Pipeline
+
+    from engine.accounts.models import DoctorProfile
+    from engine.store import Store
+
+log = logging.getLogger("healthmed.directory")
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_OFFSET = 10_000
+"""Deepest page a cursor may reach; past it, narrow the search."""
+EARTH_RADIUS_KM = 20_038.0
+"""Half the equator: a radius that covers the whole earth, used when no ``max_km`` is given,
+so a search with a location but no distance limit still orders every doctor by distance."""
+
+_cursor_decoder = msgspec.json.Decoder(dict[str, Any])
+_encoder = msgspec.json.Encoder()
+
+
+def _invalid(detail: str, code: str, field: str) -> Invalid:
+    return Invalid(detail, code=code, errors=[{"key": field, "message": detail}])
+
+
+def _score(rating: Rating) -> float:
+    return -rating.average if rating.average is not None else 0.0
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Query(msgspec.Struct, frozen=True, kw_only=True):
+    specialty: str | None
+    lat: float | None
+    lon: float | None
+    max_km: float | None
+    min_rating: float
+    limit: int
+
+    def fingerprint(self) -> str:
+        """Ties a cursor to the filters it was issued for."""
+        return hashlib.sha256(_encoder.encode(self)).hexdigest()[:12]
+
+
+class DirectoryService:
+    def __init__(self, store: Store, redis: Redis) -> None:
+        self._store = store
+        self._redis = redis
+
+    # --- maintenance ------------------------------------------------------------------------
+    def _add(self, pipe: Pipeline, profile: DoctorProfile) -> None:
+        spec = profile.specialty
+        pipe.hset(
+            keys.directory_doctor(profile.id),
+            mapping={
+                "id": profile.id,
+                "name": profile.name,
+                "specialty": spec,
+                "crm": profile.crm,
+                "uf": profile.uf,
+                "city": profile.city or "",
+                "price_cents": profile.price.amount_cents,
+                "avg": "" if profile.rating.average is None else profile.rating.average,
+                "count": profile.rating.count,
+            },
+        )
+        point = (profile.location.lon, profile.location.lat, profile.id)
+        pipe.geoadd(keys.directory_geo(spec), point)
+        pipe.geoadd(keys.directory_geo_all(), point)
+        score = {profile.id: _score(profile.rating)}
+        pipe.zadd(keys.directory_rating(), score)
+        pipe.zadd(keys.directory_rating_by(spec), score)
+        pipe.zadd(keys.directory_specialties(), {spec: 0})
+
+    @staticmethod
+    def _drop_from(pipe: Pipeline, doctor_id: str, specialty: str) -> None:
+        pipe.zrem(keys.directory_geo(specialty), doctor_id)
+        pipe.zrem(keys.directory_rating_by(specialty), doctor_id)
+
+    async def upsert_doctor(self, profile: DoctorProfile) -> None:
+        """Add or refresh a doctor; a changed specialty moves the doctor out of the old one."""
+        old = await self._redis.hget(keys.directory_doctor(profile.id), "specialty")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if old is not None and _text(old) != profile.specialty:
+                self._drop_from(pipe, profile.id, _text(old))
+            self._add(pipe, profile)
+            await pipe.execute()
+
+    async def remove_doctor(self, doctor_id: str) -> None:
+        old = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if old is not None:
+                self._drop_from(pipe, doctor_id, _text(old))
+            pipe.zrem(keys.directory_geo_all(), doctor_id)
+            pipe.zrem(keys.directory_rating(), doctor_id)
+            pipe.delete(keys.directory_doctor(doctor_id))
+            await pipe.execute()
+
+    async def update_rating(self, doctor_id: str, average: float | None, count: int) -> None:
+        """Refresh a listed doctor's rating; a doctor not listed (erased) stays out."""
+        spec = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
+        if spec is None:
+            return
+        score = {doctor_id: -average if average is not None else 0.0}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                keys.directory_doctor(doctor_id),
+                mapping={"avg": "" if average is None else average, "count": count},
+            )
+            pipe.zadd(keys.directory_rating(), score, xx=True)
+            pipe.zadd(keys.directory_rating_by(_text(spec)), score, xx=True)
+            await pipe.execute()
+
+    async def rebuild(self) -> int:
+        """Drop the directory and rebuild it from the store's doctors. Returns their number."""
+        items = await self._store.query_index("DOCTORS")
+        profiles = [
+            doctor_profile(item.data)
+            for item in items
+            if item.sk == "PROFILE" and not item.data.get("erased")
+        ]
+        old_specs = [
+            _text(s) for s in await self._redis.zrange(keys.directory_specialties(), 0, -1)
+        ]
+        stale = [
+            k async for k in self._redis.scan_iter(match=keys.directory_doctor("*"), count=1000)
+        ]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for spec in old_specs:
+                pipe.delete(keys.directory_geo(spec), keys.directory_rating_by(spec))
+            pipe.delete(
+                keys.directory_geo_all(), keys.directory_rating(), keys.directory_specialties()
+            )
+            for key in stale:
+                pipe.delete(key)
+            await pipe.execute()
+        for start in range(0, len(profiles), 500):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for profile in profiles[start : start + 500]:
+                    self._add(pipe, profile)
+                await pipe.execute()
+        return len(profiles)
+
+    # --- queries ----------------------------------------------------------------------------
+    async def specialties(self) -> SpecialtyList:
+        """Every specialty with at least one listed doctor, by slug."""
+        slugs = sorted(
+            _text(s) for s in await self._redis.zrange(keys.directory_specialties(), 0, -1)
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for slug in slugs:
+                pipe.zcard(keys.directory_geo(slug))
+            counts = await pipe.execute()
+        return SpecialtyList(
+            items=[
+                Specialty(slug=s, doctors=int(c)) for s, c in zip(slugs, counts, strict=True) if c
+            ]
+        )
+
+    def _query(
+        self,
+        specialty: str | None,
+        lat: float | None,
+        lon: float | None,
+        max_km: float | None,
+        min_rating: float | None,
+        limit: int | None,
+    ) -> _Query:
+        if specialty is not None:
+            specialty = _validate.specialty(specialty)
+        if (lat is None) != (lon is None):
+            raise _invalid("lat and lon go together", "location_required", "lat")
+        if lat is not None and lon is not None:
+            lat, lon = _validate.latitude(lat), _validate.longitude(lon)
+        if max_km is not None:
+            if lat is None:
+                raise _invalid("max_km needs both lat and lon", "location_required", "max_km")
+            if not 0 < max_km <= EARTH_RADIUS_KM:
+                raise _invalid(
+                    f"max_km must be above 0 and at most {EARTH_RADIUS_KM:.0f}",
+                    "invalid_distance",
+                    "max_km",
+                )
+        rating = 0.0 if min_rating is None else min_rating
+        if not 0 <= rating <= 5:
+            raise _invalid("min_rating must be from 0 to 5", "invalid_rating", "min_rating")
+        size = DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= size <= MAX_LIMIT:
+            raise _invalid(f"limit must be from 1 to {MAX_LIMIT}", "invalid_limit", "limit")
+        return _Query(
+            specialty=specialty, lat=lat, lon=lon, max_km=max_km, min_rating=rating, limit=size
+        )
+
+    @staticmethod
+    def _offset(cursor: str | None, query: _Query) -> int:
+        if cursor is None:
+            return 0
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            state = _cursor_decoder.decode(raw)
+            offset = state["o"]
+            fingerprint = state["f"]
+        except (binascii.Error, ValueError, msgspec.DecodeError, KeyError, TypeError):
+            raise _invalid("cursor is not valid", "invalid_cursor", "cursor") from None
+        if (
+            not isinstance(offset, int)
+            or isinstance(offset, bool)
+            or not 0 < offset <= MAX_OFFSET
+            or fingerprint != query.fingerprint()
+        ):
+            raise _invalid("cursor is not valid for this search", "invalid_cursor", "cursor")
+        return offset
+
+    @staticmethod
+    def _cursor(offset: int, query: _Query) -> str | None:
+        if offset > MAX_OFFSET:
+            return None
+        raw = _encoder.encode({"o": offset, "f": query.fingerprint()})
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    async def search(
+        self,
+        *,
+        specialty: str | None = None,
+        lat: float | None = None,
+        lon: float | None = None,
+        max_km: float | None = None,
+        min_rating: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        """Search semantics of API.md: exact specialty, distance cut, rating floor; ordered by
+        distance (then id) when a location is given, else by rating (best first, then id)."""
+        query = self._query(specialty, lat, lon, max_km, min_rating, limit)
+        offset = self._offset(cursor, query)
+        try:
+            return await self._search(query, offset)
+        except RedisError as exc:
+            raise Unavailable("the directory does not answer", code="redis_unavailable") from exc
+
+    async def _search(self, query: _Query, offset: int) -> SearchPage:
+        want = offset + query.limit + 1
+        distances: dict[str, float] = {}
+        if query.lat is not None and query.lon is not None:
+            geo_key = (
+                keys.directory_geo(query.specialty) if query.specialty else keys.directory_geo_all()
+            )
+            filtered = query.min_rating > 0
+            rows: list[Any] = await self._redis.geosearch(
+                geo_key,
+                longitude=query.lon,
+                latitude=query.lat,
+                radius=query.max_km if query.max_km is not None else EARTH_RADIUS_KM,
+                unit="km",
+                sort="ASC",
+                count=None if filtered else want,
+                withdist=True,
+            )
+            ranked = sorted((float(row[1]), _text(row[0])) for row in rows)
+            if filtered and ranked:
+                rating_key = (
+                    keys.directory_rating_by(query.specialty)
+                    if query.specialty
+                    else keys.directory_rating()
+                )
+                scores = await self._redis.zmscore(rating_key, [m for _, m in ranked])
+                ranked = [
+                    r
+                    for r, s in zip(ranked, scores, strict=True)
+                    if s is not None and float(s) <= -query.min_rating
+                ]
+            distances = {m: d for d, m in ranked}
+            ids = [m for _, m in ranked[offset:want]]
+        else:
+            rating_key = (
+                keys.directory_rating_by(query.specialty)
+                if query.specialty
+                else keys.directory_rating()
+            )
+            top: float | str = -query.min_rating if query.min_rating > 0 else "+inf"
+            members = await self._redis.zrange(
+                rating_key, "-inf", top, byscore=True, offset=offset, num=query.limit + 1
+            )
+            ids = [_text(m) for m in members]
+        more = len(ids) > query.limit
+        ids = ids[: query.limit]
+        cards = await self._cards(ids, distances)
+        return SearchPage(
+            items=cards, next_cursor=self._cursor(offset + query.limit, query) if more else None
+        )
+
+    async def _cards(self, ids: list[str], distances: dict[str, float]) -> list[DoctorCard]:
+        """Public cards and next open slot of ``ids``, in order: one pipelined round trip."""
+        if not ids:
+            return []
+        now = now_ms()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doctor_id in ids:
+                pipe.hgetall(keys.directory_doctor(doctor_id))
+                pipe.zrange(
+                    keys.doctor_open_slots(doctor_id),
+                    now,
+                    "+inf",
+                    byscore=True,
+                    offset=0,
+                    num=1,
+                    withscores=True,
+                )
+            replies = await pipe.execute()
+        cards: list[DoctorCard] = []
+        for i, doctor_id in enumerate(ids):
+            raw, nxt = replies[2 * i], replies[2 * i + 1]
+            if not raw:
+                continue  # removed between the index read and this one
+            card = {_text(k): _text(v) for k, v in raw.items()}
+            avg = card.get("avg", "")
+            distance = distances.get(doctor_id)
+            cards.append(
+                DoctorCard(
+                    id=doctor_id,
+                    name=card["name"],
+                    specialty=card["specialty"],
+                    crm=card["crm"],
+                    uf=card["uf"],
+                    city=card.get("city") or None,
+                    rating=Rating(
+                        average=float(avg) if avg else None, count=int(card.get("count", 0))
+                    ),
+                    price=Money(amount_cents=int(card["price_cents"])),
+                    distance_km=round(distance, 3) if distance is not None else msgspec.UNSET,
+                    next_open_slot=to_rfc3339(int(nxt[0][1])) if nxt else msgspec.UNSET,
+                )
+            )
+        return cards

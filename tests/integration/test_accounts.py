@@ -1,0 +1,495 @@
+"""AccountService on SQLite and a real redis-server: uniqueness under concurrency, login limits,
+refresh rotation and reuse, revocation, ratings and erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from engine import keys
+from engine.accounts import (
+    AccessTokens,
+    AccountService,
+    DoctorLogin,
+    DoctorPatch,
+    DoctorRegistration,
+    Location,
+    PatientLogin,
+    PatientRegistration,
+)
+from engine.accounts._ratelimit import LoginLimiter
+from engine.config import Settings
+from engine.directory import DirectoryService
+from engine.errors import Conflict, RateLimited, Unauthenticated
+from engine.redis_client import connect_redis
+from engine.store import Check, ConditionFailed, Item, Put, SQLiteStore
+from tests.support import RedisServer, timeout
+
+ADDRESS = "203.0.113.7"
+PASSWORD = "correct horse battery"
+
+_cpf_seq = iter(range(100_000_000, 999_999_999))
+
+
+def make_cpf() -> str:
+    from engine.accounts.validators import cpf_check_digits
+
+    base = f"{next(_cpf_seq):09d}"
+    return base + cpf_check_digits(base)
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + "/5")
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
+    yield store
+    await store.close()
+
+
+SETTINGS = Settings(
+    jwt_secret="k" * 64,
+    login_fail_limit_account=3,
+    login_fail_limit_address=10,
+    login_fail_window_seconds=60,
+    hash_concurrency=2,
+)
+
+
+@pytest.fixture
+def accounts(store: SQLiteStore, redis: Redis) -> AccountService:
+    return AccountService(SETTINGS, store, redis, AccessTokens(SETTINGS))
+
+
+def doctor_reg(n: int, **overrides: object) -> DoctorRegistration:
+    fields: dict[str, object] = {
+        "name": f"Dr {n}",
+        "crm": str(10_000 + n),
+        "uf": "SP",
+        "email": f"doctor{n}@example.com",
+        "password": PASSWORD,
+        "specialty": "cardiologia",
+        "price_cents": 20_000,
+        "location": Location(lat=-23.55, lon=-46.63),
+    }
+    fields.update(overrides)
+    return DoctorRegistration(**fields)  # type: ignore[arg-type]
+
+
+def patient_reg(n: int, **overrides: object) -> PatientRegistration:
+    fields: dict[str, object] = {
+        "name": f"Patient {n}",
+        "email": f"patient{n}@example.com",
+        "cpf": make_cpf(),
+        "password": PASSWORD,
+    }
+    fields.update(overrides)
+    return PatientRegistration(**fields)  # type: ignore[arg-type]
+
+
+# --- uniqueness -----------------------------------------------------------------------------
+async def test_twenty_concurrent_registrations_with_one_email_yield_one_account(
+    accounts: AccountService,
+) -> None:
+    """20 registrations racing with the same e-mail: exactly one succeeds, 19 get 409."""
+    regs = [patient_reg(i, email="same@example.com") for i in range(20)]
+    results = await asyncio.gather(
+        *(accounts.register_patient(r) for r in regs), return_exceptions=True
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, Conflict)]
+    assert len(winners) == 1
+    assert len(losers) == 19
+    assert {e.code for e in losers} == {"duplicate_account"}
+
+
+async def test_concurrent_doctors_with_one_crm_and_uf_yield_one_account(
+    accounts: AccountService,
+) -> None:
+    """(crm, uf) is unique: of 10 racing doctors with different e-mails, one registers."""
+    results = await asyncio.gather(
+        *(accounts.register_doctor(doctor_reg(i, crm="55555")) for i in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, BaseException))
+
+
+async def test_same_crm_in_another_uf_is_another_doctor(accounts: AccountService) -> None:
+    """CRM numbers are per state: 12345/SP and 12345/RJ are two doctors."""
+    await accounts.register_doctor(doctor_reg(1, crm="12345", uf="SP"))
+    await accounts.register_doctor(doctor_reg(2, crm="12345", uf="RJ"))
+
+
+async def test_duplicate_cpf_names_the_field(accounts: AccountService) -> None:
+    """A second patient with the same CPF (other punctuation) is 409 naming ``cpf``."""
+    cpf = make_cpf()
+    await accounts.register_patient(patient_reg(1, cpf=cpf))
+    punctuated = f"{cpf[:3]}.{cpf[3:6]}.{cpf[6:9]}-{cpf[9:]}"
+    with pytest.raises(Conflict) as info:
+        await accounts.register_patient(patient_reg(2, cpf=punctuated))
+    assert info.value.fields["errors"][0]["key"] == "cpf"
+
+
+async def test_password_is_stored_as_argon2id_hash(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """The profile holds an Argon2id hash with OWASP parameters, never the password."""
+    profile = await accounts.register_patient(patient_reg(1))
+    item = await store.get(f"USER#{profile.id}", "PROFILE")
+    assert item is not None
+    stored = item.data["password_hash"]
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert PASSWORD not in msgspec.json.encode(item.data).decode()
+
+
+# --- login ----------------------------------------------------------------------------------
+async def test_wrong_password_and_unknown_account_fail_identically(
+    accounts: AccountService,
+) -> None:
+    """Unknown account and wrong password raise the same code and detail."""
+    await accounts.register_patient(patient_reg(1))
+    errors = []
+    for body in (
+        PatientLogin(email="patient1@example.com", password="wrong password"),
+        PatientLogin(email="nobody@example.com", password="wrong password"),
+    ):
+        with pytest.raises(Unauthenticated) as info:
+            await accounts.login_patient(body, ADDRESS)
+        errors.append((info.value.code, info.value.detail, info.value.fields))
+    assert errors[0] == errors[1]
+    assert errors[0][0] == "invalid_credentials"
+
+
+async def test_patient_logs_in_by_email_cpf_or_both(accounts: AccountService) -> None:
+    """E-mail alone, CPF alone and both together open a session; mismatched pair is 401."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    other = patient_reg(2)
+    await accounts.register_patient(other)
+    for body in (
+        PatientLogin(email=reg.email, password=PASSWORD),
+        PatientLogin(cpf=reg.cpf, password=PASSWORD),
+        PatientLogin(email=reg.email.upper(), cpf=reg.cpf, password=PASSWORD),
+    ):
+        pair = await accounts.login_patient(body, ADDRESS)
+        assert pair.token_type == "Bearer"
+    with pytest.raises(Unauthenticated):
+        await accounts.login_patient(
+            PatientLogin(email=reg.email, cpf=other.cpf, password=PASSWORD), ADDRESS
+        )
+
+
+async def test_doctor_password_does_not_open_a_patient_login(accounts: AccountService) -> None:
+    """Doctor login only finds doctors: a doctor's CRM login with a wrong UF is 401."""
+    await accounts.register_doctor(doctor_reg(1, crm="4444", uf="MG"))
+    await accounts.login_doctor(DoctorLogin(crm="4444", uf="mg", password=PASSWORD), ADDRESS)
+    with pytest.raises(Unauthenticated):
+        await accounts.login_doctor(DoctorLogin(crm="4444", uf="SP", password=PASSWORD), ADDRESS)
+
+
+async def test_account_limit_refuses_before_checking_the_password(
+    accounts: AccountService,
+) -> None:
+    """After 3 failures even the right password is 429, with a retry_after."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            await accounts.login_patient(
+                PatientLogin(email=reg.email, password="nope nope"), ADDRESS
+            )
+    with pytest.raises(RateLimited) as info:
+        await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    assert info.value.code == "too_many_attempts"
+    assert 0 < info.value.retry_after <= 60
+
+
+async def test_success_clears_the_account_counter(accounts: AccountService) -> None:
+    """Two failures, a success, then two more failures: still not limited."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    bad = PatientLogin(email=reg.email, password="nope nope")
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            await accounts.login_patient(bad, ADDRESS)
+    await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            await accounts.login_patient(bad, ADDRESS)
+    await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+
+
+async def test_limit_counts_one_account_whichever_identifier(accounts: AccountService) -> None:
+    """Failures by e-mail and by CPF count against the same account."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    for body in (
+        PatientLogin(email=reg.email, password="nope nope"),
+        PatientLogin(cpf=reg.cpf, password="nope nope"),
+        PatientLogin(email=reg.email, password="nope nope"),
+    ):
+        with pytest.raises(Unauthenticated):
+            await accounts.login_patient(body, ADDRESS)
+    with pytest.raises(RateLimited):
+        await accounts.login_patient(PatientLogin(cpf=reg.cpf, password=PASSWORD), ADDRESS)
+
+
+async def test_hashing_does_not_stall_the_event_loop(accounts: AccountService) -> None:
+    """While 12 logins hash at once, a 10 ms ticker on the loop is never late by 100 ms."""
+    regs = [patient_reg(i) for i in range(3)]
+    for reg in regs:
+        await accounts.register_patient(reg)
+    worst = 0.0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal worst
+        while not done.is_set():
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.perf_counter() - start - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.gather(
+        *(
+            accounts.login_patient(
+                PatientLogin(email=regs[i % 3].email, password=PASSWORD), ADDRESS
+            )
+            for i in range(12)
+        )
+    )
+    done.set()
+    await tick
+    assert worst < timeout(0.1)
+
+
+# --- refresh, logout, revocation --------------------------------------------------------------
+async def test_refresh_rotates_and_reuse_revokes_the_family(accounts: AccountService) -> None:
+    """A spent refresh token is 401 and kills its successor too."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    first = await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    second = await accounts.refresh(first.refresh_token)
+    assert second.refresh_token != first.refresh_token
+    with pytest.raises(Unauthenticated) as info:
+        await accounts.refresh(first.refresh_token)
+    assert info.value.code == "refresh_token_reused"
+    with pytest.raises(Unauthenticated):
+        await accounts.refresh(second.refresh_token)
+
+
+async def test_concurrent_refresh_with_one_token_has_one_winner(accounts: AccountService) -> None:
+    """Ten refreshes racing with the same token: at most one new pair is issued."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    pair = await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    results = await asyncio.gather(
+        *(accounts.refresh(pair.refresh_token) for _ in range(10)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+
+
+@pytest.mark.parametrize("token", ["", "nodot", ".x", "x.", "01ABC.garbage"])
+async def test_garbage_refresh_token_is_401(accounts: AccountService, token: str) -> None:
+    """Malformed or unknown refresh tokens are ``invalid_refresh_token``."""
+    with pytest.raises(Unauthenticated) as info:
+        await accounts.refresh(token)
+    assert info.value.code == "invalid_refresh_token"
+
+
+async def test_logout_revokes_access_token_and_refresh_family(accounts: AccountService) -> None:
+    """After logout the access token and the refresh token are both refused."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    pair = await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    principal = accounts._tokens.verify(pair.access_token)
+    await accounts.check_not_revoked(principal)
+    await accounts.logout(principal, pair.refresh_token)
+    with pytest.raises(Unauthenticated):
+        await accounts.check_not_revoked(principal)
+    with pytest.raises(Unauthenticated):
+        await accounts.refresh(pair.refresh_token)
+
+
+async def test_logout_cannot_revoke_someone_elses_family(accounts: AccountService) -> None:
+    """A refresh token of another user given to logout stays valid."""
+    a, b = patient_reg(1), patient_reg(2)
+    await accounts.register_patient(a)
+    await accounts.register_patient(b)
+    pa = await accounts.login_patient(PatientLogin(email=a.email, password=PASSWORD), ADDRESS)
+    pb = await accounts.login_patient(PatientLogin(email=b.email, password=PASSWORD), ADDRESS)
+    await accounts.logout(accounts._tokens.verify(pa.access_token), pb.refresh_token)
+    await accounts.refresh(pb.refresh_token)
+
+
+async def test_refresh_survives_a_flushed_redis(accounts: AccountService, redis: Redis) -> None:
+    """Refresh families live in the store: a flushed Redis still refreshes."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    pair = await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    await redis.flushdb()
+    await accounts.refresh(pair.refresh_token)
+
+
+# --- profiles, ratings, erasure ---------------------------------------------------------------
+async def test_patch_moves_the_doctor_between_specialties(
+    accounts: AccountService, store: SQLiteStore, redis: Redis
+) -> None:
+    """A new specialty removes the doctor from the old one in the directory."""
+    profile = await accounts.register_doctor(doctor_reg(1))
+    pair = await accounts.login_doctor(
+        DoctorLogin(crm=profile.crm, uf=profile.uf, password=PASSWORD), ADDRESS
+    )
+    principal = accounts._tokens.verify(pair.access_token)
+    updated = await accounts.update_doctor(
+        principal, DoctorPatch(specialty="Dermatologia", price_cents=30_000)
+    )
+    assert (updated.specialty, updated.price.amount_cents) == ("dermatologia", 30_000)
+    assert updated.name == profile.name
+    directory = DirectoryService(store, redis)
+    assert [s.slug for s in (await directory.specialties()).items] == ["dermatologia"]
+    assert (await directory.search(specialty="cardiologia")).items == []
+    assert [d.id for d in (await directory.search(specialty="dermatologia")).items] == [profile.id]
+
+
+async def test_concurrent_ratings_all_count(
+    accounts: AccountService, store: SQLiteStore, redis: Redis
+) -> None:
+    """Twelve ratings at once: the profile counts all twelve and their sum."""
+    profile = await accounts.register_doctor(doctor_reg(1))
+    stars = [1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 5, 5]
+    await asyncio.gather(
+        *(
+            accounts.rate_doctor(
+                profile.id, s, [Put(item=Item(pk=f"RATING#{i}", sk="R"), expect="absent")]
+            )
+            for i, s in enumerate(stars)
+        )
+    )
+    rated = await accounts.get_doctor(profile.id)
+    assert rated.rating.count == 12
+    assert rated.rating.average == round(sum(stars) / 12, 2)
+    card = (await DirectoryService(store, redis).search()).items[0]
+    assert card.rating == rated.rating
+
+
+async def test_rating_with_failing_extra_op_changes_nothing(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """When the caller's condition fails, ``ConditionFailed`` names it and the rating stays."""
+    profile = await accounts.register_doctor(doctor_reg(1))
+    with pytest.raises(ConditionFailed) as info:
+        await accounts.rate_doctor(
+            profile.id,
+            5,
+            [
+                Put(item=Item(pk="RATING#x", sk="R"), expect="absent"),
+                Check(pk="APPT#missing", sk="APPT", expect="present"),
+            ],
+        )
+    assert info.value.index == 1
+    assert (await accounts.get_doctor(profile.id)).rating.count == 0
+    assert await store.get("RATING#x", "R") is None
+
+
+async def test_erasure_anonymises_revokes_and_frees_identifiers(
+    accounts: AccountService, store: SQLiteStore, redis: Redis
+) -> None:
+    """After erasure: login fails like a wrong password, tokens are refused, the doctor is out
+    of the directory, the e-mail and CRM can register again, and no personal datum remains."""
+    reg = doctor_reg(1)
+    profile = await accounts.register_doctor(reg)
+    pair = await accounts.login_doctor(
+        DoctorLogin(crm=reg.crm, uf=reg.uf, password=PASSWORD), ADDRESS
+    )
+    principal = accounts._tokens.verify(pair.access_token)
+    export = await accounts.export_user(principal)
+    assert export["profile"]["email"] == reg.email
+    await accounts.erase_user(principal)
+    await accounts.erase_user(principal)  # idempotent
+    with pytest.raises(Unauthenticated) as info:
+        await accounts.login_doctor(DoctorLogin(crm=reg.crm, uf=reg.uf, password=PASSWORD), "x")
+    assert info.value.code == "invalid_credentials"
+    with pytest.raises(Unauthenticated):
+        await accounts.check_not_revoked(principal)
+    with pytest.raises(Unauthenticated):
+        await accounts.refresh(pair.refresh_token)
+    assert (await DirectoryService(store, redis).search()).items == []
+    assert await redis.exists(keys.directory_doctor(profile.id)) == 0
+    item = await store.get(f"USER#{profile.id}", "PROFILE")
+    assert item is not None
+    blob = msgspec.json.encode(item.data).decode()
+    for datum in (reg.email, reg.crm, reg.name, "password_hash"):
+        assert datum not in blob
+    assert item.gsi1pk is None
+    await accounts.register_doctor(reg)
+
+
+# --- the limiter on its own ---------------------------------------------------------------
+async def test_address_limit_spans_accounts(redis: Redis) -> None:
+    """One address failing on many accounts is limited at the address limit."""
+    limiter = LoginLimiter(redis, account_limit=100, address_limit=4, window_seconds=60)
+    for i in range(4):
+        await limiter.check(f"acct-{i}", ADDRESS)
+        await limiter.failed(f"acct-{i}", ADDRESS)
+    with pytest.raises(RateLimited):
+        await limiter.check("acct-new", ADDRESS)
+    await limiter.check("acct-new", "198.51.100.1")
+
+
+async def test_counters_expire_after_the_window(redis: Redis) -> None:
+    """The window is fixed from the first failure: after it the account may try again."""
+    limiter = LoginLimiter(redis, account_limit=2, address_limit=100, window_seconds=1)
+    for _ in range(2):
+        await limiter.failed("acct", ADDRESS)
+    with pytest.raises(RateLimited) as info:
+        await limiter.check("acct", ADDRESS)
+    assert info.value.retry_after == 1
+    await asyncio.sleep(timeout(1.3))
+    await limiter.check("acct", ADDRESS)
+
+
+async def test_counter_keys_carry_no_identifier(redis: Redis) -> None:
+    """E-mails never appear in Redis key names; every counter has an expiry."""
+    limiter = LoginLimiter(redis, account_limit=5, address_limit=5, window_seconds=60)
+    await limiter.failed("email:someone@example.com", ADDRESS)
+    names = [k.decode() for k in await redis.keys("*")]
+    assert len(names) == 2
+    assert not any("someone" in n for n in names)
+    for name in names:
+        assert 0 < await redis.ttl(name) <= 60
+
+
+async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) -> None:
+    """With Redis down, token checks and login limits raise ``Unavailable`` (503)."""
+    from engine.errors import Unavailable
+    from tests.support import free_port
+
+    dead = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
+    service = AccountService(SETTINGS, store, dead, AccessTokens(SETTINGS))
+    _, principal = service._tokens.issue("user-1", "patient")
+    try:
+        with pytest.raises(Unavailable):
+            await service.check_not_revoked(principal)
+        with pytest.raises(Unavailable):
+            await service.login_patient(
+                PatientLogin(email="a@example.com", password=PASSWORD), ADDRESS
+            )
+        with pytest.raises(Unavailable):
+            await DirectoryService(store, dead).search()
+    finally:
+        await dead.aclose()

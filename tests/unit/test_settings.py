@@ -1,0 +1,103 @@
+"""Settings from the environment: embedded defaults, generated secrets, production refusals."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from engine.config import SettingsError, load_settings
+
+
+def test_embedded_defaults_use_the_data_directory(tmp_path: Path) -> None:
+    """With nothing set, the store and blobs live under the data directory."""
+    settings = load_settings({"HEALTHMED_DATA_DIR": str(tmp_path)})
+    assert settings.store_url == f"sqlite:///{tmp_path / 'healthmed.sqlite3'}"
+    assert settings.blob_url == f"file://{tmp_path / 'blobs'}"
+    assert settings.redis_url is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_generated_secrets_are_private_files(tmp_path: Path) -> None:
+    """Missing secrets are generated once into ``secrets/`` with mode 0600."""
+    load_settings({"HEALTHMED_DATA_DIR": str(tmp_path)})
+    files = sorted((tmp_path / "secrets").iterdir())
+    assert [f.name for f in files] == ["jwt_secret", "master_key", "meeting_secret"]
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+
+
+def test_generated_secrets_are_stable_across_loads(tmp_path: Path) -> None:
+    """A restart reads the same secrets back, so issued tokens stay valid."""
+    env = {"HEALTHMED_DATA_DIR": str(tmp_path)}
+    first, second = load_settings(env), load_settings(env)
+    assert first.jwt_secret == second.jwt_secret
+    assert first.master_key == second.master_key
+    assert len(first.master_key) == 32
+    assert len(first.jwt_secret) >= 32
+
+
+def test_secrets_from_the_environment_win(tmp_path: Path) -> None:
+    """A secret given in the environment is used and nothing is written for it."""
+    secret = "e" * 40
+    settings = load_settings({"HEALTHMED_DATA_DIR": str(tmp_path), "HEALTHMED_JWT_SECRET": secret})
+    assert settings.jwt_secret == secret
+    assert not (tmp_path / "secrets" / "jwt_secret").exists()
+
+
+def test_production_refuses_missing_secrets_naming_them(tmp_path: Path) -> None:
+    """Production mode stops with a message naming every missing secret and how to make one."""
+    with pytest.raises(SettingsError) as info:
+        load_settings({"HEALTHMED_ENV": "production", "HEALTHMED_DATA_DIR": str(tmp_path)})
+    message = str(info.value)
+    for name in ("HEALTHMED_JWT_SECRET", "HEALTHMED_MEETING_SECRET", "HEALTHMED_MASTER_KEY"):
+        assert name in message
+    assert "token_urlsafe" in message
+    assert not (tmp_path / "secrets").exists()
+
+
+def test_production_starts_with_every_secret(tmp_path: Path) -> None:
+    """Given all secrets, production mode loads."""
+    settings = load_settings(
+        {
+            "HEALTHMED_ENV": "production",
+            "HEALTHMED_DATA_DIR": str(tmp_path),
+            "HEALTHMED_JWT_SECRET": "j" * 40,
+            "HEALTHMED_MEETING_SECRET": "m" * 40,
+            "HEALTHMED_MASTER_KEY": "A" * 43,
+        }
+    )
+    assert settings.production
+    assert len(settings.master_key) == 32
+
+
+def test_short_jwt_secret_is_refused(tmp_path: Path) -> None:
+    """A JWT secret under 32 characters is too weak for HS256."""
+    with pytest.raises(SettingsError, match="at least 32"):
+        load_settings({"HEALTHMED_DATA_DIR": str(tmp_path), "HEALTHMED_JWT_SECRET": "short"})
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "0", "-3"])
+def test_bad_integer_names_the_variable(tmp_path: Path, value: str) -> None:
+    """A non-integer or non-positive number is refused with the variable's name."""
+    with pytest.raises(SettingsError, match="HEALTHMED_PORT"):
+        load_settings({"HEALTHMED_DATA_DIR": str(tmp_path), "HEALTHMED_PORT": value})
+
+
+def test_unknown_env_mode_is_refused(tmp_path: Path) -> None:
+    """``HEALTHMED_ENV`` is one of development, production, test."""
+    with pytest.raises(SettingsError, match="HEALTHMED_ENV"):
+        load_settings({"HEALTHMED_DATA_DIR": str(tmp_path), "HEALTHMED_ENV": "staging"})
+
+
+def test_login_limits_are_read(tmp_path: Path) -> None:
+    """Failed-login limits come from the environment."""
+    settings = load_settings(
+        {
+            "HEALTHMED_DATA_DIR": str(tmp_path),
+            "HEALTHMED_LOGIN_FAIL_LIMIT_ACCOUNT": "3",
+            "HEALTHMED_LOGIN_FAIL_WINDOW_SECONDS": "60",
+        }
+    )
+    assert (settings.login_fail_limit_account, settings.login_fail_window_seconds) == (3, 60)
