@@ -11,10 +11,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import MediaType, Response
+from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
+from redis.exceptions import RedisError
 
 from engine.errors import EngineError, RateLimited
 
@@ -98,9 +99,20 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
 
 def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
+    if status == 400:
+        # Litestar's 400s are bodies or parameters it could not decode: invalid input (422).
+        return problem_response(HTTP_422_UNPROCESSABLE_ENTITY, str(exc.detail), "malformed_body")
     if status >= 500:
         log.error("http error %s: %s", status, exc.detail)
     return problem_response(status, str(exc.detail) or _TITLES.get(status, ("Error", ""))[0])
+
+
+def redis_error_handler(_: Request[Any, Any, Any], exc: RedisError) -> Response[Problem]:
+    """Redis did not answer or failed: the request changed nothing the client can rely on."""
+    log.warning("redis error: %s", type(exc).__name__)
+    return problem_response(
+        503, "the hot-state store is unavailable, retry later", "redis_unavailable"
+    )
 
 
 def internal_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -112,6 +124,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     EngineError: engine_error_handler,
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
+    RedisError: redis_error_handler,
     Exception: internal_error_handler,
 }
 
