@@ -1,9 +1,11 @@
 """Every Redis key name, built in one place.
 
 All keys of one doctor share the Redis Cluster hash tag ``{d:<doctor_id>}``, so each booking
-script touches a single cluster slot; keys of one patient share ``{p:<patient_id>}``. Keys that
-belong to no doctor or patient (the directory, rate limits) are touched by plain commands only,
-never by a multi-key script.
+script touches a single cluster slot; keys of one patient share ``{p:<patient_id>}``. The
+directory's keys share ``{dir}``: they are small and read-mostly, and one slot lets the rating
+script update the card and both rating indexes atomically. Other keys that belong to no doctor
+or patient (rate limits, revocations) are touched by plain commands only, never by a multi-key
+script.
 """
 
 from __future__ import annotations
@@ -40,32 +42,75 @@ def doctor_hydrated(doctor_id: str) -> str:
     return f"{PREFIX}:{doctor_tag(doctor_id)}:hydrated"
 
 
-# --- directory ------------------------------------------------------------------------------
+# --- booking (scripts and sweeper) ---------------------------------------------------------
+def doctor_slot_ends(doctor_id: str) -> str:
+    """Hash slot id -> end (ms), plus ``~<id>`` shadows of pending edits: overlap checks."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:ends"
+
+
+def doctor_deadlines(doctor_id: str) -> str:
+    """Sorted set of the doctor's undecided appointment ids scored by decision deadline (ms)."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:deadlines"
+
+
+def doctor_pending(doctor_id: str) -> str:
+    """Hash appointment id -> slot id of the doctor's undecided requests."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:pending"
+
+
+def patient_holds(patient_id: str) -> str:
+    """Hash appointment id -> ``start:end`` (ms) of the patient's active appointments.
+
+    Field ``~h`` marks it as loaded from the store (absent after a flush)."""
+    return f"{PREFIX}:{patient_tag(patient_id)}:holds"
+
+
+def patient_idempotency(patient_id: str, key: str) -> str:
+    """Appointment id bound to an ``Idempotency-Key`` of this patient."""
+    return f"{PREFIX}:{patient_tag(patient_id)}:idem:{key}"
+
+
+def patient_idempotent_response(patient_id: str, key: str) -> str:
+    """The first response (status and body) given for an ``Idempotency-Key``."""
+    return f"{PREFIX}:{patient_tag(patient_id)}:idem-resp:{key}"
+
+
+def sweep_index() -> str:
+    """Sorted set of doctor ids scored by their earliest pending deadline (ms), for the sweeper.
+
+    No hash tag: touched by plain commands only."""
+    return f"{PREFIX}:sweep"
+
+
+# --- directory (one hash tag: ``{dir}``) -----------------------------------------------------
+_DIR = PREFIX + ":{dir}"
+
+
 def directory_geo(specialty: str) -> str:
-    return f"{PREFIX}:dir:geo:{specialty}"
+    return f"{_DIR}:geo:{specialty}"
 
 
 def directory_geo_all() -> str:
-    return f"{PREFIX}:dir:geo:*all*"
+    return f"{_DIR}:geo:*all*"
 
 
 def directory_rating() -> str:
     """Sorted set of doctor ids by average rating (all specialties)."""
-    return f"{PREFIX}:dir:rating"
+    return f"{_DIR}:rating"
 
 
 def directory_rating_by(specialty: str) -> str:
-    return f"{PREFIX}:dir:rating:{specialty}"
+    return f"{_DIR}:rating:{specialty}"
 
 
 def directory_doctor(doctor_id: str) -> str:
     """Hash of a doctor's public card, as the search returns it."""
-    return f"{PREFIX}:dir:doc:{doctor_id}"
+    return f"{_DIR}:doc:{doctor_id}"
 
 
 def directory_specialties() -> str:
     """Sorted set: specialty slug scored by its number of doctors."""
-    return f"{PREFIX}:dir:specialties"
+    return f"{_DIR}:specialties"
 
 
 def hydrated() -> str:

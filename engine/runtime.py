@@ -85,6 +85,7 @@ class Engine:
 
         Idempotent: running it on a populated Redis rewrites the same state.
         """
+        await self.accounts.restore_revocations()
         count = await self.directory.rebuild()
         await self.redis.set(keys.hydrated(), "1")
         log.info("rehydrated redis from the store: %d doctors", count)

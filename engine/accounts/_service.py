@@ -268,8 +268,38 @@ class AccountService:
     async def logout(self, principal: Principal, refresh_token: str) -> None:
         """Revoke the login's refresh family (if it is the caller's) and this access token."""
         await self._refresh.revoke_token(refresh_token, principal.user_id)
-        ttl = max(1, principal.expires_at - int(now_ms() / 1000) + 1)
-        await self._redis.set(keys.revoked_access(principal.jti), "1", ex=ttl)
+        await self._revoke(keys.revoked_access(principal.jti), "1", principal.expires_at * 1000)
+
+    async def _revoke(self, key: str, value: str, until_ms: int) -> None:
+        """Record a revocation durably, then in Redis, where every request checks it.
+
+        The store copy lets a flushed or replaced Redis get it back on rehydration
+        (:meth:`restore_revocations`), so a revoked token never comes back to life.
+        """
+        until_ms = max(until_ms, now_ms()) + 1000
+        await self._store.put(
+            Item(
+                pk=f"REVOKED#{key}",
+                sk="REVOKED",
+                data={"key": key, "value": value},
+                gsi1pk="REVOCATIONS",
+                gsi1sk=f"{until_ms:015d}",
+            )
+        )
+        await self._redis.set(key, value, pxat=until_ms)
+
+    async def restore_revocations(self) -> int:
+        """Put every revocation still in force back into Redis; forget expired ones."""
+        now = now_ms()
+        for item in await self._store.query_index("REVOCATIONS", end=f"{now:015d}"):
+            await self._store.delete(item.pk, item.sk)
+        live = await self._store.query_index("REVOCATIONS", start=f"{now:015d}")
+        if live:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in live:
+                    pipe.set(item.data["key"], item.data["value"], pxat=int(item.gsi1sk or 0))
+                await pipe.execute()
+        return len(live)
 
     async def check_not_revoked(self, principal: Principal) -> None:
         """One Redis round trip per authenticated request: the token's jti is not on the
@@ -418,7 +448,11 @@ class AccountService:
             break
         else:
             raise _busy()
-        ttl = self._settings.access_ttl_seconds + 60
-        await self._redis.set(keys.user_revoked_before(user_id), str(now_ms()), ex=ttl)
+        now = now_ms()
+        await self._revoke(
+            keys.user_revoked_before(user_id),
+            str(now),
+            now + (self._settings.access_ttl_seconds + 60) * 1000,
+        )
         await self._directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

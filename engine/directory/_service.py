@@ -24,6 +24,7 @@ import base64
 import binascii
 import hashlib
 import logging
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -86,6 +87,9 @@ class DirectoryService:
     def __init__(self, store: Store, redis: Redis) -> None:
         self._store = store
         self._redis = redis
+        self._rate = redis.register_script(
+            (resources.files(__package__) / "rating.lua").read_text(encoding="utf-8")
+        )
 
     # --- maintenance ------------------------------------------------------------------------
     def _add(self, pipe: Pipeline, profile: DoctorProfile) -> None:
@@ -137,19 +141,22 @@ class DirectoryService:
             await pipe.execute()
 
     async def update_rating(self, doctor_id: str, average: float | None, count: int) -> None:
-        """Refresh a listed doctor's rating; a doctor not listed (erased) stays out."""
+        """Refresh a listed doctor's rating; a doctor not listed (erased) stays out.
+
+        Safe under concurrency: of two updates racing here, the one with the higher count wins
+        whatever order they arrive in (see rating.lua).
+        """
         spec = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
         if spec is None:
             return
-        score = {doctor_id: -average if average is not None else 0.0}
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(
+        await self._rate(
+            keys=[
                 keys.directory_doctor(doctor_id),
-                mapping={"avg": "" if average is None else average, "count": count},
-            )
-            pipe.zadd(keys.directory_rating(), score, xx=True)
-            pipe.zadd(keys.directory_rating_by(_text(spec)), score, xx=True)
-            await pipe.execute()
+                keys.directory_rating(),
+                keys.directory_rating_by(_text(spec)),
+            ],
+            args=[count, "" if average is None else average, -average if average else 0.0],
+        )
 
     async def rebuild(self) -> int:
         """Drop the directory and rebuild it from the store's doctors. Returns their number."""
