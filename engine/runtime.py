@@ -18,6 +18,7 @@ from engine.accounts import AccountService
 from engine.accounts.tokens import AccessTokens
 from engine.directory import DirectoryService
 from engine.errors import Unauthenticated, Unavailable
+from engine.records import RecordService
 from engine.redis_client import connect_redis
 from engine.store import open_store
 
@@ -55,6 +56,9 @@ class Engine:
         # Erasure runs in this order; accounts last, so a failure midway leaves a user who can
         # still log in and retry, never an anonymised account with live appointments.
         self.privacy_parts: list[PrivacyPart] = [self.accounts]
+        # Health records: the blob store and key wrapper open in start(), close in close().
+        self.records = RecordService(settings, store, self.accounts)
+        self.privacy_parts.insert(0, self.records)
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:
@@ -62,6 +66,7 @@ class Engine:
         redis = connect_redis(settings.redis_url)
         engine = cls(settings, redis, store)
         try:
+            await engine.records.open()
             await engine.rehydrate_if_empty()
         except BaseException:
             await engine.close()
@@ -133,6 +138,8 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.records.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.store.close()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.routes import accounts, directory, health
+from gateway.routes import accounts, directory, health, records
 
 ROUTE_HANDLERS = [
     *health.route_handlers,
     *accounts.route_handlers,
     *directory.route_handlers,
+    *records.route_handlers,
 ]
 
 __all__ = ["ROUTE_HANDLERS"]

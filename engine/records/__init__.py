@@ -1,0 +1,81 @@
+"""Health record (prontuário): encrypted uploads and time-limited sharing with doctors.
+
+* ``_sniff``: type by content (PDF, PNG, JPEG, DICOM, plain text; executables and archives
+  refused by name);
+* ``_crypto``: AES-256-GCM in 64 KiB segments (STREAM construction), a fresh key per record;
+* ``_keys``: master key providers wrapping the data keys (local key file, AWS KMS);
+* ``_blobs`` / ``_s3``: the blob store port, directory and S3 adapters;
+* ``_model``: stored and public shapes, the store key layout and field validators;
+* ``_upload``: one streamed upload; ``_shares``: shares and the access log;
+* ``_service``: :class:`RecordService`, the facade the gateway and the engine use.
+"""
+
+from __future__ import annotations
+
+from engine.records._blobs import (
+    BlobNotFound,
+    BlobStore,
+    BlobWriter,
+    DirectoryBlobStore,
+    open_blob_store,
+)
+from engine.records._crypto import (
+    SEGMENT_SIZE,
+    IntegrityError,
+    SegmentDecryptor,
+    SegmentEncryptor,
+    new_data_key,
+)
+from engine.records._keys import KeyWrapper, KmsKeyWrapper, LocalKeyWrapper, open_key_wrapper
+from engine.records._model import (
+    KINDS,
+    AccessEntry,
+    AccessPage,
+    Kind,
+    RecordInfo,
+    RecordPage,
+    ShareInfo,
+    SharePage,
+    check_upload_fields,
+    clean_filename,
+)
+from engine.records._s3 import S3BlobStore
+from engine.records._service import RecordContent, RecordIntegrityError, RecordService
+from engine.records._sniff import ACCEPTED, SNIFF_BYTES, TextGuard, sniff
+from engine.records._upload import PendingUpload
+
+__all__ = [
+    "ACCEPTED",
+    "KINDS",
+    "SEGMENT_SIZE",
+    "SNIFF_BYTES",
+    "AccessEntry",
+    "AccessPage",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobWriter",
+    "DirectoryBlobStore",
+    "IntegrityError",
+    "KeyWrapper",
+    "Kind",
+    "KmsKeyWrapper",
+    "LocalKeyWrapper",
+    "PendingUpload",
+    "RecordContent",
+    "RecordInfo",
+    "RecordIntegrityError",
+    "RecordPage",
+    "RecordService",
+    "S3BlobStore",
+    "SegmentDecryptor",
+    "SegmentEncryptor",
+    "ShareInfo",
+    "SharePage",
+    "TextGuard",
+    "check_upload_fields",
+    "clean_filename",
+    "new_data_key",
+    "open_blob_store",
+    "open_key_wrapper",
+    "sniff",
+]

@@ -1,0 +1,256 @@
+"""Stored and public shapes of records, shares and access-log entries, and their validators.
+
+Store layout (single table, one partition per patient, so erasure and export read one
+partition and a doctor's access is decided by the patient's own items)::
+
+    pk              sk                          what
+    USER#<patient>  REC#<record id>             record metadata + wrapped data key + blob id
+    USER#<patient>  SHARE#<share id>            a share (kept after revocation, with revoked_at)
+    USER#<patient>  ACCESS#<ms:013d>#<ulid>     one doctor read (list or download)
+
+Ids are ULIDs, so ``REC#`` and ``SHARE#`` sort by creation time and ``ACCESS#`` by time.
+Validators never echo the value back (file names and titles may be personal data).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Literal
+
+import msgspec
+
+from engine.errors import Invalid
+from engine.timeutil import to_rfc3339
+
+Kind = Literal["exam", "report", "prescription", "vaccination", "image", "other"]
+KINDS: tuple[str, ...] = ("exam", "report", "prescription", "vaccination", "image", "other")
+Action = Literal["list", "download"]
+
+GROUP_MAX = 64
+TITLE_MAX = 200
+FILENAME_MAX = 255
+SHARE_MAX_DAYS = 365
+SHARE_MAX_RECORDS = 50
+SHARE_MAX_GROUPS = 20
+
+_GROUP = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+_ID = re.compile(r"[0-9A-Za-z]{1,64}")
+
+_EXTENSIONS = {
+    "application/pdf": "pdf",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "application/dicom": "dcm",
+    "text/plain; charset=utf-8": "txt",
+}
+
+
+def record_pk(patient_id: str) -> str:
+    return f"USER#{patient_id}"
+
+
+def record_sk(record_id: str) -> str:
+    return f"REC#{record_id}"
+
+
+def share_sk(share_id: str) -> str:
+    return f"SHARE#{share_id}"
+
+
+def access_sk(at_ms: int, entry_id: str) -> str:
+    return f"ACCESS#{at_ms:013d}#{entry_id}"
+
+
+def is_id(value: str) -> bool:
+    """Ids we issue are ULIDs; anything else cannot name an item (→ 404, never a lookup)."""
+    return _ID.fullmatch(value) is not None
+
+
+class RecordInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A record's metadata as patients and doctors see it."""
+
+    id: str
+    kind: str
+    group: str | None
+    title: str | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_at: str
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """A record as stored: public metadata plus where and how its bytes are kept."""
+
+    id: str
+    patient_id: str
+    kind: str
+    group: str | None
+    title: str | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_at: int
+    blob_id: str
+    key_provider: str
+    wrapped_key: bytes
+
+    def info(self) -> RecordInfo:
+        return RecordInfo(
+            id=self.id,
+            kind=self.kind,
+            group=self.group,
+            title=self.title,
+            filename=self.filename,
+            content_type=self.content_type,
+            size=self.size,
+            sha256=self.sha256,
+            uploaded_at=to_rfc3339(self.uploaded_at),
+        )
+
+
+class ShareInfo(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    doctor_id: str
+    record_ids: list[str]
+    groups: list[str]
+    expires_at: str
+    created_at: str
+    revoked_at: str | None
+    active: bool
+
+
+class Share(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    patient_id: str
+    doctor_id: str
+    record_ids: list[str]
+    groups: list[str]
+    expires_at: int
+    created_at: int
+    revoked_at: int | None = None
+
+    def active_at(self, now: int) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+    def covers(self, record: Record) -> bool:
+        return record.id in self.record_ids or (
+            record.group is not None and record.group in self.groups
+        )
+
+    def info(self, now: int) -> ShareInfo:
+        return ShareInfo(
+            id=self.id,
+            doctor_id=self.doctor_id,
+            record_ids=list(self.record_ids),
+            groups=list(self.groups),
+            expires_at=to_rfc3339(self.expires_at),
+            created_at=to_rfc3339(self.created_at),
+            revoked_at=None if self.revoked_at is None else to_rfc3339(self.revoked_at),
+            active=self.active_at(now),
+        )
+
+
+class AccessEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One read of a record by a doctor, as the patient sees it."""
+
+    record_id: str
+    doctor_id: str
+    action: str
+    at: str
+
+
+class RecordPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[RecordInfo]
+    next_cursor: str | None
+
+
+class SharePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[ShareInfo]
+    next_cursor: str | None
+
+
+class AccessPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AccessEntry]
+    next_cursor: str | None
+
+
+def check_kind(kind: str | None, *, required: bool = True) -> str | None:
+    if kind is None or kind == "":
+        if required:
+            raise Invalid("kind is required", code="invalid_kind", field="kind")
+        return None
+    if kind not in KINDS:
+        raise Invalid("kind must be one of " + ", ".join(KINDS), code="invalid_kind", field="kind")
+    return kind
+
+
+def check_group(group: str | None, *, field: str = "group") -> str | None:
+    """A group label: 1-64 of ``a-z 0-9 . _ -``, starting and ending with a letter or digit.
+
+    Labels are case-insensitive and stored lowercased. Empty means no group.
+    """
+    if group is None:
+        return None
+    value = group.strip().lower()
+    if not value:
+        return None
+    if len(value) > GROUP_MAX or not _GROUP.fullmatch(value):
+        raise Invalid(
+            f"{field} must be 1-{GROUP_MAX} characters of a-z, 0-9, '.', '_' and '-', "
+            "starting and ending with a letter or digit",
+            code="invalid_group",
+            field=field,
+        )
+    return value
+
+
+def check_upload_fields(kind: str | None, group: str | None, title: str | None) -> None:
+    """Validate an upload's text fields before its bytes arrive (``kind`` may come later)."""
+    if kind is not None:
+        check_kind(kind)
+    check_group(group)
+    check_title(title)
+
+
+def _printable(value: str) -> str:
+    """NFC, with control, format (bidi overrides, zero-width) and unassigned characters removed
+    and whitespace runs collapsed."""
+    value = unicodedata.normalize("NFC", value)
+    kept = "".join(
+        " " if ch.isspace() else ch
+        for ch in value
+        if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    )
+    return " ".join(kept.split())
+
+
+def check_title(title: str | None) -> str | None:
+    if title is None:
+        return None
+    value = _printable(title)
+    if not value:
+        return None
+    if len(value) > TITLE_MAX:
+        raise Invalid(
+            f"title must be at most {TITLE_MAX} characters", code="invalid_title", field="title"
+        )
+    return value
+
+
+def clean_filename(raw: str | None, content_type: str) -> str:
+    """The client's file name reduced to safe metadata: last path component only (``/`` and
+    ``\\``), printable characters, no leading dots, at most 255 characters with the extension
+    kept. Never used as a path. A name with nothing left becomes ``record.<ext>``."""
+    value = _printable(raw or "")
+    value = re.split(r"[\\/]", value)[-1].strip().lstrip(".").strip()
+    if len(value) > FILENAME_MAX:
+        stem, dot, ext = value.rpartition(".")
+        if dot and 0 < len(ext) <= 16 and stem:
+            value = stem[: FILENAME_MAX - len(ext) - 1].rstrip() + "." + ext
+        else:
+            value = value[:FILENAME_MAX].rstrip()
+    return value or f"record.{_EXTENSIONS.get(content_type, 'bin')}"
