@@ -21,9 +21,7 @@ def new_id() -> str:
 
 def to_rfc3339(ms: int) -> str:
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{ms % 1000:03d}Z" if ms % 1000 else "Z"
-    )
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
 
 
 def parse_rfc3339(value: str, *, field: str) -> int:
@@ -31,7 +29,9 @@ def parse_rfc3339(value: str, *, field: str) -> int:
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise Invalid(f"{field} must be an RFC 3339 time", code="invalid_time", field=field) from None
+        raise Invalid(
+            f"{field} must be an RFC 3339 time", code="invalid_time", field=field
+        ) from None
     if dt.tzinfo is None:
         raise Invalid(
             f"{field} must carry a timezone (e.g. 2026-12-01T13:00:00Z)",

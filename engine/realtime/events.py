@@ -50,7 +50,9 @@ def patient_appointments_topic(patient_id: str) -> str:
     return f"patient.{patient_id}.appointments"
 
 
-def frames(topics: list[str], event: str, data: Any, at_ms: int | None = None) -> list[tuple[str, bytes]]:
+def frames(
+    topics: list[str], event: str, data: Any, at_ms: int | None = None
+) -> list[tuple[str, bytes]]:
     """(channel, payload) pairs for one event sent to several topics."""
     at = to_rfc3339(now_ms() if at_ms is None else at_ms)
     return [

@@ -28,11 +28,16 @@ pk                          sk                           what
 ``DOC#<id>``                ``SLOT#<start>#<id>``        a slot (booking)
 ``APPT#<id>``               ``APPT``                     an appointment (booking)
 ``USER#<id>``               ``APPT#<start>#<id>``        appointment index per participant
-``USER#<id>``               ``REC#<id>`` / ``SHARE#..``  health records, shares, access log
+``USER#<id>``               ``REC#<id>``                 health record metadata + wrapped key
+``USER#<id>``               ``SHARE#<id>``               a share of records/groups
+``USER#<id>``               ``ACCESS#<ms>#<id>``         one doctor read (access log)
+``REVOKED#<redis key>``     ``REVOKED``                  revocation in force (GSI1 below)
 ==========================  ===========================  ==============================
 
 GSI1: ``gsi1pk="DOCTORS"`` lists doctors (directory rebuild); ``gsi1pk="PENDING"`` with
-``gsi1sk=<deadline>`` lists undecided requests (rehydration of deadlines).
+``gsi1sk=<deadline>`` lists undecided requests (rehydration of deadlines);
+``gsi1pk="REVOCATIONS"`` with ``gsi1sk=<until ms>`` lists revocations to restore into a
+rebuilt Redis.
 """
 
 from __future__ import annotations
