@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine import keys
 from engine.accounts import AccountService
 from engine.accounts.tokens import AccessTokens
+from engine.booking import BookingService
 from engine.directory import DirectoryService
 from engine.errors import Unauthenticated, Unavailable
 from engine.records import RecordService
@@ -59,6 +60,9 @@ class Engine:
         # Health records: the blob store and key wrapper open in start(), close in close().
         self.records = RecordService(settings, store, self.accounts)
         self.privacy_parts.insert(0, self.records)
+        # Booking: slots and appointments (erasure cancels the user's future appointments).
+        self.booking = BookingService(settings, store, redis, self.accounts)
+        self.privacy_parts.insert(0, self.booking)
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:
@@ -73,6 +77,7 @@ class Engine:
             raise
         if background:
             engine._spawn(engine._watch_redis(), "redis-watch")
+            engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
         return engine
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -92,6 +97,7 @@ class Engine:
         """
         await self.accounts.restore_revocations()
         count = await self.directory.rebuild()
+        await self.booking.rehydrate()
         await self.redis.set(keys.hydrated(), "1")
         log.info("rehydrated redis from the store: %d doctors", count)
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.routes import accounts, directory, health, records
+from gateway.routes import accounts, booking, directory, health, records
 
 ROUTE_HANDLERS = [
     *health.route_handlers,
     *accounts.route_handlers,
     *directory.route_handlers,
     *records.route_handlers,
+    *booking.route_handlers,
 ]
 
 __all__ = ["ROUTE_HANDLERS"]

@@ -1,0 +1,62 @@
+"""Booking: slots, atomic reservations (Redis + Lua), decisions written through to the store,
+meeting links, ratings, rehydration and the expiry sweeper.
+
+Read :mod:`engine.booking.service` for the shape, the ``*.lua`` headers for the atomic steps and
+:mod:`engine.booking._store` for the durable layout and its double-booking guard.
+"""
+
+from __future__ import annotations
+
+from engine.booking._core import DECISION_LEAD_MS, AccountsPort, doctor_of_slot
+from engine.booking._meeting import JitsiMeetings, MeetingProvider
+from engine.booking._model import (
+    Agenda,
+    Appointment,
+    AppointmentPage,
+    AppointmentView,
+    BookRequest,
+    CancelBody,
+    CreateSlots,
+    MeetingView,
+    Price,
+    PublicSlot,
+    RatingBody,
+    RefuseBody,
+    Slot,
+    SlotList,
+    SlotTimes,
+    SlotView,
+    WeeklyRule,
+)
+from engine.booking._rules import MAX_SLOT_MS, MAX_SLOTS_PER_CALL, expand_rule, explicit_slots
+from engine.booking.service import BookingService
+
+__all__ = [
+    "DECISION_LEAD_MS",
+    "MAX_SLOTS_PER_CALL",
+    "MAX_SLOT_MS",
+    "AccountsPort",
+    "Agenda",
+    "Appointment",
+    "AppointmentPage",
+    "AppointmentView",
+    "BookRequest",
+    "BookingService",
+    "CancelBody",
+    "CreateSlots",
+    "JitsiMeetings",
+    "MeetingProvider",
+    "MeetingView",
+    "Price",
+    "PublicSlot",
+    "RatingBody",
+    "RefuseBody",
+    "Slot",
+    "SlotList",
+    "SlotTimes",
+    "SlotView",
+    "WeeklyRule",
+    "doctor_of_slot",
+    "expand_rule",
+    "explicit_slots",
+]

@@ -1,0 +1,317 @@
+"""Decisions on a request, written through: accept, refuse, cancel, expire; meeting; rating.
+
+Order for every transition: the store first, conditioned on the appointment's version (and,
+for accept, on the slot's ``HOLD`` guard at its version), then Redis (a script, idempotent),
+then the events. If the store fails the call is 503 and Redis is untouched; if Redis then
+disagrees (flushed, stale), the doctor is rebuilt from the store, which already has the
+decision. A second confirmed appointment for one slot is impossible in the store: it would
+need a second ``HOLD`` for the slot, which is created only with an ``absent`` condition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from engine.booking import _store as st
+from engine.booking._core import doctor_of_slot, redis_guard
+from engine.booking._model import (
+    ACTIVE,
+    Appointment,
+    AppointmentView,
+    Cancellation,
+    MeetingDoc,
+    MeetingView,
+    Slot,
+)
+from engine.booking._reserve import _Reserve
+from engine.errors import Conflict, Forbidden, Invalid, NotFound
+from engine.realtime import events
+from engine.store import ConditionFailed, Item, Put
+from engine.timeutil import to_rfc3339
+
+if TYPE_CHECKING:
+    from engine.booking._model import CancelledBy
+    from engine.principal import Principal, Role
+    from engine.store import Op
+
+log = logging.getLogger("healthmed.booking")
+
+JUSTIFICATION_MIN, JUSTIFICATION_MAX = 10, 1000
+TEXT_MAX = 1000
+
+
+def _transition_error(detail: str) -> Conflict:
+    return Conflict(detail, code="invalid_transition")
+
+
+class _Decisions(_Reserve):
+    # --- access -------------------------------------------------------------------------------
+    async def _participant(
+        self, principal: Principal, appointment_id: str
+    ) -> tuple[Appointment, int]:
+        """The appointment if the caller is one of its two participants; 404 otherwise."""
+        appt, version = await self._load_appointment(appointment_id)
+        if principal.user_id not in (appt.doctor_id, appt.patient_id):
+            raise NotFound("appointment not found", code="appointment_not_found")
+        return appt, version
+
+    async def _own_as(
+        self, principal: Principal, appointment_id: str, role: Role
+    ) -> tuple[Appointment, int]:
+        """The appointment if the caller is its ``role`` participant: the other role is 403,
+        anyone else (e.g. another doctor) 404."""
+        if principal.role != role:
+            raise Forbidden(f"only the appointment's {role} can do this", code="wrong_role")
+        appt, version = await self._participant(principal, appointment_id)
+        owner = appt.doctor_id if role == "doctor" else appt.patient_id
+        if owner != principal.user_id:
+            raise NotFound("appointment not found", code="appointment_not_found")
+        return appt, version
+
+    def meeting_view(self, appt: Appointment, user_id: str) -> MeetingView | None:
+        if appt.meeting is None or appt.status != "confirmed":
+            return None
+        role: Role = "doctor" if user_id == appt.doctor_id else "patient"
+        url = self.meetings.join_url(
+            appt.meeting.room,
+            user_id=user_id,
+            role=role,
+            starts_at=appt.meeting.starts_at,
+            ends_at=appt.meeting.ends_at,
+        )
+        return MeetingView(
+            url=url,
+            starts_at=to_rfc3339(appt.meeting.starts_at),
+            ends_at=to_rfc3339(appt.meeting.ends_at),
+        )
+
+    def view_for(self, appt: Appointment, user_id: str) -> AppointmentView:
+        view = appt.view()
+        meeting = self.meeting_view(appt, user_id)
+        return msgspec.structs.replace(view, meeting=meeting) if meeting else view
+
+    def _frames(
+        self, appt: Appointment, event: str, *, patient: bool, doctor: bool
+    ) -> list[tuple[str, bytes]]:
+        pairs: list[tuple[str, bytes]] = []
+        if patient:
+            topic = events.patient_appointments_topic(appt.patient_id)
+            pairs += events.frames([topic], event, self.view_for(appt, appt.patient_id))
+        if doctor:
+            topic = events.doctor_appointments_topic(appt.doctor_id)
+            pairs += events.frames([topic], event, self.view_for(appt, appt.doctor_id))
+        return pairs
+
+    # --- accept -------------------------------------------------------------------------------
+    @redis_guard
+    async def accept(self, principal: Principal, appointment_id: str) -> AppointmentView:
+        """Confirm a request (its doctor only): 409 ``invalid_transition`` unless ``requested``
+        and before its deadline; 503 with nothing changed if the store fails."""
+        appt, version = await self._own_as(principal, appointment_id, "doctor")
+        now = self.clock()
+        if appt.status != "requested":
+            raise _transition_error(f"the appointment is {appt.status}, not requested")
+        if now >= appt.deadline:
+            raise _transition_error("the request expired")
+        hold = await self.store.get(st.doctor_pk(appt.doctor_id), st.hold_sk(appt.slot_id))
+        if hold is None or hold.data.get("appointment_id") != appt.id:
+            raise _transition_error("the request no longer holds its slot")
+        confirmed = msgspec.structs.replace(
+            appt,
+            status="confirmed",
+            decided_at=now,
+            meeting=MeetingDoc(
+                room=self.meetings.new_room(),
+                starts_at=appt.start,
+                ends_at=appt.start + self.meeting_ms,
+            ),
+        )
+        booked = Slot(
+            id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
+            status="booked", appointment_id=appt.id, patient_id=appt.patient_id,
+        )  # fmt: skip
+        main, *index = st.appointment_ops(confirmed, version)
+        ops: list[Op] = [
+            main,
+            st.hold_put(confirmed, hold.version),
+            Put(item=st.slot_item(booked), expect="present"),
+            *index,
+        ]
+        try:
+            await self.store.transact(ops)
+        except ConditionFailed as exc:
+            raise _transition_error("the appointment changed meanwhile") from exc
+        result = await self._doctor_eval(
+            self.scripts.accept,
+            appt.doctor_id,
+            [self._hold_keys(appt.doctor_id, appt.slot_id)[i] for i in (0, 2, 3, 4)],
+            [appt.id],
+            retry=True,
+        )
+        if result[0] == 0:
+            await self.hydrate_doctor(appt.doctor_id, force=True)
+        await self._publish(
+            self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
+        )
+        return self.view_for(confirmed, principal.user_id)
+
+    # --- refuse, cancel, expire ---------------------------------------------------------------
+    @redis_guard
+    async def refuse(
+        self, principal: Principal, appointment_id: str, reason: str | None = None
+    ) -> AppointmentView:
+        """Refuse a request (its doctor only); reopens the slot."""
+        if reason is not None and len(reason) > TEXT_MAX:
+            raise Invalid(f"reason is at most {TEXT_MAX} characters", code="invalid_reason")
+        appt, version = await self._own_as(principal, appointment_id, "doctor")
+        if appt.status != "requested":
+            raise _transition_error(f"the appointment is {appt.status}, not requested")
+        now = self.clock()
+        refused = msgspec.structs.replace(
+            appt, status="refused", decided_at=now, refusal_reason=reason or None
+        )
+        await self._close(refused, version, now)
+        await self._publish(
+            self._frames(refused, "appointment.refused", patient=True, doctor=False)
+        )
+        return self.view_for(refused, principal.user_id)
+
+    @redis_guard
+    async def cancel(
+        self, principal: Principal, appointment_id: str, justification: str | None
+    ) -> AppointmentView:
+        """Cancel (its patient; justification 10-1000 characters, 422 otherwise) a requested or
+        confirmed appointment that has not ended; reopens the slot if it has not started."""
+        text = (justification or "").strip()
+        if not JUSTIFICATION_MIN <= len(text) <= JUSTIFICATION_MAX:
+            raise Invalid(
+                f"justification must be {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters",
+                code="invalid_justification",
+            )
+        appt, version = await self._own_as(principal, appointment_id, "patient")
+        return await self._cancel(appt, version, "patient", text, principal.user_id)
+
+    async def _cancel(
+        self, appt: Appointment, version: int, by: CancelledBy, text: str, viewer: str
+    ) -> AppointmentView:
+        now = self.clock()
+        if appt.status not in ACTIVE:
+            raise _transition_error(f"the appointment is {appt.status}")
+        if appt.end <= now:
+            raise _transition_error("the appointment is over")
+        cancelled = msgspec.structs.replace(
+            appt,
+            status="cancelled",
+            decided_at=appt.decided_at or now,
+            cancellation=Cancellation(by=by, justification=text, at=now),
+        )
+        await self._close(cancelled, version, now)
+        await self._publish(
+            self._frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
+        )
+        return self.view_for(cancelled, viewer)
+
+    async def _close(self, closed: Appointment, version: int, now: int) -> None:
+        """Store the end of an active appointment (freeing its slot and hold), then free the
+        slot in Redis. 409 if the appointment changed meanwhile; 503 (Redis untouched) if the
+        store fails."""
+        free = Slot(
+            id=closed.slot_id, doctor_id=closed.doctor_id, start=closed.start, end=closed.end
+        )
+        main, *index = st.appointment_ops(closed, version)
+        ops: list[Op] = [
+            main,
+            st.hold_delete(closed),
+            Put(item=st.slot_item(free), expect="present"),
+            *index,
+        ]
+        try:
+            await self.store.transact(ops)
+        except ConditionFailed as exc:
+            raise _transition_error("the appointment changed meanwhile") from exc
+        await self._reopen(closed, now)
+
+    async def _expire(self, appointment_id: str, slot_id: str, now: int) -> bool:
+        """Expire one claimed request (sweeper). True if this call expired it."""
+        try:
+            appt, version = await self._load_appointment(appointment_id)
+        except NotFound:
+            # A ghost: reserved in Redis but never stored (the process died, or the store
+            # failed and the release did too). Release it.
+            if slot_id:
+                ghost = Appointment(
+                    id=appointment_id, status="expired", doctor_id=doctor_of_slot(slot_id),
+                    patient_id="", slot_id=slot_id, start=0, end=0, price_cents=0,
+                    currency="BRL", requested_at=0, deadline=0,
+                )  # fmt: skip
+                await self._release_ghost(ghost, now)
+            return False
+        if appt.status != "requested":
+            await self._reopen(appt, now)  # clears the stale deadline; the slot is not ours
+            return False
+        if appt.deadline > now:
+            return False
+        expired = msgspec.structs.replace(appt, status="expired", decided_at=now)
+        try:
+            await self._close(expired, version, now)
+        except Conflict:
+            return False
+        await self._publish(self._frames(expired, "appointment.expired", patient=True, doctor=True))
+        return True
+
+    async def _release_ghost(self, ghost: Appointment, now: int) -> None:
+        slot = await self.redis.hmget(
+            self._hold_keys(ghost.doctor_id, ghost.slot_id)[0], "start", "end", "patient_id"
+        )
+        if slot[0] is None:
+            await self._reopen(ghost, now)
+            return
+        start, end, patient = (v.decode() if isinstance(v, bytes) else v for v in slot)
+        real = msgspec.structs.replace(
+            ghost, start=int(start or 0), end=int(end or 0), patient_id=patient or ""
+        )
+        await self._reopen(real, now)
+
+    # --- meeting and rating -------------------------------------------------------------------
+    @redis_guard
+    async def meeting(self, principal: Principal, appointment_id: str) -> MeetingView:
+        """The caller's meeting link (participants only); 409 unless confirmed."""
+        appt, _ = await self._participant(principal, appointment_id)
+        view = self.meeting_view(appt, principal.user_id)
+        if view is None:
+            raise Conflict("the appointment is not confirmed", code="not_confirmed")
+        return view
+
+    async def rate(
+        self, principal: Principal, appointment_id: str, stars: int, comment: str | None
+    ) -> dict[str, object]:
+        """Rate a confirmed appointment once after it ended (its patient): 409
+        ``rating_too_early`` before the end, ``not_confirmed`` for another status,
+        ``already_rated`` the second time; 422 for stars outside 1-5."""
+        if isinstance(stars, bool) or not 1 <= stars <= 5:
+            raise Invalid("stars must be 1 to 5", code="invalid_stars")
+        if comment is not None and len(comment) > TEXT_MAX:
+            raise Invalid(f"comment is at most {TEXT_MAX} characters", code="invalid_comment")
+        appt, _ = await self._own_as(principal, appointment_id, "patient")
+        now = self.clock()
+        if appt.status != "confirmed":
+            raise Conflict("only a confirmed appointment can be rated", code="not_confirmed")
+        if now < appt.end:
+            raise Conflict("the appointment has not ended yet", code="rating_too_early")
+        rating = {
+            "appointment_id": appt.id,
+            "doctor_id": appt.doctor_id,
+            "patient_id": appt.patient_id,
+            "stars": stars,
+            "comment": comment,
+            "created_at": to_rfc3339(now),
+        }
+        op = Put(item=Item(pk=st.appt_pk(appt.id), sk=st.RATING_SK, data=rating), expect="absent")
+        try:
+            await self.accounts.rate_doctor(appt.doctor_id, stars, [op])
+        except ConditionFailed as exc:
+            raise Conflict("this appointment was already rated", code="already_rated") from exc
+        return rating

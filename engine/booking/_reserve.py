@@ -1,0 +1,262 @@
+"""Reservation: ``POST /v1/appointments``.
+
+1. ``reserve.lua`` on the doctor's hash tag: the slot is open and far enough ahead → it becomes
+   ``requested`` by this appointment id, with its deadline, out of the open set, and
+   ``slot.updated`` ("taken") is published. Losers of a race stop here (one round trip).
+2. ``claim.lua`` on the patient's hash tag: no overlapping active appointment of the patient
+   (see the script's header for why this is a second script) — else the slot is released.
+3. The request is stored durably (appointment, slot status and the slot's ``HOLD`` guard with
+   ``absent`` conditions, in one transaction) so rehydration keeps undecided requests. If that
+   write fails the reservation is released in Redis and the call is 503.
+4. ``appointment.requested`` goes to the doctor.
+
+Every step is idempotent by appointment id, so a retry after a timeout (ours, or the client's
+with the same ``Idempotency-Key``, which maps to the same appointment id) returns the same
+reservation. A process dying between steps 1 and 3 leaves a "ghost" reservation (taken in
+Redis, unknown to the store); the sweeper releases it at its deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from engine import keys
+from engine.booking import _store as st
+from engine.booking._core import DECISION_LEAD_MS, doctor_of_slot, redis_guard
+from engine.booking._model import ACTIVE, Appointment, Slot
+from engine.booking._slots import _Slots
+from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
+from engine.realtime import events
+from engine.store import ConditionFailed, Put
+from engine.timeutil import new_id, to_rfc3339
+
+if TYPE_CHECKING:
+    from engine.principal import Principal
+
+log = logging.getLogger("healthmed.booking")
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+_encoder = msgspec.json.Encoder()
+_ERRORS: dict[int, type[EngineError]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
+
+
+class _Remembered(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The first outcome of an ``Idempotency-Key``: a 201 body, or a 4xx error."""
+
+    body: str | None = None
+    status: int = 201
+    code: str = ""
+    detail: str = ""
+
+
+_remembered_decoder = msgspec.json.Decoder(_Remembered)
+
+
+def _replay(raw: bytes) -> bytes:
+    first = _remembered_decoder.decode(raw)
+    if first.body is not None:
+        return first.body.encode()
+    raise _ERRORS.get(first.status, Conflict)(first.detail, code=first.code)
+
+
+def _check_key(key: str) -> None:
+    if not 1 <= len(key) <= 200 or not key.isascii() or not key.isprintable():
+        raise Invalid(
+            "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            code="invalid_idempotency_key",
+        )
+
+
+class _StaleRedis(Conflict):
+    """The store holds the slot for another request although Redis had it open."""
+
+
+class _Reserve(_Slots):
+    @redis_guard
+    async def request_appointment(
+        self, principal: Principal, slot_id: str, idempotency_key: str | None = None
+    ) -> bytes:
+        """Reserve a slot for the calling patient; the 201 body (the appointment as JSON).
+
+        409 ``slot_unavailable`` / ``patient_overlap``, 422 for a slot in the past, 404 for an
+        unknown slot, 503 (nothing reserved) when Redis or the store fails. With an
+        ``idempotency_key``, the same key from the same patient returns the first outcome."""
+        if principal.role != "patient":
+            raise Forbidden("only patients book appointments", code="wrong_role")
+        if idempotency_key is None:
+            appt = await self._request(principal.user_id, slot_id, new_id())
+            return _encoder.encode(appt.view())
+        _check_key(idempotency_key)
+        bind = keys.patient_idempotency(principal.user_id, idempotency_key)
+        answer = keys.patient_idempotent_response(principal.user_id, idempotency_key)
+        fresh = new_id()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(answer)
+            pipe.set(bind, fresh, nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
+            stored, bound = await pipe.execute()
+        if stored is not None:
+            return _replay(stored)
+        appointment_id = bound.decode() if bound is not None else fresh
+        try:
+            appt = await self._request(principal.user_id, slot_id, appointment_id)
+        except EngineError as exc:
+            if exc.status in _ERRORS:  # deterministic outcomes only; a 503 can be retried
+                first = _Remembered(status=exc.status, code=exc.code, detail=exc.detail)
+                await self._remember(answer, first)
+            raise
+        body = _encoder.encode(appt.view())
+        return await self._remember(answer, _Remembered(body=body.decode())) or body
+
+    async def _remember(self, answer: str, outcome: _Remembered) -> bytes | None:
+        """Store the first outcome; if a concurrent duplicate stored one first, replay it."""
+        previous = await self.redis.set(
+            answer, _encoder.encode(outcome), nx=True, get=True, ex=IDEMPOTENCY_TTL_S
+        )
+        if previous is None:
+            return None
+        return _replay(previous if isinstance(previous, bytes) else str(previous).encode())
+
+    async def _request(self, patient_id: str, slot_id: str, appointment_id: str) -> Appointment:
+        doctor_id = doctor_of_slot(slot_id)
+        now = self.clock()
+        channel, head, mid, tail_a, tail_b = self._taken_frame(doctor_id, slot_id)
+        tail = tail_a + to_rfc3339(now).encode() + tail_b
+        result = await self._doctor_eval(
+            self.scripts.reserve,
+            doctor_id,
+            self._hold_keys(doctor_id, slot_id),
+            [appointment_id, patient_id, now, self.ttl_ms, DECISION_LEAD_MS, slot_id, channel,
+             head, mid, tail],
+            retry=True,
+        )  # fmt: skip
+        if result[0] == 0:
+            reason = str(result[1])
+            if reason == "not_found":
+                raise NotFound("slot not found", code="slot_not_found")
+            if reason == "past":
+                raise Invalid("the slot starts in the past", code="slot_in_past")
+            if reason == "too_late":
+                raise Conflict(
+                    "requests close 15 minutes before the slot starts", code="slot_unavailable"
+                )
+            raise Conflict("the slot is not open", code="slot_unavailable")
+        fresh = result[1] == "reserved"
+        start, end, deadline, requested_at = (int(v) for v in result[2:6])
+        stub = Appointment(
+            id=appointment_id, status="requested", doctor_id=doctor_id, patient_id=patient_id,
+            slot_id=slot_id, start=start, end=end, price_cents=0, currency="BRL",
+            requested_at=requested_at, deadline=deadline,
+        )  # fmt: skip
+        try:
+            await self._claim(stub, now)
+            profile = await self.accounts.get_doctor(doctor_id)
+            appt = msgspec.structs.replace(
+                stub,
+                price_cents=int(profile.price.amount_cents),
+                currency=str(profile.price.currency),
+            )
+            stored = await self._store_request(appt)
+        except BaseException as exc:
+            if fresh:  # only the call that made the reservation may undo it
+                await self._undo(stub, now)
+            if isinstance(exc, _StaleRedis):
+                await self.hydrate_doctor(doctor_id, force=True)
+            raise
+        if stored is not appt:
+            return stored  # an earlier attempt with this id already stored it
+        pairs = events.frames(
+            [events.doctor_appointments_topic(doctor_id)], "appointment.requested", appt.view()
+        )
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True)
+                for ch, payload in pairs:
+                    pipe.publish(ch, payload)
+                await pipe.execute()
+        except Exception:
+            log.warning("sweep index/event after request %s failed", appointment_id, exc_info=True)
+        return appt
+
+    def _taken_frame(self, doctor_id: str, slot_id: str) -> tuple[str, bytes, bytes, bytes, bytes]:
+        """The slot.updated ("taken") frame of a slot, cut around its start, end and time: the
+        script splices in the start and end it holds, the caller the time. Cached per slot
+        (a reservation is the hot path)."""
+        cached = self._taken_frames.get(slot_id)
+        if cached is not None:
+            return cached
+        topic = events.doctor_slots_topic(doctor_id)
+        data = {"slot_id": slot_id, "doctor_id": doctor_id, "start": "@@S@@", "end": "@@E@@",
+                "status": "taken"}  # fmt: skip
+        frame = _encoder.encode(
+            events.EventFrame(topic=topic, event="slot.updated", data=data, at="@@A@@")
+        )
+        head, _, rest = frame.partition(b"@@S@@")
+        mid, _, rest = rest.partition(b"@@E@@")
+        tail_a, _, tail_b = rest.partition(b"@@A@@")
+        cached = (events.channel(topic), head, mid, tail_a, tail_b)
+        if len(self._taken_frames) >= 100_000:
+            self._taken_frames.clear()
+        self._taken_frames[slot_id] = cached
+        return cached
+
+    async def _undo(self, stub: Appointment, now: int) -> None:
+        try:
+            await self._reopen(stub, now)
+        except Exception:
+            log.warning("could not release reservation %s", stub.id, exc_info=True)
+
+    async def _claim(self, appt: Appointment, now: int) -> None:
+        """The patient half (claim.lua), hydrating the patient's holdings when needed and
+        dropping a stale hold (its appointment is over in the store) that blocks it."""
+        holds = keys.patient_holds(appt.patient_id)
+        for _ in range(4):
+            result = await self._eval(
+                self.scripts.claim, [holds], [appt.id, appt.start, appt.end, now], retry=True
+            )
+            if result[0] == 1:
+                return
+            if result[1] == "not_hydrated":
+                await self.hydrate_patient(appt.patient_id)
+                continue
+            other = str(result[2])
+            try:
+                blocking, _ = await self._load_appointment(other)
+            except NotFound:
+                break  # possibly a request being stored right now: it counts
+            if blocking.status in ACTIVE and blocking.end > now:
+                break
+            await self.redis.hdel(holds, other)
+        raise Conflict(
+            "you already have an appointment at an overlapping time", code="patient_overlap"
+        )
+
+    async def _store_request(self, appt: Appointment) -> Appointment:
+        """Store the request durably; returns ``appt``, or the stored one if an earlier attempt
+        with the same id got there first. 409 if the store says another request holds the slot
+        (Redis was stale: the doctor is rebuilt from the store)."""
+        slot = Slot(
+            id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
+            status="requested", appointment_id=appt.id, patient_id=appt.patient_id,
+            deadline=appt.deadline, requested_at=appt.requested_at,
+        )  # fmt: skip
+        main, *index = st.appointment_ops(appt, "absent")
+        try:
+            await self.store.transact(
+                [main, st.hold_put(appt, "absent"), Put(item=st.slot_item(slot), expect="present"),
+                 *index]
+            )  # fmt: skip
+        except ConditionFailed as exc:
+            if exc.index == 0:
+                stored, _ = await self._load_appointment(appt.id)
+                if stored.slot_id == appt.slot_id and stored.patient_id == appt.patient_id:
+                    return stored
+            raise _StaleRedis("the slot is not open", code="slot_unavailable") from exc
+        return appt

@@ -1,0 +1,143 @@
+"""Slot validation and weekly-rule expansion (pure functions, no I/O).
+
+Rule expansion is daylight-saving safe: each slot's local start (``zoneinfo``) is converted to
+UTC on its own day, so 08:00 in ``America/Sao_Paulo`` is 10:00Z or 11:00Z as the offset of that
+day says. Around a transition:
+
+* a local start that does not exist (clocks jump forward over it) is skipped;
+* a local start that exists twice (clocks fall back) takes its first occurrence;
+* a slot lasts exactly ``duration_minutes`` of real time; one that would overlap the previous
+  slot because the clocks jumped forward inside it is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine.errors import Invalid
+from engine.timeutil import parse_rfc3339
+
+if TYPE_CHECKING:
+    from engine.booking._model import SlotTimes, WeeklyRule
+
+MAX_SLOTS_PER_CALL = 500
+MAX_SLOT_MS = 4 * 3600 * 1000
+MAX_RULE_DAYS = 366
+MINUTE_MS = 60_000
+
+Interval = tuple[int, int]
+
+
+def check_interval(start: int, end: int, now: int, *, index: int | None = None) -> None:
+    """422 for a slot that is zero or negative length, over 4 h, or starts in the past."""
+    where = f"slot {index}: " if index is not None else ""
+    if end <= start:
+        raise Invalid(f"{where}end must be after start", code="invalid_slot", index=index)
+    if end - start > MAX_SLOT_MS:
+        raise Invalid(f"{where}a slot lasts at most 4 hours", code="slot_too_long", index=index)
+    if start <= now:
+        raise Invalid(f"{where}the slot starts in the past", code="slot_in_past", index=index)
+
+
+def explicit_slots(slots: list[SlotTimes], now: int) -> list[Interval]:
+    """Validate explicit slots (1..500, each valid); all or nothing."""
+    if not slots:
+        raise Invalid("give at least one slot", code="no_slots")
+    if len(slots) > MAX_SLOTS_PER_CALL:
+        raise Invalid(
+            f"at most {MAX_SLOTS_PER_CALL} slots per call", code="too_many_slots", count=len(slots)
+        )
+    out: list[Interval] = []
+    for i, s in enumerate(slots):
+        start = parse_rfc3339(s.start, field=f"slots[{i}].start")
+        end = parse_rfc3339(s.end, field=f"slots[{i}].end")
+        check_interval(start, end, now, index=i)
+        out.append((start, end))
+    return out
+
+
+def _date(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise Invalid(f"{field} must be a date (YYYY-MM-DD)", code="invalid_rule") from None
+
+
+def _clock(value: str, field: str) -> time:
+    try:
+        hh, mm = value.split(":")
+        if len(hh) != 2 or len(mm) != 2:
+            raise ValueError(value)
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise Invalid(f"{field} must be HH:MM", code="invalid_rule") from None
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid("timezone must be an IANA name", code="invalid_timezone") from None
+
+
+def _exists(local: datetime, zone: ZoneInfo) -> bool:
+    """False for a wall time skipped by a forward transition."""
+    back = local.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    return back == local.replace(tzinfo=None)
+
+
+def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
+    """The UTC intervals (ms) of a weekly rule, validated.
+
+    With ``now`` given, a rule starting before today (in its timezone) is 422 and slots of
+    today that already started are left out; more than 500 slots is 422.
+    """
+    zone = _zone(rule.timezone)
+    first = _date(rule.from_, "from")
+    last = _date(rule.to, "to")
+    if last < first:
+        raise Invalid("to must not be before from", code="invalid_rule")
+    if (last - first).days >= MAX_RULE_DAYS:
+        raise Invalid(f"a rule spans at most {MAX_RULE_DAYS} days", code="invalid_rule")
+    if not rule.weekdays or any(isinstance(d, bool) or not 1 <= d <= 7 for d in rule.weekdays):
+        raise Invalid("weekdays are ISO numbers 1 (Monday) to 7", code="invalid_rule")
+    begin = _clock(rule.start_time, "start_time")
+    finish = _clock(rule.end_time, "end_time")
+    if finish <= begin:
+        raise Invalid("end_time must be after start_time", code="invalid_rule")
+    if not 1 <= rule.duration_minutes <= 240:
+        raise Invalid("duration_minutes must be 1 to 240", code="invalid_rule")
+    if not 0 <= rule.gap_minutes <= 1440:
+        raise Invalid("gap_minutes must be 0 to 1440", code="invalid_rule")
+    if now is not None:
+        today = datetime.fromtimestamp(now / 1000, tz=zone).date()
+        if first < today:
+            raise Invalid("the rule starts in the past", code="slot_in_past")
+    weekdays = set(rule.weekdays)
+    duration = timedelta(minutes=rule.duration_minutes)
+    step = duration + timedelta(minutes=rule.gap_minutes)
+    out: list[Interval] = []
+    day = first
+    while day <= last:
+        if day.isoweekday() in weekdays:
+            wall = datetime.combine(day, begin)
+            end_wall = datetime.combine(day, finish)
+            while wall + duration <= end_wall:
+                local = wall.replace(tzinfo=zone, fold=0)
+                if _exists(local, zone):
+                    start = int(local.astimezone(UTC).timestamp() * 1000)
+                    end = start + rule.duration_minutes * MINUTE_MS
+                    if (not out or start >= out[-1][1]) and (now is None or start > now):
+                        out.append((start, end))
+                        if len(out) > MAX_SLOTS_PER_CALL:
+                            raise Invalid(
+                                f"the rule makes more than {MAX_SLOTS_PER_CALL} slots",
+                                code="too_many_slots",
+                            )
+                wall += step
+        day += timedelta(days=1)
+    if not out:
+        raise Invalid("the rule makes no slot", code="no_slots")
+    return out

@@ -1,0 +1,102 @@
+"""Durable layout of booking (single table, see :mod:`engine.store`):
+
+==========================  ===========================  ==================================
+pk                          sk                           what
+==========================  ===========================  ==================================
+``DOC#<doctor>``            ``SLOT#<start>#<slot>``      the slot: interval and status
+``DOC#<doctor>``            ``HOLD#<slot>``              guard: an active appointment holds
+                                                         the slot (-> its id)
+``APPT#<id>``               ``APPT``                     the appointment; while ``requested``
+                                                         also ``gsi1pk="PENDING"``,
+                                                         ``gsi1sk=<deadline>#<id>``
+``APPT#<id>``               ``RATING``                   the patient's rating (once)
+``USER#<id>``               ``APPT#<start>#<id>``        copy of the appointment per
+                                                         participant (listing, export)
+==========================  ===========================  ==================================
+
+``<start>`` and ``<deadline>`` are epoch ms, zero-padded to 13 digits so they sort as text.
+
+The store's own guarantee against double booking: ``HOLD#<slot>`` is created with an
+``absent`` condition in the same transaction that stores a request, and deleted only in the
+transaction that moves that appointment out of ``requested``/``confirmed``. So at most one
+active appointment per slot exists in the store, whatever Redis says. Each transition is
+also conditioned on the appointment's version (and accept on the hold's version).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.store import Check, Delete, Item, Put
+
+if TYPE_CHECKING:
+    from engine.booking._model import Appointment, Slot
+    from engine.store import Expect, Op
+
+
+def doctor_pk(doctor_id: str) -> str:
+    return f"DOC#{doctor_id}"
+
+
+def slot_sk(start: int, slot_id: str) -> str:
+    return f"SLOT#{start:013d}#{slot_id}"
+
+
+def hold_sk(slot_id: str) -> str:
+    return f"HOLD#{slot_id}"
+
+
+def appt_pk(appointment_id: str) -> str:
+    return f"APPT#{appointment_id}"
+
+
+APPT_SK = "APPT"
+RATING_SK = "RATING"
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def index_sk(start: int, appointment_id: str) -> str:
+    return f"APPT#{start:013d}#{appointment_id}"
+
+
+def slot_item(slot: Slot) -> Item:
+    return Item(pk=doctor_pk(slot.doctor_id), sk=slot_sk(slot.start, slot.id), data=slot.to_data())
+
+
+def hold_check_absent(doctor_id: str, slot_id: str) -> Check:
+    return Check(pk=doctor_pk(doctor_id), sk=hold_sk(slot_id), expect="absent")
+
+
+def appointment_ops(appt: Appointment, expect: Expect) -> list[Op]:
+    """The appointment item (at ``expect``) and its two index copies."""
+    data = appt.to_data()
+    pending = appt.status == "requested"
+    main = Item(
+        pk=appt_pk(appt.id),
+        sk=APPT_SK,
+        data=data,
+        gsi1pk="PENDING" if pending else None,
+        gsi1sk=f"{appt.deadline:013d}#{appt.id}" if pending else None,
+    )
+    sk = index_sk(appt.start, appt.id)
+    return [
+        Put(item=main, expect=expect),
+        Put(item=Item(pk=user_pk(appt.patient_id), sk=sk, data=data)),
+        Put(item=Item(pk=user_pk(appt.doctor_id), sk=sk, data=data)),
+    ]
+
+
+def hold_put(appt: Appointment, expect: Expect) -> Put:
+    item = Item(
+        pk=doctor_pk(appt.doctor_id),
+        sk=hold_sk(appt.slot_id),
+        data={"appointment_id": appt.id, "status": appt.status},
+    )
+    return Put(item=item, expect=expect)
+
+
+def hold_delete(appt: Appointment) -> Delete:
+    return Delete(pk=doctor_pk(appt.doctor_id), sk=hold_sk(appt.slot_id), expect="present")

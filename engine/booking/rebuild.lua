@@ -1,0 +1,59 @@
+-- Replace one doctor's hot state with what the durable store holds (rehydration).
+-- Without force it only runs when the hydrated marker is missing, so concurrent lazy rebuilds
+-- after a flush apply once. Every key it deletes or writes arrives in KEYS: the caller passes
+-- the slot hashes of the current slots zset members and of the store's slots; if a member has
+-- appeared since the caller read the zset, it returns "retry".
+-- KEYS[1] doctor slots zset  KEYS[2] ends hash  KEYS[3] open zset  KEYS[4] deadlines zset
+-- KEYS[5] pending hash  KEYS[6] hydrated marker  KEYS[7..] slot hashes
+-- ARGV[1] force (0 | 1)  ARGV[2] now (ms)  ARGV[3] slot key prefix (for the member check)
+-- ARGV[4] n slots  then per slot 11 values: KEYS index, id, start, end, status, appointment id,
+--   patient id, deadline, requested_at, start (RFC 3339), end (RFC 3339); "" = none
+-- returns {1, "rebuilt", n} | {1, "skipped"} | {0, "retry"}
+if ARGV[1] ~= "1" and redis.call("EXISTS", KEYS[6]) == 1 then
+  return {1, "skipped"}
+end
+local given = {}
+for i = 7, #KEYS do
+  given[KEYS[i]] = true
+end
+local members = redis.call("ZRANGE", KEYS[1], 0, -1)
+for i = 1, #members do
+  local id = members[i]
+  if string.sub(id, 1, 1) == "~" then
+    id = string.sub(id, 2)
+  end
+  if not given[ARGV[3] .. id] then
+    return {0, "retry"}
+  end
+end
+for i = 1, 5 do
+  redis.call("DEL", KEYS[i])
+end
+for i = 7, #KEYS do
+  redis.call("DEL", KEYS[i])
+end
+local now = tonumber(ARGV[2])
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  local b = 4 + 11 * (i - 1)
+  local key = KEYS[tonumber(ARGV[b + 1])]
+  local id, start, status, appt = ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 5], ARGV[b + 6]
+  redis.call("HSET", key, "start", ARGV[b + 3], "end", ARGV[b + 4], "status", status,
+    "start_s", ARGV[b + 10], "end_s", ARGV[b + 11])
+  redis.call("ZADD", KEYS[1], start, id)
+  redis.call("HSET", KEYS[2], id, ARGV[b + 4])
+  if status == "open" then
+    if start > now then
+      redis.call("ZADD", KEYS[3], start, id)
+    end
+  else
+    redis.call("HSET", key, "appointment_id", appt, "patient_id", ARGV[b + 7])
+    if status == "requested" then
+      redis.call("HSET", key, "deadline", ARGV[b + 8], "requested_at", ARGV[b + 9])
+      redis.call("ZADD", KEYS[4], tonumber(ARGV[b + 8]), appt)
+      redis.call("HSET", KEYS[5], appt, id)
+    end
+  end
+end
+redis.call("SET", KEYS[6], "1")
+return {1, "rebuilt", n}

@@ -1,0 +1,280 @@
+"""Booking (API.md "availability" and "Appointments"): slots, the public agenda, appointments.
+Handlers only translate; :class:`engine.booking.BookingService` decides."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Response, delete, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from engine.booking import (
+    Agenda,
+    AppointmentPage,
+    AppointmentView,
+    BookRequest,
+    CancelBody,
+    CreateSlots,
+    MeetingView,
+    RatingBody,
+    RefuseBody,
+    SlotList,
+    SlotTimes,
+    SlotView,
+)
+from engine.errors import Conflict
+from gateway.problems import PROBLEM_JSON, Problem, problems
+
+if TYPE_CHECKING:
+    from engine.principal import Principal
+    from engine.runtime import Engine
+
+_FROM = Parameter(query="from", default=None, description="RFC 3339 start of the range")
+_TO = Parameter(query="to", default=None, description="RFC 3339 end of the range (exclusive)")
+
+
+# --- availability -----------------------------------------------------------------------------
+@post(
+    "/v1/me/slots",
+    tags=["availability"],
+    summary="Publish slots (explicit or a weekly rule)",
+    status_code=HTTP_201_CREATED,
+    responses=problems(401, 403, 409, 413, 422, 503),
+)
+async def create_slots(engine: Engine, doctor: Principal, data: CreateSlots) -> SlotList:
+    """`{slots: [{start, end}]}` or `{rule: {from, to, weekdays, start_time, end_time,
+    timezone, duration_minutes=50, gap_minutes=10}}`. At most 500 slots; past, zero-length or
+    over 4 h: 422. Any overlap (existing slots or within the call): 409 `slot_overlap`, none
+    created. Rules are daylight-saving safe (local times of `timezone`)."""
+    return SlotList(items=await engine.booking.create_slots(doctor, data))
+
+
+@get(
+    "/v1/me/slots",
+    tags=["availability"],
+    summary="Own slots with full status",
+    responses=problems(401, 403, 422),
+)
+async def my_slots(
+    engine: Engine,
+    doctor: Principal,
+    from_: str | None = _FROM,
+    to: str | None = _TO,
+) -> SlotList:
+    """Status `open` | `requested` | `booked` with `appointment_id`. Default: from now, 62
+    days; at most 366 days."""
+    return SlotList(items=await engine.booking.list_own_slots(doctor, from_, to))
+
+
+@patch(
+    "/v1/me/slots/{slot_id:str}",
+    tags=["availability"],
+    summary="Move an open slot",
+    responses=problems(401, 403, 404, 409, 422, 503),
+)
+async def edit_slot(engine: Engine, doctor: Principal, slot_id: str, data: SlotTimes) -> SlotView:
+    """Only an `open` slot (409 `slot_not_open`); the new times are overlap-checked (409
+    `slot_overlap`)."""
+    return await engine.booking.update_slot(doctor, slot_id, data.start, data.end)
+
+
+@delete(
+    "/v1/me/slots/{slot_id:str}",
+    tags=["availability"],
+    summary="Delete an open slot",
+    status_code=HTTP_204_NO_CONTENT,
+    responses=problems(401, 403, 404, 409, 503),
+)
+async def delete_slot(engine: Engine, doctor: Principal, slot_id: str) -> None:
+    """Only an `open` slot (409 `slot_not_open`)."""
+    await engine.booking.delete_slot(doctor, slot_id)
+
+
+@get(
+    "/v1/doctors/{doctor_id:str}/slots",
+    tags=["availability"],
+    summary="A doctor's public agenda",
+    responses=problems(401, 404, 422),
+)
+async def agenda(
+    engine: Engine,
+    principal: Principal,
+    doctor_id: str,
+    from_: str | None = _FROM,
+    to: str | None = _TO,
+) -> Agenda:
+    """Slots `open` or `taken` with the doctor's price; default the next 14 days, at most 62
+    (422)."""
+    return await engine.booking.agenda(doctor_id, from_, to)
+
+
+# --- appointments -----------------------------------------------------------------------------
+_CREATED = ResponseSpec(data_container=AppointmentView, description="The requested appointment")
+_conflicts: dict[tuple[str, str], bytes] = {}
+
+
+def _conflict(exc: Conflict) -> Response[bytes]:
+    """The 409 of a lost race, answered here rather than through the exception middleware
+    (most racers lose, so this is the hot path). Same body as ``gateway.problems`` gives."""
+    key = (exc.code, exc.detail)
+    body = _conflicts.get(key)
+    if body is None:
+        problem = Problem(status=409, title="Conflict", detail=exc.detail, code=exc.code)
+        body = msgspec.json.encode(problem)
+        if len(_conflicts) < 64:
+            _conflicts[key] = body
+    return Response(body, status_code=409, media_type=PROBLEM_JSON)
+
+
+@post(
+    "/v1/appointments",
+    tags=["appointments"],
+    summary="Request an appointment (reserve a slot)",
+    status_code=HTTP_201_CREATED,
+    responses={201: _CREATED, **problems(401, 403, 404, 409, 422, 503)},
+)
+async def request_appointment(
+    engine: Engine,
+    patient: Principal,
+    data: BookRequest,
+    idempotency_key: str | None = Parameter(
+        header="Idempotency-Key",
+        default=None,
+        description="the same key from the same patient returns the first response",
+    ),
+) -> Response[bytes]:
+    """201 `status: "requested"` with `decision_deadline` (the earlier of the request TTL and
+    15 minutes before the start; requests closer to the start than that: 409
+    `slot_unavailable`). Slot not open: 409 `slot_unavailable`; an overlapping active
+    appointment of yours: 409 `patient_overlap`; slot in the past: 422; doctors: 403."""
+    try:
+        body = await engine.booking.request_appointment(patient, data.slot_id, idempotency_key)
+    except Conflict as exc:
+        if exc.fields:
+            raise
+        return _conflict(exc)
+    return Response(body, status_code=HTTP_201_CREATED, media_type="application/json")
+
+
+@get(
+    "/v1/appointments",
+    tags=["appointments"],
+    summary="Own appointments",
+    responses=problems(401, 422),
+)
+async def list_appointments(
+    engine: Engine,
+    principal: Principal,
+    status: str | None = Parameter(default=None, description="filter by status"),
+    from_: str | None = _FROM,
+    to: str | None = _TO,
+    limit: int = Parameter(default=20, description="page size, 1-100"),
+    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+) -> AppointmentPage:
+    """The caller's appointments (as patient or doctor) by slot start; `from`/`to` bound the
+    start."""
+    return await engine.booking.list_appointments(
+        principal, status=status, start=from_, end=to, limit=limit, cursor=cursor
+    )
+
+
+@get(
+    "/v1/appointments/{appointment_id:str}",
+    tags=["appointments"],
+    summary="One appointment",
+    responses=problems(401, 404),
+)
+async def appointment(engine: Engine, principal: Principal, appointment_id: str) -> AppointmentView:
+    """Its two participants only (404 for anyone else)."""
+    return await engine.booking.get_appointment(principal, appointment_id)
+
+
+@post(
+    "/v1/appointments/{appointment_id:str}/accept",
+    tags=["appointments"],
+    summary="Accept a request (its doctor)",
+    status_code=HTTP_200_OK,
+    responses=problems(401, 403, 404, 409, 503),
+)
+async def accept(engine: Engine, principal: Principal, appointment_id: str) -> AppointmentView:
+    """→ `confirmed` with `meeting: {url, starts_at, ends_at}`. Patients: 403; another
+    doctor: 404; not `requested` (or past its deadline): 409 `invalid_transition`."""
+    return await engine.booking.accept(principal, appointment_id)
+
+
+@post(
+    "/v1/appointments/{appointment_id:str}/refuse",
+    tags=["appointments"],
+    summary="Refuse a request (its doctor)",
+    status_code=HTTP_200_OK,
+    responses=problems(401, 403, 404, 409, 422, 503),
+)
+async def refuse(
+    engine: Engine, principal: Principal, appointment_id: str, data: RefuseBody | None = None
+) -> AppointmentView:
+    """`{reason?}` → `refused`; the slot reopens. Not `requested`: 409
+    `invalid_transition`."""
+    reason = data.reason if data is not None else None
+    return await engine.booking.refuse(principal, appointment_id, reason)
+
+
+@post(
+    "/v1/appointments/{appointment_id:str}/cancel",
+    tags=["appointments"],
+    summary="Cancel (its patient)",
+    status_code=HTTP_200_OK,
+    responses=problems(401, 403, 404, 409, 422, 503),
+)
+async def cancel(
+    engine: Engine, principal: Principal, appointment_id: str, data: CancelBody
+) -> AppointmentView:
+    """`{justification}` of 10 to 1000 characters (422 otherwise) → `cancelled`; the slot
+    reopens if it has not started. Only `requested` or `confirmed` before the end (409)."""
+    return await engine.booking.cancel(principal, appointment_id, data.justification)
+
+
+@get(
+    "/v1/appointments/{appointment_id:str}/meeting",
+    tags=["appointments"],
+    summary="The caller's meeting link",
+    responses=problems(401, 404, 409),
+)
+async def meeting(engine: Engine, principal: Principal, appointment_id: str) -> MeetingView:
+    """Participants only; 409 `not_confirmed` unless confirmed. The link carries the caller's
+    own token, valid from 10 minutes before the start until the end."""
+    return await engine.booking.meeting(principal, appointment_id)
+
+
+@post(
+    "/v1/appointments/{appointment_id:str}/rating",
+    tags=["appointments"],
+    summary="Rate a past appointment (its patient)",
+    status_code=HTTP_201_CREATED,
+    responses=problems(401, 403, 404, 409, 422),
+)
+async def rate(
+    engine: Engine, principal: Principal, appointment_id: str, data: RatingBody
+) -> dict[str, Any]:
+    """`{stars: 1..5, comment?}`; only a confirmed appointment whose end has passed (409
+    `rating_too_early` before, `not_confirmed` otherwise), once (409 `already_rated`)."""
+    return dict(await engine.booking.rate(principal, appointment_id, data.stars, data.comment))
+
+
+route_handlers = [
+    create_slots,
+    my_slots,
+    edit_slot,
+    delete_slot,
+    agenda,
+    request_appointment,
+    list_appointments,
+    appointment,
+    accept,
+    refuse,
+    cancel,
+    meeting,
+    rate,
+]

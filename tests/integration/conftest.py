@@ -1,0 +1,143 @@
+"""Integration fixtures for booking: a BookingService on the real redis-server of the run
+(database 7, flushed around each test) and a SQLite store, with a fake accounts port and an
+injectable clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from engine.booking import BookingService
+from engine.config import Settings
+from engine.errors import NotFound
+from engine.principal import Principal
+from engine.redis_client import connect_redis
+from engine.store import Item, Op, Put, SQLiteStore, StoreUnavailable
+from engine.timeutil import new_id, now_ms
+from tests.support import RedisServer
+
+BOOKING_DB = 7
+
+
+class FakeAccounts:
+    """The two calls booking makes on accounts: a doctor's price, and a rating applied with
+    booking's extra ops in one store transaction (as AccountService.rate_doctor does)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.missing: set[str] = set()
+
+    async def get_doctor(self, doctor_id: str) -> Any:
+        if doctor_id in self.missing:
+            raise NotFound("doctor not found", code="doctor_not_found")
+        return SimpleNamespace(
+            id=doctor_id, price=SimpleNamespace(amount_cents=25_000, currency="BRL")
+        )
+
+    async def rate_doctor(self, doctor_id: str, stars: int, extra_ops: Sequence[Op] = ()) -> None:
+        item = await self.store.get(f"USER#{doctor_id}", "RATINGS")
+        data = dict(item.data) if item else {"sum": 0, "count": 0}
+        data = {"sum": data["sum"] + stars, "count": data["count"] + 1}
+        put = Put(
+            item=Item(pk=f"USER#{doctor_id}", sk="RATINGS", data=data),
+            expect=item.version if item else "absent",
+        )
+        await self.store.transact([*extra_ops, put])
+
+
+class FlakyStore:
+    """A store whose writes fail while ``failing`` is set (``transact``, ``put``,
+    ``put_many``), or only the methods named in ``failing_only``."""
+
+    def __init__(self, inner: SQLiteStore) -> None:
+        self.inner = inner
+        self.failing = False
+        self.failing_only: set[str] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _check(self, method: str) -> None:
+        if self.failing or method in self.failing_only:
+            raise StoreUnavailable("injected store failure")
+
+    async def transact(self, ops: Sequence[Op]) -> None:
+        self._check("transact")
+        await self.inner.transact(ops)
+
+    async def put(self, item: Item, expect: Any = "any") -> None:
+        self._check("put")
+        await self.inner.put(item, expect)
+
+    async def put_many(self, items: Sequence[Item]) -> None:
+        self._check("put_many")
+        await self.inner.put_many(items)
+
+
+@dataclass
+class Clock:
+    """Injectable time (ms), starting at the real now."""
+
+    now: int = field(default_factory=now_ms)
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+def booking_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "meeting_secret": "m" * 48,
+        "jwt_secret": "j" * 48,
+        "meeting_base_url": "https://meet.example.test",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def doctor(user_id: str | None = None) -> Principal:
+    return Principal(
+        user_id=user_id or new_id(), role="doctor", jti=new_id(), issued_at=0, expires_at=0
+    )
+
+
+def patient(user_id: str | None = None) -> Principal:
+    return Principal(
+        user_id=user_id or new_id(), role="patient", jti=new_id(), issued_at=0, expires_at=0
+    )
+
+
+@pytest.fixture
+async def booking_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + f"/{BOOKING_DB}")
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+async def booking_store(tmp_path: Path) -> AsyncIterator[FlakyStore]:
+    store = await SQLiteStore.open(tmp_path / "booking.sqlite3")
+    yield FlakyStore(store)
+    await store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def booking(booking_redis: Redis, booking_store: FlakyStore, clock: Clock) -> BookingService:
+    return BookingService(
+        booking_settings(), booking_store, booking_redis, FakeAccounts(booking_store), clock=clock
+    )
