@@ -4,7 +4,11 @@
 Verification pins the algorithm (``alg: none`` or any other algorithm is rejected), checks
 ``iss``, ``aud`` and ``exp``, and requires ``exp``, ``iat``, ``jti``, ``sub`` and ``role``.
 Revocation before expiry (logout, erasure) is a Redis denylist checked by the caller
-(:meth:`engine.accounts.AccountService.authenticate`).
+(:meth:`engine.runtime.Engine.authenticate`), on every request, cached or not.
+
+Verified tokens are remembered per process until they expire (a client sends the same token
+for its whole life), so the hot path skips the signature and claim checks. The cache is keyed
+by the whole token, signature included: a token that differs in any byte is verified afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from engine.principal import Role
 
 ALGORITHM = "HS256"
+CACHE_SIZE = 100_000
+"""Verified tokens remembered per process (~0.5 KiB each); the oldest go first when full."""
 _REQUIRED = ["exp", "iat", "jti", "sub", "iss", "aud"]
 
 
@@ -32,6 +38,7 @@ class AccessTokens:
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
         self.ttl = settings.access_ttl_seconds
+        self._verified: dict[str, Principal] = {}
 
     def issue(self, user_id: str, role: Role, *, now: float | None = None) -> tuple[str, Principal]:
         iat = int(time.time() if now is None else now)
@@ -55,6 +62,18 @@ class AccessTokens:
 
     def verify(self, token: str) -> Principal:
         """Decode and check a token; ``Unauthenticated`` for anything not valid right now."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached.expires_at:
+                return cached
+            del self._verified[token]
+        principal = self._decode(token)
+        if len(self._verified) >= CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = principal
+        return principal
+
+    def _decode(self, token: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from engine.store._port import (
-    Check,
     ConditionFailed,
     Delete,
     Expect,
@@ -45,6 +44,10 @@ CREATE TABLE IF NOT EXISTS items (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk) WHERE gsi1pk IS NOT NULL;
 """
+
+_VERSIONS = "SELECT pk, sk, version FROM items WHERE (pk, sk) IN (VALUES {})"
+_SELECT_CHUNK = 400
+"""Keys per version lookup: two parameters each, well under SQLite's parameter limit."""
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -113,28 +116,45 @@ class SQLiteStore:
         return await self._run(run)
 
     def _apply(self, ops: Sequence[Op]) -> None:
+        """Check every condition, then write, inside one ``BEGIN IMMEDIATE``.
+
+        A constant number of statements whatever the number of ops (one SELECT for all the
+        versions, one ``executemany`` per kind of write): each statement hands the GIL to the
+        event loop and back, and a per-op statement pair made large transactions wait on that
+        hand-off many times over.
+        """
+        keys = [(op.item.pk, op.item.sk) if isinstance(op, Put) else (op.pk, op.sk) for op in ops]
+        encoded = [_encode(op.item.data) if isinstance(op, Put) else b"" for op in ops]
         db = self._conn
         db.execute("BEGIN IMMEDIATE")
         try:
-            for index, op in enumerate(ops):
-                pk, sk = (op.item.pk, op.item.sk) if isinstance(op, Put) else (op.pk, op.sk)
-                row = db.execute(
-                    "SELECT version FROM items WHERE pk=? AND sk=?", (pk, sk)
-                ).fetchone()
-                current = row[0] if row else None
-                if not _holds(current, op.expect):
+            current: dict[tuple[str, str], int] = {}
+            for i in range(0, len(keys), _SELECT_CHUNK):
+                chunk = keys[i : i + _SELECT_CHUNK]
+                rows = db.execute(
+                    _VERSIONS.format(",".join(["(?,?)"] * len(chunk))),
+                    [part for key in chunk for part in key],
+                ).fetchall()
+                current.update(((pk, sk), version) for pk, sk, version in rows)
+            puts: list[tuple[Any, ...]] = []
+            deletes: list[tuple[str, str]] = []
+            for index, (op, key, data) in enumerate(zip(ops, keys, encoded, strict=True)):
+                version = current.get(key)
+                if not _holds(version, op.expect):
                     raise ConditionFailed(index)
                 if isinstance(op, Put):
                     item = op.item
-                    db.execute(
-                        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, version, data) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (pk, sk, item.gsi1pk, item.gsi1sk, (current or 0) + 1, _encode(item.data)),
-                    )
+                    puts.append((*key, item.gsi1pk, item.gsi1sk, (version or 0) + 1, data))
                 elif isinstance(op, Delete):
-                    db.execute("DELETE FROM items WHERE pk=? AND sk=?", (pk, sk))
-                else:
-                    assert isinstance(op, Check)
+                    deletes.append(key)
+            if puts:
+                db.executemany(
+                    "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, version, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    puts,
+                )
+            if deletes:
+                db.executemany("DELETE FROM items WHERE pk=? AND sk=?", deletes)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

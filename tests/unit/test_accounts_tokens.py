@@ -122,3 +122,23 @@ def test_unknown_or_missing_role_is_rejected(tokens: AccessTokens, role: str | N
 def test_garbage_is_rejected(tokens: AccessTokens, garbage: str) -> None:
     """Strings that are not JWTs are ``invalid_token``, never an exception of another kind."""
     assert _code(tokens, garbage) == "invalid_token"
+
+
+def test_a_cached_token_still_expires(tokens: AccessTokens) -> None:
+    """A token verified (and cached) while valid is refused once its ``exp`` has passed."""
+    now = int(time.time())
+    token = jwt.encode(_claims(iat=now, exp=now + 1), SECRET, algorithm="HS256")
+    assert tokens.verify(token).user_id == "user-1"
+    time.sleep(max(0.0, now + 1.05 - time.time()))
+    assert _code(tokens, token) == "token_expired"
+
+
+def test_a_cached_token_does_not_vouch_for_its_variants(tokens: AccessTokens) -> None:
+    """Once a token is cached, the same token with any byte changed is still verified afresh."""
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256")
+    tokens.verify(token)
+    head, payload, signature = token.split(".")
+    forged_payload = _b64(json.dumps(_claims(sub="someone-else")).encode())
+    assert _code(tokens, f"{head}.{forged_payload}.{signature}") == "invalid_token"
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    assert _code(tokens, f"{head}.{payload}.{flipped}") == "invalid_token"
