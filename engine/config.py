@@ -57,6 +57,8 @@ class Settings:
     ws_queue_size: int = 256
     ws_idle_seconds: int = 60
     ws_auth_seconds: float = 5.0
+    ws_rate_per_second: int = 10
+    ws_rate_burst: int = 60
     sweep_interval_seconds: float = 1.0
     log_level: str = "INFO"
 
@@ -171,5 +173,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=proxies,
         ws_queue_size=_int(env, "HEALTHMED_WS_QUEUE_SIZE", 256),
         ws_idle_seconds=_int(env, "HEALTHMED_WS_IDLE_SECONDS", 60),
+        ws_auth_seconds=_int(env, "HEALTHMED_WS_AUTH_SECONDS", 5),
+        ws_max_message_bytes=_int(env, "HEALTHMED_WS_MAX_MESSAGE_BYTES", 4096),
+        ws_max_topics=_int(env, "HEALTHMED_WS_MAX_TOPICS", 50),
+        ws_rate_per_second=_int(env, "HEALTHMED_WS_RATE_PER_SECOND", 10),
+        ws_rate_burst=_int(env, "HEALTHMED_WS_RATE_BURST", 60),
         log_level=env.get("HEALTHMED_LOG_LEVEL") or "INFO",
     )

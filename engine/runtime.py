@@ -19,6 +19,7 @@ from engine.accounts.tokens import AccessTokens
 from engine.booking import BookingService
 from engine.directory import DirectoryService
 from engine.errors import Unauthenticated, Unavailable
+from engine.realtime import Hub
 from engine.records import RecordService
 from engine.redis_client import connect_redis
 from engine.store import open_store
@@ -53,6 +54,9 @@ class Engine:
         self.tokens = AccessTokens(settings)
         self.accounts = AccountService(settings, store, redis, self.tokens)
         self.directory = DirectoryService(store, redis)
+        # Relays events from Redis pub/sub to this process's websockets; started with the
+        # background tasks (Engine.start(background=True)), closed in close().
+        self.hub = Hub(redis, queue_size=settings.ws_queue_size)
         self._tasks: list[asyncio.Task[None]] = []
         # Erasure runs in this order; accounts last, so a failure midway leaves a user who can
         # still log in and retry, never an anonymised account with live appointments.
@@ -78,6 +82,7 @@ class Engine:
         if background:
             engine._spawn(engine._watch_redis(), "redis-watch")
             engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
+            await engine.hub.start()
         return engine
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -144,6 +149,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.hub.close()
         with contextlib.suppress(Exception):
             await self.records.close()
         with contextlib.suppress(Exception):

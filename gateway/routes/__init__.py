@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from gateway.routes import accounts, booking, directory, health, records
+from gateway.routes import accounts, booking, directory, health, realtime, records
 
 ROUTE_HANDLERS = [
     *health.route_handlers,
     *accounts.route_handlers,
     *directory.route_handlers,
+    *realtime.route_handlers,
     *records.route_handlers,
     *booking.route_handlers,
 ]
+
 
 __all__ = ["ROUTE_HANDLERS"]
