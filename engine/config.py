@@ -159,8 +159,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jwt_secret=values["HEALTHMED_JWT_SECRET"],
         master_key=_master_key(master) if master else b"",
         kms_key_id=env.get("HEALTHMED_KMS_KEY_ID") or None,
-        meeting_base_url=(env.get("HEALTHMED_MEETING_BASE_URL") or "https://meet.healthmed.local")
-        .rstrip("/"),
+        meeting_base_url=(
+            env.get("HEALTHMED_MEETING_BASE_URL") or "https://meet.healthmed.local"
+        ).rstrip("/"),
         meeting_secret=values["HEALTHMED_MEETING_SECRET"],
         meeting_minutes=_int(env, "HEALTHMED_MEETING_MINUTES", 50),
         request_ttl_seconds=_int(env, "HEALTHMED_REQUEST_TTL_SECONDS", 7200),
