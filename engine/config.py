@@ -9,6 +9,7 @@ stops the start with a clear message.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -147,6 +148,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     proxies = frozenset(
         p.strip() for p in env.get("HEALTHMED_TRUSTED_PROXIES", "").split(",") if p.strip()
     )
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"HEALTHMED_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
+            ) from None
     master = values.get("HEALTHMED_MASTER_KEY")
     return Settings(
         env=mode,  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from engine.runtime import Engine
 from gateway.deps import DEPENDENCIES
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
+from gateway.routes.realtime import track_metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = await Engine.start(settings)
         app.state.engine = engine
+        track_metrics(engine.hub)
         try:
             yield
         finally:
@@ -79,3 +81,10 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+
+
+def app_from_env() -> Litestar:
+    """The app configured from the environment (the factory each uvicorn worker calls)."""
+    from engine.config import load_settings
+
+    return create_app(load_settings())

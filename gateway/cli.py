@@ -20,8 +20,15 @@ def _serve(settings: Settings, workers: int) -> None:
         f"(API docs: http://{settings.host}:{settings.port}/schema)",
         flush=True,
     )
+    if workers > 1 and not settings.redis_url:
+        raise SettingsError(
+            "--workers > 1 needs HEALTHMED_REDIS_URL: the in-process Redis would be one per "
+            "worker, and workers must share one Redis to book slots safely"
+        )
     uvicorn.run(
-        create_app(settings),
+        # Several workers each build their app from the environment in their own process.
+        "gateway.app:app_from_env" if workers > 1 else create_app(settings),
+        factory=workers > 1,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -30,6 +37,11 @@ def _serve(settings: Settings, workers: int) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        # The client address is decided in one place, gateway.deps.client_address, which
+        # believes X-Forwarded-For only from HEALTHMED_TRUSTED_PROXIES. uvicorn's own proxy
+        # handling (on by default, trusting loopback) would rewrite the address before it and
+        # let a forged header dodge the per-address login limit.
+        proxy_headers=False,
         workers=workers if workers > 1 else None,
     )
 
@@ -60,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     if args.command == "serve":
-        _serve(settings, args.workers)
+        try:
+            _serve(settings, args.workers)
+        except SettingsError as exc:
+            print(f"healthmed: configuration error: {exc}", file=sys.stderr)
+            return 2
     elif args.command == "rehydrate":
         asyncio.run(_rehydrate(settings))
         print("rehydrated")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
@@ -50,15 +51,32 @@ async def provide_patient(principal: Principal) -> Principal:
     return principal
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(trusted: frozenset[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in trusted)
+
+
+def _trusted(
+    host: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
 def client_address(request: Request[Any, Any, Any], trusted_proxies: frozenset[str]) -> str:
     """The client's address: the peer, or the last untrusted hop of ``X-Forwarded-For`` when the
-    peer is a configured trusted proxy (a client cannot spoof its way past the limit)."""
+    peer is a configured trusted proxy (addresses or CIDR networks), so a client cannot spoof
+    its way past a per-address limit by sending the header itself."""
     peer = request.client.host if request.client else "unknown"
-    if peer not in trusted_proxies:
+    networks = _networks(trusted_proxies)
+    if not networks or not _trusted(peer, networks):
         return peer
     hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
     for hop in reversed(hops):
-        if hop in trusted_proxies:
+        if _trusted(hop, networks):
             continue
         try:
             return str(ipaddress.ip_address(hop))

@@ -1,14 +1,18 @@
 """Failed-login limits per account and per client address, in Redis.
 
-Fixed windows: the first failure creates a counter that expires ``window`` seconds later; each
-failure increments it. A login is refused with 429 *before* the password is checked while
-either counter is at its limit, so a guesser learns nothing more once limited. A successful
-login clears the account's counter (not the address's: one address guessing many accounts
-stays limited).
+Each login attempt first *reserves* a place in both counters, atomically (``MULTI``: ``INCR``
+then ``EXPIRE ... NX``, so a counter's fixed window starts with its first attempt and no
+counter is ever left without an expiry). If either count is then over its limit the attempt
+is refused with 429 before the password is checked. Reserving before verifying is what makes
+the limit hold under concurrency: of 100 simultaneous guesses at an account limited to 5, at
+most 5 reach the password check.
 
-Plain commands in a non-transactional pipeline: ``SET key 0 EX window NX`` then ``INCR`` (the
-increment keeps the expiry). These keys belong to no doctor, so no script and no hash tag.
-Account identifiers are hashed before they become key names: no e-mail or CPF in Redis.
+The counters count failures: a successful login clears the account's counter and gives back
+its place in the address's counter (so a proxy carrying many good logins is never limited;
+one address guessing many accounts stays limited).
+
+These keys belong to no doctor, so no multi-key script and no hash tag. Account identifiers are
+hashed before they become key names: no e-mail or CPF in Redis.
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ from engine.errors import RateLimited, Unavailable
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+# KEYS[1] counter  returns the new count, or nothing when the counter has expired already
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.call('DECR', KEYS[1])
+end
+return false
+"""
+
 
 def account_key(identifier: str) -> str:
     """A stable, non-reversible name for an account identifier (user id, e-mail, CRM/UF)."""
@@ -38,6 +50,7 @@ class LoginLimiter:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.window = window_seconds
+        self._give_back = redis.register_script(_GIVE_BACK)
 
     def _keys(self, account: str, address: str) -> tuple[str, str]:
         return (
@@ -45,42 +58,37 @@ class LoginLimiter:
             keys.login_failures_address(address),
         )
 
-    async def check(self, account: str, address: str) -> None:
-        """``RateLimited`` (code ``too_many_attempts``) while either counter is at its limit."""
+    async def reserve(self, account: str, address: str) -> None:
+        """Count this attempt against both limits; ``RateLimited`` (``too_many_attempts``)
+        if either is exceeded. Call before checking the password."""
         acct_key, addr_key = self._keys(account, address)
         try:
-            acct, addr = await self._redis.mget(acct_key, addr_key)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key in (acct_key, addr_key):
+                    pipe.incr(key)
+                    pipe.expire(key, self.window, nx=True)
+                    pipe.ttl(key)
+                acct, _, acct_ttl, addr, _, addr_ttl = await pipe.execute()
         except RedisError as exc:
             # Fail closed: without the counters a guesser would be unlimited.
             raise Unavailable("redis does not answer", code="redis_unavailable") from exc
-        limited = [
-            key
-            for key, value, limit in (
-                (acct_key, acct, self.account_limit),
-                (addr_key, addr, self.address_limit),
+        waits = [
+            int(ttl)
+            for count, limit, ttl in (
+                (acct, self.account_limit, acct_ttl),
+                (addr, self.address_limit, addr_ttl),
             )
-            if value is not None and int(value) >= limit
+            if int(count) > limit
         ]
-        if not limited:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in limited:
-                pipe.ttl(key)
-            ttls = await pipe.execute()
-        retry_after = max(1, *(int(t) for t in ttls))
-        raise RateLimited(
-            "too many failed login attempts; try again later",
-            code="too_many_attempts",
-            retry_after=retry_after,
-        )
+        if waits:
+            raise RateLimited(
+                "too many failed login attempts; try again later",
+                code="too_many_attempts",
+                retry_after=max(1, *waits),
+            )
 
-    async def failed(self, account: str, address: str) -> None:
+    async def succeeded(self, account: str, address: str) -> None:
+        """The attempt was good: forget the account's failures, give the address its place back."""
         acct_key, addr_key = self._keys(account, address)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in (acct_key, addr_key):
-                pipe.set(key, 0, ex=self.window, nx=True)
-                pipe.incr(key)
-            await pipe.execute()
-
-    async def succeeded(self, account: str) -> None:
-        await self._redis.delete(keys.login_failures_account(account_key(account)))
+        await self._redis.delete(acct_key)
+        await self._give_back(keys=[addr_key])

@@ -206,17 +206,17 @@ class AccountService:
     async def _login(
         self, user: dict[str, Any] | None, account: str, password: str, address: str, role: Role
     ) -> TokenPair:
-        """Rate limit, then verify (a dummy hash for unknown accounts), then issue a pair."""
+        """Reserve an attempt (429 past the limits), then verify (a dummy hash for unknown
+        accounts), then issue a pair. A failure keeps its place in the counters."""
         ref = f"user:{user['id']}" if user is not None else account
-        await self._limiter.check(ref, address)
+        await self._limiter.reserve(ref, address)
         stored = user.get("password_hash") if user is not None else None
         if len(password) > v.PASSWORD_MAX:
             password = ""  # no stored password is this long; still spend a verify on it
         ok = await self._passwords.verify(stored, password)
         if not ok or user is None or user.get("role") != role:
-            await self._limiter.failed(ref, address)
             raise _bad_credentials()
-        await self._limiter.succeeded(ref)
+        await self._limiter.succeeded(ref, address)
         return await self._issue(user["id"], role)
 
     async def _issue(self, user_id: str, role: Role) -> TokenPair:

@@ -370,6 +370,40 @@ def test_repeated_failures_from_one_address_are_429(
         _problem(http.post("/v1/auth/patients/login", json=body), 429, "too_many_attempts")
 
 
+def test_a_forged_forwarded_for_does_not_dodge_the_address_limit(
+    start_server: Callable[..., ServerProcess], unique: Unique
+) -> None:
+    """With no trusted proxy configured, X-Forwarded-For from the client is ignored."""
+    srv = start_server(HEALTHMED_LOGIN_FAIL_LIMIT_ADDRESS="3")
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+        statuses = []
+        for i in range(6):
+            body = {"email": f"ghost{unique()}@example.com", "password": "wrong-password"}
+            headers = {"x-forwarded-for": f"198.51.100.{i}"}
+            statuses.append(
+                http.post("/v1/auth/patients/login", json=body, headers=headers).status_code
+            )
+        assert statuses == [401, 401, 401, 429, 429, 429]
+
+
+def test_a_trusted_proxy_passes_on_the_client_address(
+    start_server: Callable[..., ServerProcess], unique: Unique
+) -> None:
+    """Behind a trusted proxy (a CIDR), each forwarded client has its own address limit."""
+    srv = start_server(
+        HEALTHMED_LOGIN_FAIL_LIMIT_ADDRESS="2", HEALTHMED_TRUSTED_PROXIES="127.0.0.0/8"
+    )
+    with httpx.Client(base_url=srv.url, timeout=30) as http:
+
+        def attempt(client: str) -> int:
+            body = {"email": f"ghost{unique()}@example.com", "password": "wrong-password"}
+            headers = {"x-forwarded-for": f"{client}, 127.0.0.5"}
+            return http.post("/v1/auth/patients/login", json=body, headers=headers).status_code
+
+        assert [attempt("203.0.113.9") for _ in range(3)] == [401, 401, 429]
+        assert attempt("203.0.113.10") == 401
+
+
 # --- LGPD -----------------------------------------------------------------------------------
 def test_export_then_erasure(http: httpx.Client, unique: Unique) -> None:
     """Export holds the profile; after DELETE /v1/me the tokens die, login fails like a wrong

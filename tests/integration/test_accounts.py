@@ -252,7 +252,7 @@ async def test_hashing_runs_off_the_event_loop_within_the_cap(accounts: AccountS
     """Argon2 never runs on the event loop's thread, and never more than the cap at once."""
     import threading
 
-    regs = [patient_reg(i) for i in range(3)]
+    regs = [patient_reg(i) for i in range(6)]
     for reg in regs:
         await accounts.register_patient(reg)
     loop_thread = threading.get_ident()
@@ -290,14 +290,14 @@ async def test_hashing_runs_off_the_event_loop_within_the_cap(accounts: AccountS
     await asyncio.gather(
         *(
             accounts.login_patient(
-                PatientLogin(email=regs[i % 3].email, password=PASSWORD), ADDRESS
+                PatientLogin(email=regs[i % 6].email, password=PASSWORD), ADDRESS
             )
-            for i in range(12)
+            for i in range(8)
         )
     )
     done.set()
     await tick
-    assert calls == 12
+    assert calls == 8
     assert loop_thread not in threads
     assert peak == SETTINGS.hash_concurrency
     assert ticks > 12  # the loop kept turning while the hashes ran
@@ -470,34 +470,69 @@ async def test_address_limit_spans_accounts(redis: Redis) -> None:
     """One address failing on many accounts is limited at the address limit."""
     limiter = LoginLimiter(redis, account_limit=100, address_limit=4, window_seconds=60)
     for i in range(4):
-        await limiter.check(f"acct-{i}", ADDRESS)
-        await limiter.failed(f"acct-{i}", ADDRESS)
+        await limiter.reserve(f"acct-{i}", ADDRESS)  # each attempt fails: its place is kept
     with pytest.raises(RateLimited):
-        await limiter.check("acct-new", ADDRESS)
-    await limiter.check("acct-new", "198.51.100.1")
+        await limiter.reserve("acct-new", ADDRESS)
+    await limiter.reserve("acct-new", "198.51.100.1")
+
+
+async def test_successful_logins_never_fill_the_address_limit(redis: Redis) -> None:
+    """An address (a proxy) carrying many good logins is never limited."""
+    limiter = LoginLimiter(redis, account_limit=3, address_limit=3, window_seconds=60)
+    for i in range(20):
+        await limiter.reserve(f"acct-{i}", ADDRESS)
+        await limiter.succeeded(f"acct-{i}", ADDRESS)
+    await limiter.reserve("acct-last", ADDRESS)
 
 
 async def test_counters_expire_after_the_window(redis: Redis) -> None:
     """The window is fixed from the first failure: after it the account may try again."""
     limiter = LoginLimiter(redis, account_limit=2, address_limit=100, window_seconds=1)
     for _ in range(2):
-        await limiter.failed("acct", ADDRESS)
+        await limiter.reserve("acct", ADDRESS)
     with pytest.raises(RateLimited) as info:
-        await limiter.check("acct", ADDRESS)
+        await limiter.reserve("acct", ADDRESS)
     assert info.value.retry_after == 1
     await asyncio.sleep(timeout(1.3))
-    await limiter.check("acct", ADDRESS)
+    await limiter.reserve("acct", ADDRESS)
 
 
 async def test_counter_keys_carry_no_identifier(redis: Redis) -> None:
     """E-mails never appear in Redis key names; every counter has an expiry."""
     limiter = LoginLimiter(redis, account_limit=5, address_limit=5, window_seconds=60)
-    await limiter.failed("email:someone@example.com", ADDRESS)
+    await limiter.reserve("email:someone@example.com", ADDRESS)
     names = [k.decode() for k in await redis.keys("*")]
     assert len(names) == 2
     assert not any("someone" in n for n in names)
     for name in names:
         assert 0 < await redis.ttl(name) <= 60
+
+
+async def test_concurrent_wrong_passwords_are_limited(accounts: AccountService) -> None:
+    """Of 100 simultaneous wrong guesses at one account, only the limit reaches the check."""
+    reg = patient_reg(1)
+    await accounts.register_patient(reg)
+    verified = 0
+    real_verify = accounts._passwords.verify
+
+    async def counting_verify(stored: str | None, password: str) -> bool:
+        nonlocal verified
+        verified += 1
+        return await real_verify(stored, password)
+
+    accounts._passwords.verify = counting_verify  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(
+            accounts.login_patient(PatientLogin(email=reg.email, password="wrong guess!"), ADDRESS)
+            for _ in range(100)
+        ),
+        return_exceptions=True,
+    )
+    limited = [r for r in results if isinstance(r, RateLimited)]
+    refused = [r for r in results if isinstance(r, Unauthenticated)]
+    assert verified == SETTINGS.login_fail_limit_account
+    assert len(refused) == SETTINGS.login_fail_limit_account
+    assert len(limited) == 100 - SETTINGS.login_fail_limit_account
 
 
 async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) -> None:
