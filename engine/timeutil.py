@@ -38,4 +38,10 @@ def parse_rfc3339(value: str, *, field: str) -> int:
             code="invalid_time",
             field=field,
         )
-    return int(dt.timestamp() * 1000)
+    try:
+        utc = dt.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not 1970 <= utc.year <= 9998:
+        raise Invalid(f"{field} is out of range", code="invalid_time", field=field)
+    return int(utc.timestamp() * 1000)

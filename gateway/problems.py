@@ -115,6 +115,13 @@ def redis_error_handler(_: Request[Any, Any, Any], exc: RedisError) -> Response[
     )
 
 
+def recursion_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    """A body nested deeper than the JSON decoder can follow is malformed input."""
+    return problem_response(
+        HTTP_422_UNPROCESSABLE_ENTITY, "the body is nested too deeply", "malformed_body"
+    )
+
+
 def internal_error_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(500, "internal error", "internal")
@@ -125,6 +132,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
     RedisError: redis_error_handler,
+    RecursionError: recursion_handler,
     Exception: internal_error_handler,
 }
 

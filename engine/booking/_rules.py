@@ -12,6 +12,7 @@ day says. Around a transition:
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 MAX_SLOTS_PER_CALL = 500
 MAX_SLOT_MS = 4 * 3600 * 1000
 MAX_RULE_DAYS = 366
+HORIZON_DAYS = 730
+"""How far ahead a slot may start: two years (a real agenda; also keeps dates computable)."""
+HORIZON_MS = HORIZON_DAYS * 86_400_000
 MINUTE_MS = 60_000
 
 Interval = tuple[int, int]
@@ -39,6 +43,12 @@ def check_interval(start: int, end: int, now: int, *, index: int | None = None) 
         raise Invalid(f"{where}a slot lasts at most 4 hours", code="slot_too_long", index=index)
     if start <= now:
         raise Invalid(f"{where}the slot starts in the past", code="slot_in_past", index=index)
+    if start > now + HORIZON_MS:
+        raise Invalid(
+            f"{where}a slot starts at most {HORIZON_DAYS} days ahead",
+            code="beyond_horizon",
+            index=index,
+        )
 
 
 def explicit_slots(slots: list[SlotTimes], now: int) -> list[Interval]:
@@ -75,10 +85,17 @@ def _clock(value: str, field: str) -> time:
         raise Invalid(f"{field} must be HH:MM", code="invalid_rule") from None
 
 
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]{1,32}(/[A-Za-z0-9_+\-]{1,32}){0,2}")
+
+
 def _zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; its shape is checked first, since ZoneInfo looks names up as
+    file paths (an over-long name is an OSError, not a lookup miss)."""
+    if _ZONE_NAME.fullmatch(name) is None:
+        raise Invalid("timezone must be an IANA name", code="invalid_timezone")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise Invalid("timezone must be an IANA name", code="invalid_timezone") from None
 
 
@@ -115,6 +132,12 @@ def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
         today = datetime.fromtimestamp(now / 1000, tz=zone).date()
         if first < today:
             raise Invalid("the rule starts in the past", code="slot_in_past")
+        if (last - today).days > HORIZON_DAYS:
+            raise Invalid(
+                f"a rule reaches at most {HORIZON_DAYS} days ahead", code="beyond_horizon"
+            )
+    elif last.year > 9000:  # no clock given (tests): still keep the date arithmetic in range
+        raise Invalid("the rule is too far ahead", code="beyond_horizon")
     weekdays = set(rule.weekdays)
     duration = timedelta(minutes=rule.duration_minutes)
     step = duration + timedelta(minutes=rule.gap_minutes)

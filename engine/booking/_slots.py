@@ -221,8 +221,9 @@ class _Slots(_Core):
                 Delete(pk=old_item.pk, sk=old_item.sk, expect="present"),
                 Put(item=st.slot_item(new), expect="absent"),
             ]
-        await self._locked_write(doctor_id, slot_id, ops, now)
+        # Built before the write: nothing that can fail may sit between write and unlock.
         frame = self._slot_frame(doctor_id, slot_id, start, end, "open", now)
+        await self._locked_write(doctor_id, slot_id, ops, now)
         await self._unlock(doctor_id, slot_id, "edit", frame, now, start, end)
         return new.view()
 

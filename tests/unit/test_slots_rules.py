@@ -168,16 +168,23 @@ def test_invalid_explicit_slots_are_422(start: str, end: str, code: str) -> None
 
 
 def test_explicit_slots_limits() -> None:
-    """Exactly 4 h and 500 slots are accepted; 501 slots and none are 422."""
+    """Exactly 4 h and 500 slots are accepted; 501 slots, none, or a start more than two
+    years ahead are 422."""
     now = ms("2026-12-01T00:00:00")
     assert explicit_slots(
-        [SlotTimes(start="2030-01-01T10:00:00Z", end="2030-01-01T14:00:00Z")], now
+        [SlotTimes(start="2027-06-01T10:00:00Z", end="2027-06-01T14:00:00Z")], now
     )
-    many = [SlotTimes(start="2030-01-01T10:00:00Z", end="2030-01-01T11:00:00Z")] * 500
+    many = [SlotTimes(start="2027-06-01T10:00:00Z", end="2027-06-01T11:00:00Z")] * 500
     assert len(explicit_slots(many, now)) == 500
     for bad in ([*many, many[0]], []):
         with pytest.raises(Invalid):
             explicit_slots(bad, now)
+    assert explicit_slots(
+        [SlotTimes(start="2028-11-29T10:00:00Z", end="2028-11-29T11:00:00Z")], now
+    )
+    with pytest.raises(Invalid) as info:
+        explicit_slots([SlotTimes(start="2028-12-02T10:00:00Z", end="2028-12-02T11:00:00Z")], now)
+    assert info.value.code == "beyond_horizon"
 
 
 def test_slot_ids_name_their_doctor() -> None:
