@@ -129,7 +129,13 @@ class Engine:
         return document
 
     async def erase_user(self, principal: Principal) -> None:
-        """LGPD erasure across every service; accounts (revocation, anonymisation) last."""
+        """LGPD erasure across every service; accounts (anonymisation) last.
+
+        The user's access tokens are revoked first, so no other request of theirs can add
+        data (an upload, a booking) behind the erasure; requests already past authentication
+        can still finish, which is why each part's erasure is idempotent and may be rerun.
+        """
+        await self.accounts.revoke_access_tokens(principal.user_id)
         for part in sorted(self.privacy_parts, key=lambda p: p is self.accounts):
             await part.erase_user(principal)
 

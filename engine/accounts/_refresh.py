@@ -38,6 +38,18 @@ def family_pk(family: str) -> str:
     return f"REFRESH#{family}"
 
 
+class RefreshReused(Unauthenticated):
+    """A spent refresh token came back: it was copied. ``user_id`` is for revocation only and
+    is never shown to the client."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            "refresh token reused; every session of this login is revoked",
+            code="refresh_token_reused",
+        )
+        self.user_id = user_id
+
+
 def _invalid() -> Unauthenticated:
     return Unauthenticated("invalid refresh token", code="invalid_refresh_token")
 
@@ -92,10 +104,7 @@ class RefreshTokens:
         if not hmac.compare_digest(digest, str(state.get("current", ""))):
             if digest in state.get("spent", []):
                 await self.revoke(family)
-                raise Unauthenticated(
-                    "refresh token reused; every session of this login is revoked",
-                    code="refresh_token_reused",
-                )
+                raise RefreshReused(str(state["user_id"]))
             raise _invalid()
         if int(state["expires_at"]) <= now_ms():
             raise Unauthenticated("refresh token expired", code="refresh_token_expired")
@@ -107,10 +116,7 @@ class RefreshTokens:
         except ConditionFailed:
             # Someone rotated (or revoked) this family since our read: our secret is spent now.
             await self.revoke(family)
-            raise Unauthenticated(
-                "refresh token reused; every session of this login is revoked",
-                code="refresh_token_reused",
-            ) from None
+            raise RefreshReused(str(state["user_id"])) from None
         role: Role = "doctor" if state["role"] == "doctor" else "patient"
         return str(state["user_id"]), role, f"{family}.{next_secret}"
 

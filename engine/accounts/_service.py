@@ -19,7 +19,7 @@ from engine import keys
 from engine.accounts import validators as v
 from engine.accounts._passwords import Passwords
 from engine.accounts._ratelimit import LoginLimiter
-from engine.accounts._refresh import RefreshTokens
+from engine.accounts._refresh import RefreshReused, RefreshTokens
 from engine.accounts.models import (
     DoctorProfile,
     PatientProfile,
@@ -260,8 +260,14 @@ class AccountService:
         return await self._login(user, account, body.password, address, "patient")
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate a refresh token; a spent one revokes its whole family (401)."""
-        user_id, role, next_token = await self._refresh.rotate(refresh_token)
+        """Rotate a refresh token; a spent one revokes its whole family (401) and every access
+        token of its user issued until now (whoever copied the refresh token may hold those
+        too; the user's other logins simply refresh)."""
+        try:
+            user_id, role, next_token = await self._refresh.rotate(refresh_token)
+        except RefreshReused as reused:
+            await self.revoke_access_tokens(reused.user_id)
+            raise
         access, _ = self._tokens.issue(user_id, role)
         return TokenPair(access_token=access, refresh_token=next_token, expires_in=self._tokens.ttl)
 
@@ -287,6 +293,12 @@ class AccountService:
             )
         )
         await self._redis.set(key, value, pxat=until_ms)
+
+    async def revoke_access_tokens(self, user_id: str) -> None:
+        """Every access token of ``user_id`` issued until now stops working."""
+        now = now_ms()
+        until = now + (self._settings.access_ttl_seconds + 60) * 1000
+        await self._revoke(keys.user_revoked_before(user_id), str(now), until)
 
     async def restore_revocations(self) -> int:
         """Put every revocation still in force back into Redis; forget expired ones."""
@@ -448,11 +460,6 @@ class AccountService:
             break
         else:
             raise _busy()
-        now = now_ms()
-        await self._revoke(
-            keys.user_revoked_before(user_id),
-            str(now),
-            now + (self._settings.access_ttl_seconds + 60) * 1000,
-        )
+        await self.revoke_access_tokens(user_id)
         await self._directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

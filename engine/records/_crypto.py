@@ -143,7 +143,9 @@ class SegmentDecryptor:
         head = bytes(self._buffer[:HEADER_BYTES])
         del self._buffer[:HEADER_BYTES]
         (segment,) = struct.unpack(">I", head[4:8])
-        if head[:4] != MAGIC or head[15:16] != b"\x00" or not 0 < segment < 2**31:
+        # The segment size is read from the blob, so it is capped: a tampered header must not
+        # make the reader buffer a whole blob before the first tag check fails.
+        if head[:4] != MAGIC or head[15:16] != b"\x00" or not 0 < segment <= SEGMENT_SIZE:
             self._failed = True
             raise IntegrityError("not a record blob")
         self._prefix = head[8:15]

@@ -267,7 +267,7 @@ class RecordService:
                 continue
             break
         else:
-            raise RuntimeError("record deletion kept conflicting")
+            raise Unavailable("the record is being changed concurrently; retry", code="busy")
         try:
             await self._blobs.delete(record.blob_id)
         except Unavailable:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from engine.errors import Invalid, NotFound
+from engine.errors import Invalid, NotFound, Unavailable
 from engine.records._model import (
     SHARE_MAX_DAYS,
     SHARE_MAX_GROUPS,
@@ -172,7 +172,7 @@ class ShareBook:
             except ConditionFailed:
                 continue
             return
-        raise RuntimeError("share revocation kept conflicting")
+        raise Unavailable("the share is being changed concurrently; retry", code="busy")
 
     async def all(self, patient_id: str) -> list[tuple[Item, Share]]:
         items = await scan_all(self._store, record_pk(patient_id), "SHARE#")

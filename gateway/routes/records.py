@@ -289,7 +289,8 @@ def _download(content: RecordContent) -> Stream:
     info = content.info
     return Stream(
         content.chunks(),
-        media_type=info.content_type,
+        # Litestar adds the charset of text types itself; the stored type carries one too.
+        media_type=info.content_type.split(";", 1)[0],
         headers={
             "Content-Length": str(info.size),
             "Content-Disposition": content_disposition(info.filename),

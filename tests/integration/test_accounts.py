@@ -305,17 +305,21 @@ async def test_hashing_runs_off_the_event_loop_within_the_cap(accounts: AccountS
 
 # --- refresh, logout, revocation --------------------------------------------------------------
 async def test_refresh_rotates_and_reuse_revokes_the_family(accounts: AccountService) -> None:
-    """A spent refresh token is 401 and kills its successor too."""
+    """A spent refresh token is 401 and kills its successor and the access tokens issued."""
     reg = patient_reg(1)
     await accounts.register_patient(reg)
     first = await accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
     second = await accounts.refresh(first.refresh_token)
     assert second.refresh_token != first.refresh_token
+    issued = accounts._tokens.verify(second.access_token)
+    await accounts.check_not_revoked(issued)
     with pytest.raises(Unauthenticated) as info:
         await accounts.refresh(first.refresh_token)
     assert info.value.code == "refresh_token_reused"
     with pytest.raises(Unauthenticated):
         await accounts.refresh(second.refresh_token)
+    with pytest.raises(Unauthenticated):
+        await accounts.check_not_revoked(issued)
 
 
 async def test_concurrent_refresh_with_one_token_has_one_winner(accounts: AccountService) -> None:

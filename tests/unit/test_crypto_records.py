@@ -150,3 +150,13 @@ async def test_local_key_wrapper_round_trip_and_context_binding() -> None:
         await wrapper.unwrap(bytes(tampered), context)
     with pytest.raises(IntegrityError):
         await wrapper.unwrap(b"\x01garbage", context)
+
+
+def test_a_tampered_segment_size_is_refused_at_the_header() -> None:
+    """A header claiming a huge segment is refused before any segment is buffered."""
+    key = new_data_key()
+    blob = bytearray(encrypt(key, b"x" * 1000))
+    blob[4:8] = (2**30).to_bytes(4, "big")
+    decryptor = SegmentDecryptor(key, "REC1")
+    with pytest.raises(IntegrityError):
+        decryptor.update(bytes(blob[:HEADER_BYTES]))
