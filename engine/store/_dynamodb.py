@@ -36,6 +36,7 @@ caller's list. A ``TransactionConflict`` (another transaction on the same item i
 nothing, so it is retried a few times before giving up with ``StoreUnavailable``. Each call sends
 a fresh ``ClientRequestToken``, so botocore's own retry of a request whose answer was lost is
 idempotent on DynamoDB instead of failing its own condition (moto ignores the token).
+Conditional single writes go through a one-item transaction for the same reason.
 
 ``put_many`` is concurrent ``UpdateItem`` calls (at most ``_PUT_MANY_CONCURRENCY`` in flight),
 not ``BatchWriteItem``: a batch write replaces the whole item and cannot increment ``v``, so it
@@ -343,6 +344,12 @@ class DynamoDBStore:
         return _item(raw) if raw else None
 
     async def put(self, item: Item, expect: Expect = "any") -> None:
+        if expect != "any":
+            # Through TransactWriteItems for its ClientRequestToken: a plain conditional
+            # UpdateItem retried by botocore after a lost reply would fail its own condition
+            # (a false ConditionFailed: a spurious 409, or a refresh family revoked).
+            await self.transact([Put(item=item, expect=expect)])
+            return
         action = self._action(Put(item=item, expect=expect))
         assert action is not None
         try:
@@ -355,6 +362,9 @@ class DynamoDBStore:
             self._fail("update_item", exc)
 
     async def delete(self, pk: str, sk: str, expect: Expect = "any") -> None:
+        if expect != "any":
+            await self.transact([Delete(pk=pk, sk=sk, expect=expect)])  # idempotent, as in put
+            return
         action = self._action(Delete(pk=pk, sk=sk, expect=expect))
         assert action is not None
         try:
