@@ -12,13 +12,19 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 
-@get("/health/live", tags=["operations"], sync_to_thread=False, summary="Liveness")
+@get("/health/live", tags=["operations"], sync_to_thread=False, summary="Liveness", security=[{}])
 def live() -> dict[str, str]:
     """200 while the process runs."""
     return {"status": "live"}
 
 
-@get("/health/ready", tags=["operations"], summary="Readiness", responses=problems(503))
+@get(
+    "/health/ready",
+    tags=["operations"],
+    summary="Readiness",
+    responses=problems(503),
+    security=[{}],
+)
 async def ready(engine: Engine) -> dict[str, str]:
     """200 when Redis and the durable store answer, else 503."""
     return {"status": "ready", **await engine.ready()}
