@@ -22,7 +22,6 @@ from engine.runtime import Engine
 from gateway.deps import DEPENDENCIES
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
-from gateway.routes.realtime import track_metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -43,7 +42,6 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = await Engine.start(settings)
         app.state.engine = engine
-        track_metrics(engine.hub)
         try:
             yield
         finally:
