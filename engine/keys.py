@@ -132,6 +132,11 @@ def revoked_access(jti: str) -> str:
     return f"{PREFIX}:revoked:{jti}"
 
 
+def revocations() -> str:
+    """Sorted set of revocations in force (score: until, ms), and the channel announcing them."""
+    return f"{PREFIX}:revocations"
+
+
 def user_revoked_before(user_id: str) -> str:
     """Access tokens of this user issued before this time (ms) are no longer valid."""
     return f"{PREFIX}:revoked-before:{user_id}"

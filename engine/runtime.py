@@ -81,6 +81,7 @@ class Engine:
             raise
         if background:
             engine._spawn(engine._watch_redis(), "redis-watch")
+            engine._spawn(engine.accounts.revocations.run(), "revocations")
             engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
             await engine.hub.start()
         return engine

@@ -20,6 +20,7 @@ from engine.accounts import validators as v
 from engine.accounts._passwords import Passwords
 from engine.accounts._ratelimit import LoginLimiter
 from engine.accounts._refresh import RefreshReused, RefreshTokens
+from engine.accounts._revocations import Revocations, member
 from engine.accounts.models import (
     DoctorProfile,
     PatientProfile,
@@ -106,6 +107,7 @@ class AccountService:
             window_seconds=settings.login_fail_window_seconds,
         )
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
+        self.revocations = Revocations(redis)
         # Imported here: the directory builds on account models, so a module-level import
         # would be circular whichever package is imported first.
         from engine.directory import DirectoryService
@@ -274,10 +276,14 @@ class AccountService:
     async def logout(self, principal: Principal, refresh_token: str) -> None:
         """Revoke the login's refresh family (if it is the caller's) and this access token."""
         await self._refresh.revoke_token(refresh_token, principal.user_id)
-        await self._revoke(keys.revoked_access(principal.jti), "1", principal.expires_at * 1000)
+        await self._revoke("jti", principal.jti, "1", principal.expires_at * 1000)
 
-    async def _revoke(self, key: str, value: str, until_ms: int) -> None:
-        """Record a revocation durably, then in Redis, where every request checks it.
+    @staticmethod
+    def _revocation_key(kind: str, subject: str) -> str:
+        return keys.revoked_access(subject) if kind == "jti" else keys.user_revoked_before(subject)
+
+    async def _revoke(self, kind: str, subject: str, value: str, until_ms: int) -> None:
+        """Record a revocation durably, then in Redis and every process's memory.
 
         The store copy lets a flushed or replaced Redis get it back on rehydration
         (:meth:`restore_revocations`), so a revoked token never comes back to life.
@@ -285,20 +291,21 @@ class AccountService:
         until_ms = max(until_ms, now_ms()) + 1000
         await self._store.put(
             Item(
-                pk=f"REVOKED#{key}",
+                pk=f"REVOKED#{kind}#{subject}",
                 sk="REVOKED",
-                data={"key": key, "value": value},
+                data={"kind": kind, "subject": subject, "value": value},
                 gsi1pk="REVOCATIONS",
                 gsi1sk=f"{until_ms:015d}",
             )
         )
-        await self._redis.set(key, value, pxat=until_ms)
+        await self._redis.set(self._revocation_key(kind, subject), value, pxat=until_ms)
+        await self.revocations.publish(member(kind, subject, value), until_ms)
 
     async def revoke_access_tokens(self, user_id: str) -> None:
         """Every access token of ``user_id`` issued until now stops working."""
         now = now_ms()
         until = now + (self._settings.access_ttl_seconds + 60) * 1000
-        await self._revoke(keys.user_revoked_before(user_id), str(now), until)
+        await self._revoke("before", user_id, str(now), until)
 
     async def restore_revocations(self) -> int:
         """Put every revocation still in force back into Redis; forget expired ones."""
@@ -306,16 +313,20 @@ class AccountService:
         for item in await self._store.query_index("REVOCATIONS", end=f"{now:015d}"):
             await self._store.delete(item.pk, item.sk)
         live = await self._store.query_index("REVOCATIONS", start=f"{now:015d}")
-        if live:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for item in live:
-                    pipe.set(item.data["key"], item.data["value"], pxat=int(item.gsi1sk or 0))
-                await pipe.execute()
+        for item in live:
+            kind, subject, value = (str(item.data[k]) for k in ("kind", "subject", "value"))
+            until = int(item.gsi1sk or 0)
+            await self._redis.set(self._revocation_key(kind, subject), value, pxat=until)
+            await self.revocations.publish(member(kind, subject, value), until)
         return len(live)
 
     async def check_not_revoked(self, principal: Principal) -> None:
-        """One Redis round trip per authenticated request: the token's jti is not on the
-        denylist and the user was not erased (revoked-before, ms) after the token's ``iat``."""
+        """The token's jti is not revoked and its user was not revoked (erasure, refresh
+        reuse) after the token's ``iat``. From memory while the process follows revocations
+        (:mod:`engine.accounts._revocations`), else one Redis round trip."""
+        if self.revocations.live:
+            self.revocations.check(principal)
+            return
         try:
             denied, before = await self._redis.mget(
                 keys.revoked_access(principal.jti), keys.user_revoked_before(principal.user_id)

@@ -577,3 +577,64 @@ async def test_revocations_survive_a_flushed_redis(accounts: AccountService, red
     for principal in (logged_out, erased):
         with pytest.raises(Unauthenticated):
             await accounts.check_not_revoked(principal)
+
+
+async def _live(service: AccountService) -> asyncio.Task[None]:
+    task = asyncio.create_task(service.revocations.run())
+    for _ in range(200):
+        if service.revocations.live:
+            return task
+        await asyncio.sleep(0.01)
+    raise AssertionError("the revocation subscription did not come up")
+
+
+async def test_a_logout_on_one_replica_is_enforced_from_memory_on_another(
+    store: SQLiteStore, redis: Redis
+) -> None:
+    """Two processes on one Redis: a logout through A reaches B's in-memory copy, and B
+    refuses the token without asking Redis."""
+    a = AccountService(SETTINGS, store, redis, AccessTokens(SETTINGS))
+    b = AccountService(SETTINGS, store, redis, AccessTokens(SETTINGS))
+    tasks = [await _live(a), await _live(b)]
+    try:
+        reg = patient_reg(1)
+        await a.register_patient(reg)
+        pair = await a.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+        principal = a._tokens.verify(pair.access_token)
+        await b.check_not_revoked(principal)
+        await a.logout(principal, pair.refresh_token)
+        await redis.delete(keys.revoked_access(principal.jti))  # B may not read Redis for it
+        for _ in range(int(timeout(200))):
+            try:
+                await b.check_not_revoked(principal)
+            except Unauthenticated:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("replica B never learned of the logout")
+        assert b.revocations.live
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_process_subscribing_late_loads_earlier_revocations(
+    store: SQLiteStore, redis: Redis
+) -> None:
+    """Revocations published before a process subscribed are loaded when it does."""
+    a = AccountService(SETTINGS, store, redis, AccessTokens(SETTINGS))
+    reg = patient_reg(1)
+    await a.register_patient(reg)
+    pair = await a.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+    principal = a._tokens.verify(pair.access_token)
+    await a.erase_user(principal)
+    await redis.delete(keys.user_revoked_before(principal.user_id))
+    late = AccountService(SETTINGS, store, redis, AccessTokens(SETTINGS))
+    task = await _live(late)
+    try:
+        with pytest.raises(Unauthenticated):
+            await late.check_not_revoked(principal)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
