@@ -119,3 +119,41 @@ def test_a_refused_slot_edit_leaves_the_slot_usable(
 
 def _z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_unknown_json_fields_are_422_on_every_json_route(
+    http: httpx.Client, unique: Callable[[], int]
+) -> None:
+    """Every route taking a JSON body refuses a field it does not know, with 422, before acting."""
+    doctor = register_doctor(http, unique())
+    doctor_auth = bearer(login_doctor(http, doctor))
+    patient = register_patient(http, unique())
+    patient_auth = bearer(
+        http.post(
+            "/v1/auth/patients/login",
+            json={"email": patient["email"], "password": "correct horse battery"},
+        ).json()
+    )
+    any_id = "01JAAAAAAAAAAAAAAAAAAAAAAA"
+    routes: list[tuple[str, str, dict[str, str]]] = [
+        ("POST", "/v1/doctors", {}),
+        ("POST", "/v1/patients", {}),
+        ("POST", "/v1/auth/doctors/login", {}),
+        ("POST", "/v1/auth/patients/login", {}),
+        ("POST", "/v1/auth/refresh", {}),
+        ("POST", "/v1/auth/logout", patient_auth),
+        ("PATCH", "/v1/me", doctor_auth),
+        ("POST", "/v1/me/slots", doctor_auth),
+        ("PATCH", f"/v1/me/slots/{doctor['id']}.{any_id}", doctor_auth),
+        ("POST", "/v1/appointments", patient_auth),
+        ("POST", f"/v1/appointments/{any_id}/refuse", doctor_auth),
+        ("POST", f"/v1/appointments/{any_id}/cancel", patient_auth),
+        ("POST", f"/v1/appointments/{any_id}/rating", patient_auth),
+        ("POST", "/v1/me/shares", patient_auth),
+    ]
+    for method, path, headers in routes:
+        r = http.request(method, path, json={"surprise": 1}, headers=headers)
+        assert r.status_code == 422, (method, path, r.status_code, r.text)
+    # nothing acted: the doctor still has no slots and the patient is still logged in
+    assert http.get("/v1/me/slots", headers=doctor_auth).json()["items"] == []
+    assert http.get("/v1/me", headers=patient_auth).status_code == 200
