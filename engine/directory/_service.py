@@ -293,29 +293,36 @@ class DirectoryService:
                 keys.directory_geo(query.specialty) if query.specialty else keys.directory_geo_all()
             )
             filtered = query.min_rating > 0
-            rows: list[Any] = await self._redis.geosearch(
-                geo_key,
-                longitude=query.lon,
-                latitude=query.lat,
-                radius=query.max_km if query.max_km is not None else EARTH_RADIUS_KM,
-                unit="km",
-                sort="ASC",
-                count=None if filtered else want,
-                withdist=True,
+            rating_key = (
+                keys.directory_rating_by(query.specialty)
+                if query.specialty
+                else keys.directory_rating()
             )
-            ranked = sorted((float(row[1]), _text(row[0])) for row in rows)
-            if filtered and ranked:
-                rating_key = (
-                    keys.directory_rating_by(query.specialty)
-                    if query.specialty
-                    else keys.directory_rating()
+            # With a rating floor, read the nearest doctors in growing batches until the page
+            # is full or the radius is exhausted: the work follows the page, not the directory.
+            count = max(64, want * 4) if filtered else want
+            while True:
+                rows: list[Any] = await self._redis.geosearch(
+                    geo_key,
+                    longitude=query.lon,
+                    latitude=query.lat,
+                    radius=query.max_km if query.max_km is not None else EARTH_RADIUS_KM,
+                    unit="km",
+                    sort="ASC",
+                    count=count,
+                    withdist=True,
                 )
-                scores = await self._redis.zmscore(rating_key, [m for _, m in ranked])
-                ranked = [
-                    r
-                    for r, s in zip(ranked, scores, strict=True)
-                    if s is not None and float(s) <= -query.min_rating
-                ]
+                ranked = sorted((float(row[1]), _text(row[0])) for row in rows)
+                if filtered and ranked:
+                    scores = await self._redis.zmscore(rating_key, [m for _, m in ranked])
+                    ranked = [
+                        r
+                        for r, s in zip(ranked, scores, strict=True)
+                        if s is not None and float(s) <= -query.min_rating
+                    ]
+                if not filtered or len(ranked) >= want or len(rows) < count:
+                    break
+                count *= 4
             distances = {m: d for d, m in ranked}
             ids = [m for _, m in ranked[offset:want]]
         else:

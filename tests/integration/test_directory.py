@@ -312,3 +312,21 @@ async def test_a_search_page_is_a_few_round_trips(
         del redis.pipeline
     assert len(page.items) == 20
     assert 2 <= calls <= 3
+
+
+async def test_rating_floor_with_location_finds_rated_doctors_beyond_the_first_batch(
+    directory: DirectoryService,
+) -> None:
+    """150 unrated doctors nearer than the only rated ones: the rated ones are still found,
+    nearest first, and the page continues with a cursor."""
+    for i in range(150):
+        await directory.upsert_doctor(doctor(f"near-{i:03d}", north_km=0.01 * (i + 1)))
+    for doctor_id, km in [("rated-c", 30), ("rated-a", 10), ("rated-b", 20)]:
+        await directory.upsert_doctor(doctor(doctor_id, north_km=km, average=4.8, count=3))
+    query = {"lat": CENTER[0], "lon": CENTER[1], "min_rating": 4.0, "limit": 2}
+    first = await directory.search(**query)  # type: ignore[arg-type]
+    assert [c.id for c in first.items] == ["rated-a", "rated-b"]
+    assert first.next_cursor is not None
+    rest = await directory.search(**query, cursor=first.next_cursor)  # type: ignore[arg-type]
+    assert [c.id for c in rest.items] == ["rated-c"]
+    assert rest.next_cursor is None
