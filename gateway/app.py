@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -22,6 +23,7 @@ from engine.runtime import Engine
 from gateway.deps import DEPENDENCIES
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
+from gateway.routes.realtime import track_metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +44,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = await Engine.start(settings)
         app.state.engine = engine
+        track_metrics(engine.hub)
         try:
             yield
         finally:
@@ -52,6 +55,11 @@ def create_app(settings: Settings) -> Litestar:
         prefix="healthmed",
         group_path=True,
         exclude=["/metrics"],
+        # HTTP only: a websocket is not a request with a duration, and the middleware's
+        # per-connection state (a Request, labels, a send wrapper, a coroutine frame: about
+        # 1 KiB) would be held for the connection's whole life. /metrics has
+        # healthmed_ws_* series from the realtime module instead.
+        scopes={ScopeType.HTTP},
         buckets=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     )
     openapi = OpenAPIConfig(

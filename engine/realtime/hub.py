@@ -2,31 +2,42 @@
 
 Every event is published on ``hm:t:<topic>`` with a payload that already is the client frame
 (:mod:`engine.realtime.events`). The hub holds one ``PSUBSCRIBE hm:t:*`` for the whole process,
-and a reader task hands each payload, decoded to text once and never parsed, to the local
-subscribers of its topic. Fan-out is synchronous and never awaits: a frame is appended to each
+and a reader task hands each payload, checked once to be UTF-8 and never parsed or re-encoded,
+as the same ``bytes`` object to every local subscriber of its topic. Fan-out is synchronous
+and never awaits, like ``websockets.broadcast``: each subscriber whose queue is empty is first
+offered the frame through :meth:`Subscriber.deliver`, which the gateway implements as a direct
+write to the connection's socket when it can take it; otherwise the frame is appended to the
 subscriber's bounded queue and the subscriber is woken only when its queue goes from empty to
 non-empty. A subscriber whose queue is full is dropped (removed from every topic, its queue
 discarded, woken with ``dropped = "slow"``) so that its owner closes it: a slow client never
-delays the others, and it learns that it missed events because its connection closes.
+delays the others, and it learns that it missed events because its connection closes. The
+engine stays transport-agnostic: it never sees a socket, only ``deliver`` and ``wake``.
+
+Measured with ``loadtest/ws_swarm.py --baseline`` (2-core machine shared with other work, load
+average 1-3; figures and commands in ``loadtest/README.md``): with the direct write, fan-out
+p99 to 1,000 / 5,000 clients of one process was 34 / 121 ms (bare ``websockets`` broadcast in
+the same runs: 27 / 116 ms), and to 20,000 clients on two processes 578 and 871 ms in two
+runs (bare server 2,252 and 1,261 ms). Before it, when every event woke every connection's
+task, the same commands gave 85 / 1,003 ms and 4.2 s; py-spy had put about half the server's
+CPU in the cyclic garbage collector (a ``CancelledError`` and its traceback cycle per client
+per event). Memory is
+24 KiB per connection against 14.4-14.9 for the bare server: the rest is uvicorn's protocol
+object (an ``asyncio.Queue``, an ``Event``, the ASGI scope), Litestar's connection and the
+handler's coroutine frames, not the hub.
+
+Why not Litestar's channels plugin (evaluated first, as the issue asked; measured in the
+earlier runs of ``ws_swarm.py --channels --baseline``, before the direct write): memory per
+connection 30.8-31.2 KiB, and fan-out p99 85 ms at 1,000 clients, 2,006 ms at 5,000, 21.2 s at
+20,000. Structurally it has a background task and an ``asyncio.Queue`` per subscriber (two
+tasks per websocket with the receive loop), one ``SUBSCRIBE`` per channel instead of one
+pattern, a set of every subscribed channel built for each incoming message, and, on a full
+backlog, events silently dropped while the client stays connected (it cannot know it missed
+any). The hub closes such a client instead, and needs no task per subscriber.
 
 If the pub/sub connection fails, the reader reconnects with exponential backoff (0.1 s doubling
 to 5 s, with jitter) and subscribes again. Events published while it is down are not replayed:
 clients resync from the agenda and appointment endpoints when they reconnect, which is the
 catch-up contract of the websocket API.
-
-Why not Litestar's channels plugin (evaluated first, as the issue asked): measured with
-``loadtest/ws_swarm.py --channels --baseline`` in the same runs as this hub (2-core machine
-shared with other work; figures in ``loadtest/README.md``). Memory per connection: plugin
-30.8-31.2 KiB, hub 29.2-29.3 KiB (the hub's figure includes the whole gateway: auth, topic
-checks, limits, Prometheus middleware; the plugin's app had none of it). Fan-out p99: at 1,000
-clients plugin 85 ms, hub 121 ms; at 5,000 plugin 2,006 ms, hub 1,409 ms. Neither met the
-bare-``websockets`` baseline (14-15 KiB, 85 / 315 ms). The plugin is replaced for the measured
-memory and 5,000-client p99, and for what it does structurally: a background task and an
-``asyncio.Queue`` per subscriber (two tasks per websocket with the receive loop), one
-``SUBSCRIBE`` per channel instead of one pattern, a set of every subscribed channel built for
-each incoming message, and, on a full backlog, events silently dropped while the client stays
-connected (it cannot know it missed any). The hub closes such a client instead, and needs no
-task per subscriber: the connection's own loop drains the queue.
 
 Concurrency: every method runs on the event loop thread; ``dispatch`` does not yield, so no
 subscriber can change state in the middle of a fan-out.
@@ -58,21 +69,35 @@ _BACKOFF_MAX = 5.0
 class Subscriber:
     """One local consumer of frames (a websocket connection in the gateway).
 
-    The hub appends frames to ``frames`` and calls :meth:`wake` when the list goes from empty
-    to non-empty, or once when the subscriber is dropped. The owner takes the whole list
+    For each frame the hub first offers it to :meth:`deliver` when ``frames`` is empty; a
+    subscriber that can write it out at once, synchronously, does so and returns True (the
+    common case: no task is woken, nothing is queued). Otherwise the hub appends the frame to
+    ``frames`` and calls :meth:`wake` when the list goes from empty to non-empty, or once when
+    the subscriber is dropped. The owner takes the whole list
     (``batch, sub.frames = sub.frames, []``) and writes it out. At most ``queue_size`` frames
     wait in ``frames``; a batch being written is at most another ``queue_size``.
 
-    Subclasses override :meth:`wake`; it is called inside the fan-out loop, so it must not
-    block or call back into the hub.
+    Frames are UTF-8 encoded JSON text (``bytes``), the same object for every subscriber of
+    an event: the hub checks the encoding once per event, never per subscriber.
+
+    Subclasses override :meth:`deliver` and :meth:`wake`; both are called inside the fan-out
+    loop, so they must not block or call back into the hub.
     """
 
     __slots__ = ("dropped", "frames", "topics")
 
     def __init__(self) -> None:
-        self.frames: list[str] = []
+        self.frames: list[bytes] = []
         self.topics: set[str] = set()
         self.dropped: DropReason | None = None
+
+    def deliver(self, frame: bytes) -> bool:
+        """Write ``frame`` now if that is possible without blocking; False to have it queued.
+
+        Only called while ``frames`` is empty, so a True never overtakes a queued frame; an
+        implementation must also return False while a write of its own is still in progress.
+        """
+        return False
 
     def wake(self) -> None:
         """Frames are waiting, or the subscriber was dropped. Must not block."""
@@ -95,6 +120,10 @@ class Hub:
         self.connected = asyncio.Event()
         """Set while the pattern subscription is live."""
         self.frames_in = 0
+        self.delivered_direct = 0
+        """Frames written by a subscriber's :meth:`Subscriber.deliver` during the fan-out."""
+        self.delivered_queued = 0
+        """Frames queued for a subscriber's own task to write."""
         self.dropped_slow = 0
         self.reconnects = 0
 
@@ -143,33 +172,43 @@ class Hub:
 
     # -- fan-out -------------------------------------------------------------------------
 
-    def dispatch(self, topic: str, frame: str) -> int:
-        """Queue ``frame`` for every local subscriber of ``topic``; the number it was queued for.
+    def dispatch(self, topic: str, frame: bytes) -> int:
+        """Hand ``frame`` to every local subscriber of ``topic``; the number it reached.
 
-        Never awaits. Subscribers whose queue is full are dropped as slow after the loop.
+        Never awaits. Each subscriber with an empty queue is first offered the frame for
+        immediate delivery; the others get it queued (and are woken if their queue was
+        empty). Subscribers whose queue is full are dropped as slow after the loop.
         """
         members = self._topics.get(topic)
         if not members:
             return 0
         limit = self._queue_size
         slow: list[Subscriber] | None = None
-        queued = 0
+        reached = 0
+        direct = 0
         for sub in members:
             frames = sub.frames
-            if len(frames) >= limit:
+            if not frames:
+                if sub.deliver(frame):
+                    direct += 1
+                    continue
+                frames.append(frame)
+                sub.wake()
+            elif len(frames) >= limit:
                 if slow is None:
                     slow = []
                 slow.append(sub)
                 continue
-            frames.append(frame)
-            queued += 1
-            if len(frames) == 1:
-                sub.wake()
+            else:
+                frames.append(frame)
+            reached += 1
+        self.delivered_direct += direct
+        self.delivered_queued += reached
         if slow is not None:
             for sub in slow:
                 self.dropped_slow += 1
                 self._drop(sub, "slow")
-        return queued
+        return reached + direct
 
     def _drop(self, subscriber: Subscriber, reason: DropReason) -> None:
         self.detach(subscriber)
@@ -181,12 +220,12 @@ class Hub:
     def _on_message(self, channel: bytes, data: bytes) -> None:
         try:
             topic = channel[_PREFIX_LEN:].decode()
-            frame = data.decode()
+            data.decode()  # once per event: every subscriber gets these bytes as a text frame
         except UnicodeDecodeError:
             log.warning("realtime: dropped a frame that is not UTF-8 on %r", channel[:80])
             return
         self.frames_in += 1
-        self.dispatch(topic, frame)
+        self.dispatch(topic, data)
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -305,7 +306,7 @@ async def test_oversized_and_malformed_messages_get_errors_and_spare_other_clien
 
     for bad in [
         json.dumps({"type": "ping", "pad": "x" * 5000}),
-        "y" * (1024 * 1024),
+        "y" * (60 * 1024),
         "{not json",
         json.dumps({"type": "shout"}),
         json.dumps({"type": "subscribe"}),
@@ -325,6 +326,20 @@ async def test_oversized_and_malformed_messages_get_errors_and_spare_other_clien
         assert time.monotonic() - started < timeout(1)
     await send_json(noisy.ws, {"type": "ping"})
     assert await recv_json(noisy.ws) == {"type": "pong"}
+
+
+async def test_a_message_over_64_kib_closes_only_that_client(
+    rt_server: ServerProcess, open_client: Callable[..., Any], publisher: redis.Redis
+) -> None:
+    """Past 64 KiB the server stops reading and closes with 1009; other clients carry on."""
+    secret = secret_of(rt_server)
+    big = await open_client(rt_server, forge(secret, "P-big", "patient"))
+    quiet = await open_client(rt_server, forge(secret, "P-quiet2", "patient"))
+    assert (await quiet.subscribe("doctor.DQ2.slots"))["type"] == "subscribed"
+    await big.ws.send("y" * (1024 * 1024))
+    assert await close_code(big.ws) == 1009
+    publisher.publish("hm:t:doctor.DQ2.slots", envelope("doctor.DQ2.slots", "slot.updated", {}))
+    assert (await recv_json(quiet.ws))["event"] == "slot.updated"
 
 
 async def test_a_client_flooding_messages_is_closed_4429(
@@ -480,6 +495,75 @@ async def test_a_slow_client_is_closed_and_never_delays_the_others(
     received = await asyncio.to_thread(drain_slow)
     assert 0 < len(received) < total
     assert received == list(range(len(received)))
+
+
+def ws_metrics(server: ServerProcess) -> dict[str, float]:
+    """The healthmed_ws_* samples of the server's /metrics, by name and labels."""
+    text = httpx.get(server.url + "/metrics", timeout=timeout(10)).text
+    return {
+        m[1]: float(m[2])
+        for m in re.finditer(r"^(healthmed_ws_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$", text, re.M)
+    }
+
+
+async def test_events_are_written_directly_and_a_backed_up_client_falls_back_to_its_queue(
+    start_server: Callable[..., ServerProcess],
+    module_redis: RedisServer,
+    open_client: Callable[..., Any],
+    publisher: redis.Redis,
+) -> None:
+    """The real server takes the direct-write fast path for a client that reads, and the
+    queue (then the 1013 close) for one whose socket is backed up; order holds on both."""
+    server = start_server(
+        HEALTHMED_REDIS_URL=module_redis.url, HEALTHMED_WS_QUEUE_SIZE=str(QUEUE_SIZE)
+    )
+    secret = secret_of(server)
+    topic = "doctor.DDIRECT.slots"
+    fast = await open_client(server, forge(secret, "P-direct", "patient"))
+    assert (await fast.subscribe(topic))["type"] == "subscribed"
+
+    for n in range(20):
+        publisher.publish("hm:t:" + topic, envelope(topic, "slot.updated", {"n": n}))
+    for n in range(20):
+        assert (await recv_json(fast.ws))["data"] == {"n": n}
+    m = ws_metrics(server)
+    assert m['healthmed_ws_frames_total{path="direct"}'] == 20
+    assert m['healthmed_ws_frames_total{path="queued"}'] == 0
+    assert m["healthmed_ws_without_direct_write_total"] == 0
+    assert m["healthmed_ws_connections"] == 1
+
+    slow = RawClient(server.port)  # stops reading: its socket backs up
+    slow.send_json({"type": "auth", "token": forge(secret, "P-backed-up", "patient")})
+    assert slow.recv_json()["type"] == "ready"
+    slow.send_json({"type": "subscribe", "topic": topic})
+    assert slow.recv_json()["type"] == "subscribed"
+    total, pad = 300, "x" * 32_000
+
+    async def read_fast() -> None:
+        for n in range(total):
+            assert (await recv_json(fast.ws, seconds=10))["data"]["n"] == n
+
+    reader = asyncio.create_task(read_fast())
+    for n in range(total):
+        publisher.publish("hm:t:" + topic, envelope(topic, "slot.updated", {"n": n, "p": pad}))
+        if n % 10 == 9:
+            await asyncio.sleep(0.01)  # let the reading client read
+    await reader
+
+    m = ws_metrics(server)
+    assert m['healthmed_ws_frames_total{path="direct"}'] >= 20 + total  # the reading client
+    assert m['healthmed_ws_frames_total{path="queued"}'] > 0  # the backed-up one
+    assert m["healthmed_ws_dropped_slow_total"] == 1
+
+    def drain_slow() -> list[int]:
+        received = []
+        while (frame := slow.recv()) is not None and frame[0] == 1:
+            received.append(json.loads(frame[1])["data"]["n"])
+        return received
+
+    received = await asyncio.to_thread(drain_slow)
+    assert 0 < len(received) < total
+    assert received == list(range(len(received)))  # direct, then queued: never reordered
 
 
 async def test_an_event_on_the_shared_redis_reaches_clients_of_both_replicas(

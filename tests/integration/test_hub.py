@@ -24,7 +24,7 @@ class Probe(Subscriber):
         self.dropped_event = asyncio.Event()
 
     def wake(self) -> None:
-        self.received.extend(self.frames)
+        self.received.extend(frame.decode() for frame in self.frames)
         self.frames = []
         self.woken.set()
         if self.dropped is not None:
@@ -43,6 +43,28 @@ class Stuck(Subscriber):
     def wake(self) -> None:
         if self.dropped is not None:
             self.dropped_event.set()
+
+
+class Direct(Subscriber):
+    """A subscriber that writes frames itself during the fan-out while ``open`` is True."""
+
+    __slots__ = ("offered", "open", "wakes", "written")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = True
+        self.offered: list[bytes] = []
+        self.written: list[bytes] = []
+        self.wakes = 0
+
+    def deliver(self, frame: bytes) -> bool:
+        self.offered.append(frame)
+        if self.open:
+            self.written.append(frame)
+        return self.open
+
+    def wake(self) -> None:
+        self.wakes += 1
 
 
 @pytest.fixture(params=["redis", "fakeredis"])
@@ -180,3 +202,43 @@ async def test_the_hub_resubscribes_after_redis_drops_the_connection(
     finally:
         await hub.close()
         await redis.aclose()
+
+
+def test_deliver_is_the_fast_path_and_never_overtakes_queued_frames() -> None:
+    """deliver() takes the frame when it can; once one is queued, later ones queue behind it."""
+    hub = Hub(None, queue_size=8)  # type: ignore[arg-type]  # dispatch never touches Redis
+    sub = Direct()
+    hub.attach(sub)
+    hub.subscribe(sub, "doctor.D1.slots")
+
+    assert hub.dispatch("doctor.D1.slots", b"1") == 1
+    assert sub.written == [b"1"]
+    assert sub.frames == []
+    assert sub.wakes == 0
+    assert (hub.delivered_direct, hub.delivered_queued) == (1, 0)
+
+    sub.open = False  # e.g. the socket's buffer is full
+    hub.dispatch("doctor.D1.slots", b"2")
+    assert sub.frames == [b"2"]
+    assert sub.wakes == 1
+    sub.open = True  # the socket drained, but frame 2 is still queued
+    hub.dispatch("doctor.D1.slots", b"3")
+    assert sub.offered == [b"1", b"2"]  # not offered while older frames wait
+    assert sub.frames == [b"2", b"3"]
+    assert sub.wakes == 1  # woken once, on empty -> non-empty
+    assert (hub.delivered_direct, hub.delivered_queued) == (1, 2)
+
+    sub.frames = []  # the owner wrote the queue out
+    hub.dispatch("doctor.D1.slots", b"4")
+    assert sub.written == [b"1", b"4"]
+
+
+def test_a_subscriber_without_deliver_is_queued_as_before() -> None:
+    """The default deliver() declines: frames are queued and the subscriber woken."""
+    hub = Hub(None, queue_size=8)  # type: ignore[arg-type]
+    probe = Probe()
+    hub.attach(probe)
+    hub.subscribe(probe, "doctor.D1.slots")
+    hub.dispatch("doctor.D1.slots", b'{"n":1}')
+    assert probe.received == ['{"n":1}']
+    assert (hub.delivered_direct, hub.delivered_queued) == (0, 1)
