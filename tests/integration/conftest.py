@@ -1,5 +1,6 @@
-"""Integration fixtures for booking: a BookingService on the real redis-server of the run
-(database 7, flushed around each test) and a SQLite store, with a fake accounts port and an
+"""Integration fixtures: ``redis`` (database 5 of the run's real redis-server, flushed around
+each test) and ``store`` (a fresh SQLite file) for the account and directory tests; for
+booking, a BookingService on database 7 and a SQLite store, with a fake accounts port and an
 injectable clock."""
 
 from __future__ import annotations
@@ -23,6 +24,22 @@ from engine.timeutil import new_id, now_ms
 from tests.support import RedisServer
 
 BOOKING_DB = 7
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + "/5")
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
+    yield store
+    await store.close()
 
 
 class FakeAccounts:

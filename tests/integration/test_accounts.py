@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -29,7 +27,7 @@ from engine.directory import DirectoryService
 from engine.errors import Conflict, RateLimited, Unauthenticated
 from engine.redis_client import connect_redis
 from engine.store import Check, ConditionFailed, Item, Put, SQLiteStore
-from tests.support import RedisServer, timeout
+from tests.support import timeout
 
 ADDRESS = "203.0.113.7"
 PASSWORD = "correct horse battery"
@@ -42,22 +40,6 @@ def make_cpf() -> str:
 
     base = f"{next(_cpf_seq):09d}"
     return base + cpf_check_digits(base)
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + "/5")
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
-    yield store
-    await store.close()
 
 
 SETTINGS = Settings(

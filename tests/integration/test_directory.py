@@ -3,9 +3,6 @@ exact specialty, cursor pagination, next open slot, rebuild from the store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import msgspec
 import pytest
 from redis.asyncio import Redis
@@ -14,29 +11,11 @@ from engine import keys
 from engine.accounts import DoctorProfile, Location, Money, Rating
 from engine.directory import DirectoryService
 from engine.errors import Invalid
-from engine.redis_client import connect_redis
 from engine.store import Item, SQLiteStore
 from engine.timeutil import now_ms, to_rfc3339
-from tests.support import RedisServer
 
 CENTER = (-23.55, -46.63)
 """São Paulo; one hundredth of a degree of latitude is about 1.11 km."""
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + "/6")
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
-    yield store
-    await store.close()
 
 
 @pytest.fixture
