@@ -7,6 +7,7 @@ tasks) opens in the lifespan and reaches handlers through dependency injection.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,26 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
+def _settle_garbage_collector() -> None:
+    """Move everything alive after start-up out of the collector's sight, and collect the
+    young generation less often.
+
+    The objects built at start (modules, the app, routes, the engine) never die, yet every
+    full collection walks them all; requests make short-lived objects by the thousand. In the
+    booking benchmark (losing path, 64 connections) this took p99 from 99-167 ms to 43-69 ms
+    at the same throughput (loadtest/README.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def create_app(settings: Settings) -> Litestar:
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         engine = await Engine.start(settings)
         app.state.engine = engine
+        _settle_garbage_collector()
         track_metrics(engine.hub)
         try:
             yield
