@@ -17,8 +17,9 @@ Checks: every slot has at most one 201 (``double_bookings``), and the agenda of 
 shows exactly the slots that were won as taken. Patients use access tokens signed with the
 server's generated secret (same claims as a login), doctors register and log in for real.
 
-The HTTP client is a minimal keep-alive HTTP/1.1 client on raw asyncio streams (uvloop): the
-client shares the machine with the server, so a heavy client would eat the server's CPU.
+The HTTP client is the minimal keep-alive HTTP/1.1 client of ``loadtest/_bench.py`` on raw
+asyncio streams (uvloop): the client shares the machine with the server, so a heavy client would
+eat the server's CPU.
 
 Usage: ``python loadtest/bench_booking.py [--connections 64] [--seconds 8]``. Last line:
 ``key=value`` pairs (``bookings_per_s``, ``p99_ms``, ``ratio_vs_evalsha``, ``ratio_vs_live``,
@@ -29,155 +30,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import random
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import jwt
 import uvloop
+from _bench import PASSWORD, SETUP_CONCURRENCY, Conn, forge_token, iso, pct, run_for, running_stack
 from redis.asyncio import Redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from engine import keys  # noqa: E402
-from engine.booking._scripts import source  # noqa: E402
-
-PASSWORD = "bench password 123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("process exited during start")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not ready")
-
-
-@contextlib.contextmanager
-def running_stack() -> Iterator[tuple[int, int, Path]]:
-    """(server port, redis port, data dir) of a fresh redis-server + server; stopped after."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed")
-    data_dir = Path(tempfile.mkdtemp(prefix="healthmed-bench-booking-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        redis_port = free_port()
-        procs.append(
-            subprocess.Popen(
-                [binary, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--maxclients", "20000", "--loglevel", "warning"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        wait_port(redis_port, procs[-1])
-        port = free_port()
-        env = {
-            **os.environ,
-            "HEALTHMED_DATA_DIR": str(data_dir),
-            "HEALTHMED_HOST": "127.0.0.1",
-            "HEALTHMED_PORT": str(port),
-            "HEALTHMED_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "HEALTHMED_LOG_LEVEL": "WARNING",
-            "HEALTHMED_ENV": "test",
-        }
-        log = (data_dir / "server.log").open("ab")
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_port(port, procs[-1])
-        yield port, redis_port, data_dir
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-# --- a minimal keep-alive HTTP/1.1 client -------------------------------------------------------
-class Conn:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None
-    ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        payload = json.dumps(body).encode() if body is not None else b""
-        lines = [f"{method} {path} HTTP/1.1", "Host: bench", f"Content-Length: {len(payload)}"]
-        if body is not None:
-            lines.append("Content-Type: application/json")
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length) if length else b""
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def forge(secret: str, sub: str, role: str) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": "healthmed", "aud": "healthmed-api", "sub": sub, "role": role,
-        "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex,
-    }  # fmt: skip
-    return jwt.encode(claims, secret, algorithm="HS256")
+from engine import keys  # importable once _bench ran
+from engine.booking._scripts import source
 
 
 # --- setup --------------------------------------------------------------------------------------
@@ -187,22 +53,22 @@ async def register_doctors(port: int, count: int, prefix: int) -> list[tuple[str
     async def one(i: int) -> tuple[str, str]:
         conn = Conn(port)
         n = prefix + i
-        status, body = await conn.request("POST", "/v1/doctors", body={
+        status, body = await conn.post_json("/v1/doctors", {
             "name": f"Dr Bench {n}", "crm": f"{n % 10**8:08d}", "uf": "SP",
             "email": f"bench{n}@example.com", "password": PASSWORD, "specialty": "cardiologia",
             "price_cents": 25_000, "location": {"lat": -23.55, "lon": -46.63},
         })  # fmt: skip
         assert status == 201, body
-        doctor_id = json.loads(body)["id"]
-        status, body = await conn.request(
-            "POST", "/v1/auth/doctors/login",
-            body={"crm": f"{n % 10**8:08d}", "uf": "SP", "password": PASSWORD},
-        )  # fmt: skip
+        doctor_id = body["id"]
+        status, body = await conn.post_json(
+            "/v1/auth/doctors/login",
+            {"crm": f"{n % 10**8:08d}", "uf": "SP", "password": PASSWORD},
+        )
         assert status == 200, body
         conn.close()
-        return doctor_id, json.loads(body)["access_token"]
+        return doctor_id, body["access_token"]
 
-    gate = asyncio.Semaphore(8)
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     async def gated(i: int) -> tuple[str, str]:
         async with gate:
@@ -218,36 +84,25 @@ async def create_slots(port: int, token: str, count: int, day_offset: int) -> li
     for chunk in range(0, count, 500):
         starts = [base + timedelta(hours=i) for i in range(chunk, min(count, chunk + 500))]
         spans = [{"start": iso(s), "end": iso(s + timedelta(minutes=50))} for s in starts]
-        status, body = await conn.request(
-            "POST", "/v1/me/slots", {"Authorization": f"Bearer {token}"}, {"slots": spans}
+        status, body = await conn.post_json(
+            "/v1/me/slots", {"slots": spans}, {"Authorization": f"Bearer {token}"}
         )
         assert status == 201, body
-        ids += [item["id"] for item in json.loads(body)["items"]]
+        ids += [item["id"] for item in body["items"]]
     conn.close()
     return ids
 
 
 # --- phases -------------------------------------------------------------------------------------
 async def live_phase(port: int, connections: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    stop = time.perf_counter() + seconds
-
-    async def client() -> None:
-        conn = Conn(port)
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            status, _ = await conn.request("GET", "/health/live")
-            latencies.append(time.perf_counter() - t)
-            assert status == 200
-        conn.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(connections)))
-    elapsed = time.perf_counter() - t0
+    latencies, elapsed, errors = await run_for(
+        port, connections, lambda conn, _: conn.request("GET", "/health/live"), seconds=seconds
+    )
+    assert not errors, f"{errors} /health/live requests failed"
     return {
         "rps": len(latencies) / elapsed,
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p99_ms": pct(latencies, 0.99) * 1000,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
     }
 
 
@@ -320,8 +175,8 @@ async def booking_phase(
     elapsed = time.perf_counter() - t0
     return {
         "rps": len(latencies) / elapsed,
-        "p50_ms": pct(latencies, 0.5) * 1000,
-        "p99_ms": pct(latencies, 0.99) * 1000,
+        "p50_ms": pct(latencies, 50) * 1000,
+        "p99_ms": pct(latencies, 99) * 1000,
         "statuses": dict(statuses),
         "codes": dict(codes),
         "won": len(winners),
@@ -336,11 +191,11 @@ async def verify(port: int, doctors: list[tuple[str, str]], winners: Counter[str
     conn = Conn(port)
     to = iso(datetime.now(UTC) + timedelta(days=300))
     for _, token in doctors:
-        status, body = await conn.request(
-            "GET", f"/v1/me/slots?to={to}", {"Authorization": f"Bearer {token}"}
+        status, body = await conn.get_json(
+            f"/v1/me/slots?to={to}", {"Authorization": f"Bearer {token}"}
         )
         assert status == 200, body
-        for item in json.loads(body)["items"]:
+        for item in body["items"]:
             taken = item["status"] != "open"
             if taken != (winners.get(item["id"], 0) == 1):
                 mismatches += 1
@@ -349,8 +204,9 @@ async def verify(port: int, doctors: list[tuple[str, str]], winners: Counter[str
 
 
 async def main(args: argparse.Namespace) -> None:
-    with running_stack() as (port, redis_port, data_dir):
-        secret = (data_dir / "secrets" / "jwt_secret").read_text().strip()
+    with running_stack("server", {"HEALTHMED_ENV": "test"}) as stack:
+        port, redis_port, secret = stack.port, stack.redis_port, stack.jwt_secret()
+        assert redis_port is not None
         prefix = random.randrange(10**6, 9 * 10**6)
         doctors = await register_doctors(port, 1 + args.doctors, prefix)
         hot = doctors[0]
@@ -358,7 +214,9 @@ async def main(args: argparse.Namespace) -> None:
         many_slots: list[str] = []
         for _, token in doctors[1:]:
             many_slots += await create_slots(port, token, args.slots_per_doctor, 2)
-        patients = [forge(secret, f"P{uuid.uuid4().hex}", "patient") for _ in range(args.patients)]
+        patients = [
+            forge_token(secret, f"P{uuid.uuid4().hex}", "patient") for _ in range(args.patients)
+        ]
         print(f"setup: {len(doctors)} doctors, {len(hot_slots)} hot slots, "
               f"{len(many_slots)} other slots, {len(patients)} patients")  # fmt: skip
 
