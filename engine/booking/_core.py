@@ -22,7 +22,7 @@ from engine.booking import _store as st
 from engine.booking._meeting import JitsiMeetings, MeetingProvider
 from engine.booking._model import ACTIVE, Appointment, Slot
 from engine.booking._rules import MAX_SLOT_MS
-from engine.booking._scripts import Scripts, decode
+from engine.booking._scripts import Coalescer, Scripts, decode
 from engine.errors import NotFound, Unavailable
 from engine.realtime import events
 from engine.timeutil import now_ms, to_rfc3339
@@ -98,6 +98,7 @@ class _Core:
         self.redis = redis
         self.accounts = accounts
         self.scripts = Scripts(redis)
+        self._run_script = Coalescer(redis)
         self.meetings: MeetingProvider = meetings or JitsiMeetings(settings)
         self.clock = clock
         self.ttl_ms = settings.request_ttl_seconds * 1000
@@ -113,7 +114,7 @@ class _Core:
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             try:
-                return decode(await script(keys=keys_, args=args))
+                return decode(await self._run_script(script, keys_, args))
             except RedisTimeoutError as exc:
                 if attempt + 1 < attempts:
                     log.info("script timed out, retrying (idempotent)")
