@@ -10,6 +10,7 @@ registrations with the same e-mail exactly one lands, whatever the replica.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("healthmed.accounts")
 
 RETRIES = 20
+DOCTOR_CACHE_SECONDS = 2.0
+DOCTOR_CACHE_SIZE = 50_000
 """Optimistic-lock attempts on a profile before giving up (503)."""
 
 
@@ -108,6 +111,7 @@ class AccountService:
         )
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
         self.revocations = Revocations(redis)
+        self._doctors: dict[str, tuple[float, DoctorProfile]] = {}
         # Imported here: the directory builds on account models, so a module-level import
         # would be circular whichever package is imported first.
         from engine.directory import DirectoryService
@@ -355,11 +359,25 @@ class AccountService:
         return patient_profile(item.data, own=True)
 
     async def get_doctor(self, doctor_id: str) -> DoctorProfile:
-        """A doctor's public profile; ``NotFound`` for unknown, erased or non-doctor ids."""
+        """A doctor's public profile; ``NotFound`` for unknown, erased or non-doctor ids.
+
+        Remembered per process for ``DOCTOR_CACHE_SECONDS``: every booking and agenda read
+        needs the doctor's price, and one popular doctor is read thousands of times a minute.
+        A change made through this process is seen at once; through another replica, within
+        that time (a price change reaches bookings there at most 2 s later).
+        """
+        cached = self._doctors.get(doctor_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         item = await self._profile_item(doctor_id)
         if item is None or item.data.get("role") != "doctor":
+            self._doctors.pop(doctor_id, None)
             raise NotFound("doctor not found", code="doctor_not_found")
-        return doctor_profile(item.data)
+        profile = doctor_profile(item.data)
+        if len(self._doctors) >= DOCTOR_CACHE_SIZE:
+            self._doctors.clear()
+        self._doctors[doctor_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, profile)
+        return profile
 
     async def get_patient(self, patient_id: str) -> PatientProfile:
         """A patient's public view (id and name); ``NotFound`` for unknown or erased ids."""
@@ -396,6 +414,7 @@ class AccountService:
                     continue
             profile = doctor_profile(data, own=True)
             if changes:
+                self._doctors.pop(principal.user_id, None)
                 await self._list(profile)
             return profile
         raise _busy()
@@ -423,6 +442,7 @@ class AccountService:
                 if exc.index == len(extra_ops):
                     continue
                 raise
+            self._doctors.pop(doctor_id, None)
             rating = rating_of(data)
             try:
                 await self._directory.update_rating(doctor_id, rating.average, rating.count)
@@ -441,6 +461,7 @@ class AccountService:
         the doctor from the directory and reject access tokens issued until now. Idempotent;
         the account can no longer log in (401 like any wrong credential)."""
         user_id = principal.user_id
+        self._doctors.pop(user_id, None)
         await self._refresh.revoke_all(user_id)
         for _ in range(RETRIES):
             item = await self._store.get(profile_pk(user_id), "PROFILE")
@@ -472,5 +493,6 @@ class AccountService:
         else:
             raise _busy()
         await self.revoke_access_tokens(user_id)
+        self._doctors.pop(user_id, None)
         await self._directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

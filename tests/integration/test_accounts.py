@@ -24,7 +24,7 @@ from engine.accounts import (
 from engine.accounts._ratelimit import LoginLimiter
 from engine.config import Settings
 from engine.directory import DirectoryService
-from engine.errors import Conflict, RateLimited, Unauthenticated
+from engine.errors import Conflict, NotFound, RateLimited, Unauthenticated
 from engine.redis_client import connect_redis
 from engine.store import Check, ConditionFailed, Item, Put, SQLiteStore
 from tests.support import timeout
@@ -620,3 +620,24 @@ async def test_a_process_subscribing_late_loads_earlier_revocations(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_doctors_own_changes_are_seen_at_once_through_the_profile_cache(
+    accounts: AccountService,
+) -> None:
+    """get_doctor is cached, yet a price change, a rating and an erasure made through this
+    process show at once."""
+    reg = doctor_reg(1)
+    profile = await accounts.register_doctor(reg)
+    assert (await accounts.get_doctor(profile.id)).price.amount_cents == reg.price_cents
+    pair = await accounts.login_doctor(
+        DoctorLogin(crm=reg.crm, uf=reg.uf, password=PASSWORD), ADDRESS
+    )
+    principal = accounts._tokens.verify(pair.access_token)
+    await accounts.update_doctor(principal, DoctorPatch(price_cents=31_000))
+    assert (await accounts.get_doctor(profile.id)).price.amount_cents == 31_000
+    await accounts.rate_doctor(profile.id, 4)
+    assert (await accounts.get_doctor(profile.id)).rating.count == 1
+    await accounts.erase_user(principal)
+    with pytest.raises(NotFound):
+        await accounts.get_doctor(profile.id)
