@@ -27,6 +27,7 @@ from engine import keys
 from engine.booking import _store as st
 from engine.booking._core import DECISION_LEAD_MS, doctor_of_slot, redis_guard
 from engine.booking._model import ACTIVE, Appointment, Slot
+from engine.booking._scripts import text
 from engine.booking._slots import _Slots
 from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
 from engine.realtime import events
@@ -100,11 +101,20 @@ class _Reserve(_Slots):
         fresh = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(answer)
-            pipe.set(bind, fresh, nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
+            # The key is bound to its first appointment id and slot: a retry reuses the id
+            # (the reservation is idempotent by it); the same key for another slot is refused.
+            pipe.set(bind, f"{fresh} {slot_id}", nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
             stored, bound = await pipe.execute()
+        appointment_id = fresh
+        if bound is not None:
+            appointment_id, _, bound_slot = text(bound).partition(" ")
+            if bound_slot != slot_id:
+                raise Invalid(
+                    "this Idempotency-Key was already used for another slot",
+                    code="idempotency_key_reused",
+                )
         if stored is not None:
             return _replay(stored)
-        appointment_id = bound.decode() if bound is not None else fresh
         try:
             appt = await self._request(principal.user_id, slot_id, appointment_id)
         except EngineError as exc:

@@ -143,13 +143,16 @@ async def request_appointment(
     idempotency_key: str | None = Parameter(
         header="Idempotency-Key",
         default=None,
-        description="the same key from the same patient returns the first response",
+        description="the same key from the same patient returns the first response; "
+        "reused for another slot: 422",
     ),
 ) -> Response[bytes]:
     """201 `status: "requested"` with `decision_deadline` (the earlier of the request TTL and
     15 minutes before the start; requests closer to the start than that: 409
     `slot_unavailable`). Slot not open: 409 `slot_unavailable`; an overlapping active
-    appointment of yours: 409 `patient_overlap`; slot in the past: 422; doctors: 403."""
+    appointment of yours: 409 `patient_overlap`; slot in the past: 422; doctors: 403.
+    `Idempotency-Key`: a retry with the same key returns the first response (status and
+    body); the same key for another slot is 422 `idempotency_key_reused`."""
     try:
         body = await engine.booking.request_appointment(patient, data.slot_id, idempotency_key)
     except Conflict as exc:

@@ -384,6 +384,13 @@ def test_idempotency_key_replays_the_first_response(
     mine = http.get("/v1/appointments", headers=pat).json()
     assert [a["id"] for a in mine["items"]] == [first.json()["id"]]
     assert mine["next_cursor"] is None
+    elsewhere = http.post(
+        "/v1/appointments",
+        headers={**pat, "Idempotency-Key": "abc"},
+        json={"slot_id": booked["slots"][2]},
+    )
+    problem(elsewhere, 422, "idempotency_key_reused")
+    assert len(http.get("/v1/appointments", headers=pat).json()["items"]) == 1
 
 
 def test_flushed_redis_between_requests_loses_nothing(

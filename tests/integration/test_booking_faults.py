@@ -144,7 +144,8 @@ async def test_concurrent_duplicates_with_one_idempotency_key_get_one_appointmen
     booking: BookingService, booking_store: FlakyStore, clock: Clock
 ) -> None:
     """Ten concurrent requests with the same Idempotency-Key: all get the same body, one
-    appointment exists; a replay later returns it too, even for an error outcome."""
+    appointment exists; the key used for another slot is refused (422, as the IETF
+    Idempotency-Key draft asks), and nothing more is booked."""
     doc, pat = doctor(), patient()
     start = clock.now + 5 * HOUR
     slot, other = await slots_of(
@@ -155,7 +156,10 @@ async def test_concurrent_duplicates_with_one_idempotency_key_get_one_appointmen
     )
     assert len(set(bodies)) == 1
     assert len(await booking_store.inner.query(f"USER#{pat.user_id}", prefix="APPT#")) == 1
-    assert await booking.request_appointment(pat, other, "key-1") == bodies[0]
+    with pytest.raises(Invalid) as info:
+        await booking.request_appointment(pat, other, "key-1")
+    assert info.value.code == "idempotency_key_reused"
+    assert len(await booking_store.inner.query(f"USER#{pat.user_id}", prefix="APPT#")) == 1
     with pytest.raises(Conflict):
         await booking.request_appointment(patient(), slot, "key-2")
 
