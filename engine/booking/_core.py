@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from redis.exceptions import RedisError
@@ -73,11 +74,21 @@ class AccountsPort(Protocol):
     ) -> None: ...
 
 
+_DOCTOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+"""Doctor ids are ULIDs; anything else in a slot id is refused before it reaches Redis (it
+would otherwise name keys, a rehydration and a log line)."""
+
+
 def doctor_of_slot(slot_id: str) -> str:
     """Slot ids are ``<doctor id>.<ULID>``, so a request naming only the slot reaches the
     doctor's keys (hash tag) without a lookup. Malformed ids are 404."""
     doctor_id, dot, tail = slot_id.rpartition(".")
-    if not dot or not doctor_id or len(tail) != _ULID_LEN or not tail.isalnum():
+    if (
+        not dot
+        or len(tail) != _ULID_LEN
+        or not tail.isalnum()
+        or _DOCTOR_ID.fullmatch(doctor_id) is None
+    ):
         raise NotFound("slot not found", code="slot_not_found")
     return doctor_id
 

@@ -106,6 +106,14 @@ class Coalescer:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        try:
+            await self._send_batch(batch)
+        finally:  # cancelled (shutdown) or failed oddly: no caller is left waiting
+            for *_, future in batch:
+                if not future.done():
+                    future.cancel()
+
+    async def _send_batch(self, batch: list[_Call]) -> None:
         self.batches += 1
         self.calls += len(batch)
         if len(batch) == 1:

@@ -74,3 +74,27 @@ async def test_a_dead_connection_fails_every_call_of_the_batch(redis_server: Red
     )
     assert all(isinstance(r, RedisConnectionError) for r in results), results
     await dead.aclose()
+
+
+async def test_callers_are_answered_when_the_send_is_cancelled() -> None:
+    """Shutting down mid-send (the send task cancelled) leaves no caller waiting forever."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)  # take the commands, never answer
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = connect_redis(f"redis://127.0.0.1:{port}/0")
+    script = client.register_script(ECHO)
+    run = Coalescer(client)
+    callers = [asyncio.create_task(run(script, [f"k{i}"], ["x"])) for i in range(3)]
+    await asyncio.sleep(0.2)
+    assert run._sending
+    assert not any(c.done() for c in callers)
+    for task in list(run._sending):
+        task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    server.close()
+    await client.aclose()

@@ -193,6 +193,8 @@ def test_slot_ids_name_their_doctor() -> None:
     for bad in (
         "nodot",
         ".01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "D" * 5000 + ".01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "D1}{x.01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "D1.short",
         "D1.01ARZ3NDEKTSV4RRFFQ69G5FA!",
     ):
