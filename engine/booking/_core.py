@@ -115,6 +115,10 @@ class _Core:
         self.ttl_ms = settings.request_ttl_seconds * 1000
         self.meeting_ms = settings.meeting_minutes * 60_000
         self._hydrating: dict[str, asyncio.Lock] = {}
+        self._stale: dict[str, set[str]] = {}
+        """Doctors whose Redis state a committed change could not reach, and the in-flight slot
+        entries (pending/locked) of theirs to drop, while their marker could not be deleted
+        either (Redis down): retried before their next use, see :meth:`_invalidate_doctor`."""
         self._taken_frames: dict[str, tuple[str, bytes, bytes, bytes, bytes]] = {}
 
     # --- scripts ------------------------------------------------------------------------------
@@ -145,6 +149,7 @@ class _Core:
         retry: bool = False,
     ) -> list[Any]:
         """Run a doctor script, hydrating the doctor first if the script says it is missing."""
+        await self._check_stale(doctor_id)
         for _ in range(3):
             result = await self._eval(script, keys_, args, retry=retry)
             if result[0] == 0 and result[1] == "not_hydrated":
@@ -195,6 +200,54 @@ class _Core:
             await events.publish(self.redis, pairs)
         except Exception:
             log.warning("event publication failed", exc_info=True)
+
+    # --- after the store committed ---------------------------------------------------------
+    async def _after_commit(
+        self, doctor_id: str, step: Coroutine[Any, Any, object], slot_ids: Sequence[str] = ()
+    ) -> bool:
+        """Run the Redis side of a change the store has already committed. The store is the
+        truth from then on, so a failure here never fails the call: it is logged and the doctor
+        is invalidated (rebuilt from the store on next use), dropping ``slot_ids``' in-flight
+        (pending/locked) entries so the rebuild takes the store's version. True if it ran."""
+        try:
+            await step
+        except (Unavailable, RedisError):
+            log.warning(
+                "redis not updated after a committed change of doctor %s; rebuilding it",
+                doctor_id,
+                exc_info=True,
+            )
+            await self._invalidate_doctor(doctor_id, slot_ids)
+            return False
+        except BaseException:  # cancelled mid-way: same treatment, then let it propagate
+            await asyncio.shield(self._invalidate_doctor(doctor_id, slot_ids))
+            raise
+        return True
+
+    async def _invalidate_doctor(self, doctor_id: str, slot_ids: Sequence[str] = ()) -> None:
+        """Delete the doctor's hydrated marker (and the named slot hashes, in the same DEL) so
+        the next script call rebuilds the doctor from the store. If Redis is down, remember it
+        in-process: when Redis comes back with its old data the marker is still there, so the
+        deletion is retried before the doctor's next use (:meth:`_check_stale`)."""
+        stale = self._stale.get(doctor_id, set()) | set(slot_ids)
+        try:
+            await self.redis.delete(
+                keys.doctor_hydrated(doctor_id), *(keys.slot(doctor_id, s) for s in stale)
+            )
+        except RedisError:
+            log.error("could not invalidate doctor %s in redis; retried on next use", doctor_id)
+            self._stale[doctor_id] = stale
+            return
+        self._stale.pop(doctor_id, None)
+
+    async def _check_stale(self, doctor_id: str) -> None:
+        """Before using a doctor a committed change could not reach: invalidate it now (503 if
+        Redis still fails)."""
+        if doctor_id not in self._stale:
+            return
+        await self._invalidate_doctor(doctor_id)
+        if doctor_id in self._stale:
+            raise Unavailable("redis failed", code="redis_unavailable")
 
     # --- redis side of freeing a slot ---------------------------------------------------------
     async def _reopen(self, appt: Appointment, now: int) -> str:

@@ -2,10 +2,12 @@
 
 Order for every transition: the store first, conditioned on the appointment's version (and,
 for accept, on the slot's ``HOLD`` guard at its version), then Redis (a script, idempotent),
-then the events. If the store fails the call is 503 and Redis is untouched; if Redis then
-disagrees (flushed, stale), the doctor is rebuilt from the store, which already has the
-decision. A second confirmed appointment for one slot is impossible in the store: it would
-need a second ``HOLD`` for the slot, which is created only with an ``absent`` condition.
+then the events. If the store fails the call is 503 and Redis is untouched; once the store has
+committed, the store is the truth: if Redis then disagrees (flushed, stale) or fails, the call
+still succeeds and the doctor is rebuilt from the store, which already has the decision (the
+sweeper, too, resyncs a confirmed request Redis missed rather than reopening its slot). A
+second confirmed appointment for one slot is impossible in the store: it would need a second
+``HOLD`` for the slot, which is created only with an ``absent`` condition.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import logging
 from typing import TYPE_CHECKING
 
 import msgspec
+from redis.exceptions import RedisError
 
+from engine import keys
 from engine.booking import _store as st
 from engine.booking._core import doctor_of_slot, redis_guard
 from engine.booking._model import (
@@ -144,6 +148,16 @@ class _Decisions(_Reserve):
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
+        await self._after_commit(appt.doctor_id, self._mark_booked(confirmed))
+        await self._publish(
+            self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
+        )
+        return self.view_for(confirmed, principal.user_id)
+
+    async def _mark_booked(self, appt: Appointment) -> None:
+        """Redis side of a stored confirmation: the slot booked, its deadline gone (idempotent).
+        If Redis does not hold the request (flushed, stale), rebuild the doctor from the store,
+        which already has the confirmation."""
         result = await self._doctor_eval(
             self.scripts.accept,
             appt.doctor_id,
@@ -153,10 +167,6 @@ class _Decisions(_Reserve):
         )
         if result[0] == 0:
             await self.hydrate_doctor(appt.doctor_id, force=True)
-        await self._publish(
-            self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
-        )
-        return self.view_for(confirmed, principal.user_id)
 
     # --- refuse, cancel, expire ---------------------------------------------------------------
     @redis_guard
@@ -217,7 +227,8 @@ class _Decisions(_Reserve):
     async def _close(self, closed: Appointment, version: int, now: int) -> None:
         """Store the end of an active appointment (freeing its slot and hold), then free the
         slot in Redis. 409 if the appointment changed meanwhile; 503 (Redis untouched) if the
-        store fails."""
+        store fails. Once stored, a Redis failure does not fail the call: the doctor is rebuilt
+        from the store on next use (:meth:`_after_commit`)."""
         free = Slot(
             id=closed.slot_id, doctor_id=closed.doctor_id, start=closed.start, end=closed.end
         )
@@ -232,7 +243,11 @@ class _Decisions(_Reserve):
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
-        await self._reopen(closed, now)
+        if not await self._after_commit(closed.doctor_id, self._reopen(closed, now)):
+            try:
+                await self.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)
+            except RedisError:
+                log.warning("could not drop the patient's hold %s", closed.id, exc_info=True)
 
     async def _expire(self, appointment_id: str, slot_id: str, now: int) -> bool:
         """Expire one claimed request (sweeper). True if this call expired it."""
@@ -249,8 +264,15 @@ class _Decisions(_Reserve):
                 )  # fmt: skip
                 await self._release_ghost(ghost, now)
             return False
+        if appt.status == "confirmed":
+            # Redis missed the confirmation (accept's Redis step failed after the store write):
+            # bring Redis in line with the store; never reopen a booked slot.
+            await self._resync_confirmed(appt, now)
+            return False
         if appt.status != "requested":
-            await self._reopen(appt, now)  # clears the stale deadline; the slot is not ours
+            # Refused, expired or cancelled in the store, but Redis missed it: free the slot
+            # (reopen.lua reopens it only if it has not started) and clear the stale deadline.
+            await self._reopen(appt, now)
             return False
         if appt.deadline > now:
             return False
@@ -261,6 +283,15 @@ class _Decisions(_Reserve):
             return False
         await self._publish(self._frames(expired, "appointment.expired", patient=True, doctor=True))
         return True
+
+    async def _resync_confirmed(self, appt: Appointment, now: int) -> None:
+        """Mark a confirmed appointment's slot booked in Redis (rebuilding the doctor from the
+        store if Redis holds something else) and make sure its patient's hold is there."""
+        await self._mark_booked(appt)
+        if appt.end > now:
+            await self.redis.hset(
+                keys.patient_holds(appt.patient_id), appt.id, f"{appt.start}:{appt.end}"
+            )
 
     async def _release_ghost(self, ghost: Appointment, now: int) -> None:
         slot = await self.redis.hmget(

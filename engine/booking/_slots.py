@@ -11,6 +11,11 @@ store, then Redis commits (and publishes ``slot.updated``) or aborts:
 * edit/delete: ``lock.lua`` takes an ``open`` slot out of reach (409 ``slot_not_open``
   otherwise), the store write is conditioned on no hold existing for the slot, then
   ``unlock.lua`` applies or restores.
+
+Once the store write has committed the store is the truth: if the Redis step (commit/unlock)
+fails, the call still returns its result and the doctor is invalidated, its in-flight entries
+for these slots dropped, so the next use rebuilds it from the store (``_Core._after_commit``).
+A rebuild keeps every other in-flight ``pending``/``locked`` entry (rebuild.lua).
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ def time_range(
 
 
 class _KeepPending(Unavailable):
-    """The store may hold part of a batch: keep the batch pending in Redis (see above)."""
+    """The store may hold part of a batch: Redis must be rebuilt from the store (see above)."""
 
 
 class _Slots(_Core):
@@ -111,6 +116,9 @@ class _Slots(_Core):
         try:
             await self._store_new_slots(slots)
         except _KeepPending:
+            # The store may hold part of the batch: drop the pending batch and the doctor's
+            # marker, so the next use rebuilds the doctor from what the store holds.
+            await self._invalidate_doctor(doctor_id, [s.id for s in slots])
             raise
         except (StoreUnavailable, ConditionFailed) as exc:
             await self._finish_create(doctor_id, slots, "abort", now)
@@ -118,15 +126,17 @@ class _Slots(_Core):
         except BaseException:
             await self._finish_create(doctor_id, slots, "abort", now)
             raise
-        await self._finish_create(doctor_id, slots, "commit", now)
+        await self._after_commit(
+            doctor_id, self._finish_create(doctor_id, slots, "commit", now), [s.id for s in slots]
+        )
         return [s.view() for s in slots]
 
     async def _store_new_slots(self, slots: list[Slot]) -> None:
         """Up to 100 slots: one transaction (each ``absent``). More cannot be one DynamoDB
         transaction: idempotent ``put_many``, and on failure delete what may have landed
-        (compensation). If the compensation fails too, the pending slots stay in Redis (they
-        keep blocking their intervals, unbookable) until the doctor is next rehydrated, which
-        takes whatever the store holds."""
+        (compensation). If the compensation fails too (``_KeepPending``), the caller drops the
+        pending slots and invalidates the doctor, whose next use rebuilds it from whatever the
+        store holds."""
         items = [st.slot_item(s) for s in slots]
         if len(items) <= MAX_TRANSACT:
             await self.store.transact([Put(item=item, expect="absent") for item in items])
@@ -224,7 +234,9 @@ class _Slots(_Core):
         # Built before the write: nothing that can fail may sit between write and unlock.
         frame = self._slot_frame(doctor_id, slot_id, start, end, "open", now)
         await self._locked_write(doctor_id, slot_id, ops, now)
-        await self._unlock(doctor_id, slot_id, "edit", frame, now, start, end)
+        await self._after_commit(
+            doctor_id, self._unlock(doctor_id, slot_id, "edit", frame, now, start, end), [slot_id]
+        )
         return new.view()
 
     @redis_guard
@@ -240,7 +252,9 @@ class _Slots(_Core):
         ]
         await self._locked_write(doctor_id, slot_id, ops, now)
         frame = self._slot_frame(doctor_id, slot_id, start, end, "removed", now)
-        await self._unlock(doctor_id, slot_id, "delete", frame, now)
+        await self._after_commit(
+            doctor_id, self._unlock(doctor_id, slot_id, "delete", frame, now), [slot_id]
+        )
 
     async def _locked_write(self, doctor_id: str, slot_id: str, ops: list[Op], now: int) -> None:
         try:
@@ -258,6 +272,7 @@ class _Slots(_Core):
     async def _read_slots(self, doctor_id: str, lo: int, hi: int) -> list[Slot]:
         """The doctor's committed slots starting in [lo, hi), hydrating the doctor if needed.
         ``locked`` (mid edit/delete) reads as open; ``pending`` (uncommitted) is left out."""
+        await self._check_stale(doctor_id)
         for _ in range(3):
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(keys.doctor_hydrated(doctor_id))

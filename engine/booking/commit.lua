@@ -21,6 +21,7 @@ for i = 1, n do
     done = done + 1
     if mode == "commit" then
       redis.call("HSET", key, "status", "open")
+      redis.call("HDEL", key, "since")
       local start = tonumber(redis.call("HGET", key, "start"))
       if start > now then
         redis.call("ZADD", KEYS[3], start, id)

@@ -6,7 +6,8 @@
 -- ARGV[3+5(i-1) .. 7+5(i-1)] slot i: id, start (ms), end (ms), start (RFC 3339), end (RFC 3339)
 -- returns {1, "created", n} | {0, "not_hydrated"} | {0, "slot_overlap", i, other id}
 -- New slots are "pending": they occupy their interval for overlap checks but are not bookable
--- nor listed until commit.lua runs (after the durable write) or abort removes them.
+-- nor listed until commit.lua runs (after the durable write) or abort removes them. Each holds
+-- "since" (Redis TIME, ms), so a rebuild keeps it while its create is in flight (rebuild.lua).
 if redis.call("EXISTS", KEYS[3]) == 0 then
   return {0, "not_hydrated"}
 end
@@ -31,11 +32,14 @@ for i = 1, n do
     end
   end
 end
+local t = redis.call("TIME")
+local since = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, n do
   local base = 3 + 5 * (i - 1)
   local id = ARGV[base]
   redis.call("HSET", KEYS[3 + i], "start", ARGV[base + 1], "end", ARGV[base + 2],
-    "start_s", ARGV[base + 3], "end_s", ARGV[base + 4], "status", "pending")
+    "start_s", ARGV[base + 3], "end_s", ARGV[base + 4], "status", "pending",
+    "since", since)
   redis.call("ZADD", KEYS[1], ARGV[base + 1], id)
   redis.call("HSET", KEYS[2], id, ARGV[base + 2])
 end

@@ -5,6 +5,8 @@
 -- KEYS[5] hydrated marker
 -- ARGV[1] slot id  ARGV[2] mode ("edit" | "delete")  ARGV[3] new start (ms)  ARGV[4] new end (ms)
 -- ARGV[5] max slot length (ms)
+-- The locked slot holds "since" (Redis TIME, ms): a rebuild keeps it while the edit is in
+-- flight (rebuild.lua).
 -- returns {1, "locked", start, end} (the current interval)
 --       | {0, "not_hydrated" | "not_found" | "slot_not_open"} | {0, "slot_overlap", other id}
 if redis.call("EXISTS", KEYS[5]) == 0 then
@@ -41,7 +43,9 @@ if ARGV[2] == "edit" then
   redis.call("HSET", KEYS[3], shadow, e)
   redis.call("HSET", KEYS[1], "nstart", s, "nend", e)
 end
-redis.call("HSET", KEYS[1], "status", "locked")
+local t = redis.call("TIME")
+local since = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("HSET", KEYS[1], "status", "locked", "since", since)
 redis.call("ZREM", KEYS[4], id)
 local cur = redis.call("HMGET", KEYS[1], "start", "end")
 return {1, "locked", tonumber(cur[1]), tonumber(cur[2])}

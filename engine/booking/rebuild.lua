@@ -8,7 +8,13 @@
 -- ARGV[1] force (0 | 1)  ARGV[2] now (ms)  ARGV[3] slot key prefix (for the member check)
 -- ARGV[4] n slots  then per slot 11 values: KEYS index, id, start, end, status, appointment id,
 --   patient id, deadline, requested_at, start (RFC 3339), end (RFC 3339); "" = none
+-- In-flight entries are kept as they are, not replaced by the store's version: a "pending" slot
+-- (create.lua, its durable write under way) and a "locked" one (lock.lua, with its "~<id>"
+-- shadow interval), so a rebuild never lets an overlapping batch or edit in meanwhile;
+-- commit.lua/unlock.lua finish them. Only while fresh ("since" less than KEEP_MS ago, by Redis
+-- TIME): one left behind by a dead process is replaced by the store's version.
 -- returns {1, "rebuilt", n} | {1, "skipped"} | {0, "retry"}
+local KEEP_MS = 300000
 if ARGV[1] ~= "1" and redis.call("EXISTS", KEYS[6]) == 1 then
   return {1, "skipped"}
 end
@@ -26,32 +32,53 @@ for i = 1, #members do
     return {0, "retry"}
   end
 end
+local t = redis.call("TIME")
+local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local kept = {}
+for i = 7, #KEYS do
+  local h = redis.call("HMGET", KEYS[i], "status", "since", "start", "end", "nstart", "nend")
+  local since = tonumber(h[2])
+  if (h[1] == "pending" or h[1] == "locked") and since ~= nil and clock - since < KEEP_MS then
+    kept[KEYS[i]] = h
+  else
+    redis.call("DEL", KEYS[i])
+  end
+end
 for i = 1, 5 do
   redis.call("DEL", KEYS[i])
 end
-for i = 7, #KEYS do
-  redis.call("DEL", KEYS[i])
+local plen = string.len(ARGV[3])
+for key, h in pairs(kept) do
+  local id = string.sub(key, plen + 1)
+  redis.call("ZADD", KEYS[1], tonumber(h[3]), id)
+  redis.call("HSET", KEYS[2], id, h[4])
+  if h[1] == "locked" and h[5] then
+    redis.call("ZADD", KEYS[1], tonumber(h[5]), "~" .. id)
+    redis.call("HSET", KEYS[2], "~" .. id, h[6])
+  end
 end
 local now = tonumber(ARGV[2])
 local n = tonumber(ARGV[4])
 for i = 1, n do
   local b = 4 + 11 * (i - 1)
   local key = KEYS[tonumber(ARGV[b + 1])]
-  local id, start, status, appt = ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 5], ARGV[b + 6]
-  redis.call("HSET", key, "start", ARGV[b + 3], "end", ARGV[b + 4], "status", status,
-    "start_s", ARGV[b + 10], "end_s", ARGV[b + 11])
-  redis.call("ZADD", KEYS[1], start, id)
-  redis.call("HSET", KEYS[2], id, ARGV[b + 4])
-  if status == "open" then
-    if start > now then
-      redis.call("ZADD", KEYS[3], start, id)
-    end
-  else
-    redis.call("HSET", key, "appointment_id", appt, "patient_id", ARGV[b + 7])
-    if status == "requested" then
-      redis.call("HSET", key, "deadline", ARGV[b + 8], "requested_at", ARGV[b + 9])
-      redis.call("ZADD", KEYS[4], tonumber(ARGV[b + 8]), appt)
-      redis.call("HSET", KEYS[5], appt, id)
+  if not kept[key] then
+    local id, start, status, appt = ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 5], ARGV[b + 6]
+    redis.call("HSET", key, "start", ARGV[b + 3], "end", ARGV[b + 4], "status", status,
+      "start_s", ARGV[b + 10], "end_s", ARGV[b + 11])
+    redis.call("ZADD", KEYS[1], start, id)
+    redis.call("HSET", KEYS[2], id, ARGV[b + 4])
+    if status == "open" then
+      if start > now then
+        redis.call("ZADD", KEYS[3], start, id)
+      end
+    else
+      redis.call("HSET", key, "appointment_id", appt, "patient_id", ARGV[b + 7])
+      if status == "requested" then
+        redis.call("HSET", key, "deadline", ARGV[b + 8], "requested_at", ARGV[b + 9])
+        redis.call("ZADD", KEYS[4], tonumber(ARGV[b + 8]), appt)
+        redis.call("HSET", KEYS[5], appt, id)
+      end
     end
   end
 end

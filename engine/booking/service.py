@@ -152,10 +152,13 @@ class BookingService(_Decisions):
                             raise
 
     # --- recovery -----------------------------------------------------------------------------
-    async def rehydrate(self) -> int:
+    async def rehydrate(self, *, force: bool = False) -> int:
         """Rebuild every doctor's slots, open set, undecided requests and deadlines in Redis
-        from the store (overwriting what is there). Returns the number of slots loaded.
-        Patients' holdings are rebuilt lazily, on their next reservation."""
+        from the store. Returns the number of slots loaded. Without ``force`` only doctors whose
+        hydrated marker is missing are rebuilt (a flush drops every marker), so the Redis
+        watcher never disturbs a hydrated doctor; even forced, a rebuild keeps in-flight
+        creates and edits (see rebuild.lua). Patients' holdings are rebuilt lazily, on their
+        next reservation."""
         doctors = await self.store.query_index("DOCTORS")
         ids = sorted(
             {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
@@ -164,7 +167,7 @@ class BookingService(_Decisions):
 
         async def one(doctor_id: str) -> int:
             async with gate:
-                return await self.hydrate_doctor(doctor_id, force=True)
+                return await self.hydrate_doctor(doctor_id, force=force)
 
         counts = await asyncio.gather(*(one(d) for d in ids))
         log.info("booking rehydrated: %d doctors, %d slots", len(ids), sum(counts))

@@ -33,7 +33,7 @@ if mode == "edit" then
   redis.call("HSET", KEYS[3], id, n[2])
   redis.call("PUBLISH", ARGV[4], ARGV[5])
 end
-redis.call("HDEL", KEYS[1], "nstart", "nend")
+redis.call("HDEL", KEYS[1], "nstart", "nend", "since")
 redis.call("HSET", KEYS[1], "status", "open")
 local start = tonumber(redis.call("HGET", KEYS[1], "start"))
 if start > now then
