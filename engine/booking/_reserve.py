@@ -3,8 +3,11 @@
 1. ``reserve.lua`` on the doctor's hash tag: the slot is open and far enough ahead → it becomes
    ``requested`` by this appointment id, with its deadline, out of the open set, and
    ``slot.updated`` ("taken") is published. Losers of a race stop here (one round trip).
-2. ``claim.lua`` on the patient's hash tag: no overlapping active appointment of the patient
-   (see the script's header for why this is a second script) — else the slot is released.
+2. The doctor joins the global sweep index (``ZADD LT`` at the deadline; a separate command,
+   since the index has no doctor hash tag and may not be touched by the script), concurrently
+   with ``claim.lua`` on the patient's hash tag: no overlapping active appointment of the
+   patient (see the script's header for why this is a second script) — else the slot is
+   released.
 3. The request is stored durably (appointment, slot status and the slot's ``HOLD`` guard with
    ``absent`` conditions, in one transaction) so rehydration keeps undecided requests. If that
    write fails the reservation is released in Redis and the call is 503.
@@ -12,12 +15,22 @@
 
 Every step is idempotent by appointment id, so a retry after a timeout (ours, or the client's
 with the same ``Idempotency-Key``, which maps to the same appointment id) returns the same
-reservation. A process dying between steps 1 and 3 leaves a "ghost" reservation (taken in
-Redis, unknown to the store); the sweeper releases it at its deadline.
+reservation. A call dying between steps 1 and 3 (process killed, call cancelled, release
+failed) leaves a "ghost" reservation (taken in Redis, unknown to the store); step 2 put the
+doctor in the sweep index before the store write, so the sweeper releases it at its deadline.
+If step 1 itself fails without an answer (a timeout, a cancelled call: it may have landed), the
+doctor is indexed at the latest deadline the reservation can have. The window left is a process
+dying between the script's reply and the ``ZADD`` (one round trip).
+
+Who may undo: the call that made the reservation. ``reserve.lua`` answers ``already`` to a
+retry of a reservation that landed, so after our own timeout retry the answer is ``already``
+although this call made it; when the appointment id was minted by this call (no
+``Idempotency-Key``) nobody else can hold it, so ``already`` counts as ours too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -93,7 +106,7 @@ class _Reserve(_Slots):
         if principal.role != "patient":
             raise Forbidden("only patients book appointments", code="wrong_role")
         if idempotency_key is None:
-            appt = await self._request(principal.user_id, slot_id, new_id())
+            appt = await self._request(principal.user_id, slot_id, new_id(), minted=True)
             return _encoder.encode(appt.view())
         _check_key(idempotency_key)
         bind = keys.patient_idempotency(principal.user_id, idempotency_key)
@@ -116,7 +129,7 @@ class _Reserve(_Slots):
         if stored is not None:
             return _replay(stored)
         try:
-            appt = await self._request(principal.user_id, slot_id, appointment_id)
+            appt = await self._request(principal.user_id, slot_id, appointment_id, minted=False)
         except EngineError as exc:
             if exc.status in _ERRORS:  # deterministic outcomes only; a 503 can be retried
                 first = _Remembered(status=exc.status, code=exc.code, detail=exc.detail)
@@ -134,19 +147,29 @@ class _Reserve(_Slots):
             return None
         return _replay(previous if isinstance(previous, bytes) else str(previous).encode())
 
-    async def _request(self, patient_id: str, slot_id: str, appointment_id: str) -> Appointment:
+    async def _request(
+        self, patient_id: str, slot_id: str, appointment_id: str, *, minted: bool
+    ) -> Appointment:
+        """Reserve, claim, store (see the module docstring). ``minted``: ``appointment_id`` was
+        made by this very call (no ``Idempotency-Key``), so a reservation holding it is ours."""
         doctor_id = doctor_of_slot(slot_id)
         now = self.clock()
         channel, head, mid, tail_a, tail_b = self._taken_frame(doctor_id, slot_id)
         tail = tail_a + to_rfc3339(now).encode() + tail_b
-        result = await self._doctor_eval(
-            self.scripts.reserve,
-            doctor_id,
-            self._hold_keys(doctor_id, slot_id),
-            [appointment_id, patient_id, now, self.ttl_ms, DECISION_LEAD_MS, slot_id, channel,
-             head, mid, tail],
-            retry=True,
-        )  # fmt: skip
+        try:
+            result = await self._doctor_eval(
+                self.scripts.reserve,
+                doctor_id,
+                self._hold_keys(doctor_id, slot_id),
+                [appointment_id, patient_id, now, self.ttl_ms, DECISION_LEAD_MS, slot_id,
+                 channel, head, mid, tail],
+                retry=True,
+            )  # fmt: skip
+        except BaseException:
+            # No answer (timeout, cancelled): the script may have landed. Its deadline is at
+            # most now + TTL, so the sweeper looks at the doctor then at the latest.
+            await self._index_for_sweep(doctor_id, now + self.ttl_ms, appointment_id)
+            raise
         if result[0] == 0:
             reason = str(result[1])
             if reason == "not_found":
@@ -158,7 +181,7 @@ class _Reserve(_Slots):
                     "requests close 15 minutes before the slot starts", code="slot_unavailable"
                 )
             raise Conflict("the slot is not open", code="slot_unavailable")
-        fresh = result[1] == "reserved"
+        fresh = minted or result[1] == "reserved"
         start, end, deadline, requested_at = (int(v) for v in result[2:6])
         stub = Appointment(
             id=appointment_id, status="requested", doctor_id=doctor_id, patient_id=patient_id,
@@ -166,7 +189,16 @@ class _Reserve(_Slots):
             requested_at=requested_at, deadline=deadline,
         )  # fmt: skip
         try:
-            await self._claim(stub, now)
+            # The sweep index entry must exist before the store write: from here on, whatever
+            # stops this call, the sweeper finds the reservation and releases it if unstored.
+            indexed, claimed = await asyncio.gather(
+                self.redis.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True),
+                self._claim(stub, now),
+                return_exceptions=True,
+            )
+            for outcome in (claimed, indexed):
+                if isinstance(outcome, BaseException):
+                    raise outcome
             profile = await self.accounts.get_doctor(doctor_id)
             appt = msgspec.structs.replace(
                 stub,
@@ -185,15 +217,15 @@ class _Reserve(_Slots):
         pairs = events.frames(
             [events.doctor_appointments_topic(doctor_id)], "appointment.requested", appt.view()
         )
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True)
-                for ch, payload in pairs:
-                    pipe.publish(ch, payload)
-                await pipe.execute()
-        except Exception:
-            log.warning("sweep index/event after request %s failed", appointment_id, exc_info=True)
+        await self._publish(pairs)
         return appt
+
+    async def _index_for_sweep(self, doctor_id: str, score: int, appointment_id: str) -> None:
+        """Best effort: put the doctor in the sweep index by ``score`` (or keep an earlier one)."""
+        try:
+            await self.redis.zadd(keys.sweep_index(), {doctor_id: score}, lt=True)
+        except Exception:
+            log.warning("could not index %s for the sweeper", appointment_id, exc_info=True)
 
     def _taken_frame(self, doctor_id: str, slot_id: str) -> tuple[str, bytes, bytes, bytes, bytes]:
         """The slot.updated ("taken") frame of a slot, cut around its start, end and time: the

@@ -10,6 +10,7 @@ import json
 import jwt
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
 from engine.booking import BookingService, CreateSlots, SlotTimes
@@ -382,22 +383,111 @@ async def test_full_rehydrate_rebuilds_every_doctor(
     assert await booking.sweep_once() == 1
 
 
+@pytest.mark.parametrize("death", ["hung_before_store", "store_and_release_failed"])
 async def test_ghost_reservation_is_released_by_the_sweeper(
-    booking: BookingService, booking_redis: Redis, booking_store: FlakyStore, clock: Clock
+    booking: BookingService,
+    booking_redis: Redis,
+    booking_store: FlakyStore,
+    clock: Clock,
+    death: str,
 ) -> None:
-    """A reservation made in Redis but never stored (the process died before the store write)
-    is released at its deadline."""
-    doc = doctor()
+    """A reservation made in Redis but never stored (the call never reached the store write,
+    or the write and the release both failed) is released at its deadline: the request put the
+    doctor in the sweep index before the store write."""
+    doc, pat = doctor(), patient()
     start = clock.now + 5 * HOUR
     (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
-    args = ["ghost", "p", clock.now, booking.ttl_ms, 15 * MIN, slot, "ch", "", "", ""]
-    await booking._eval(booking.scripts.reserve, booking._hold_keys(doc.user_id, slot), args)
-    await booking_redis.zadd(keys.sweep_index(), {doc.user_id: clock.now + booking.ttl_ms})
+    reached, never = asyncio.Event(), asyncio.Event()
+    task: asyncio.Task[dict] | None = None
+    if death == "hung_before_store":  # the process "dies" between the scripts and the store
+
+        async def hang(doctor_id: str) -> None:
+            reached.set()
+            await never.wait()
+
+        booking.accounts.get_doctor = hang  # type: ignore[method-assign]
+        task = asyncio.create_task(book(booking, pat, slot))
+        await asyncio.wait_for(reached.wait(), 5)
+    else:
+        booking_store.failing_only = {"transact"}
+        real_reopen = booking._reopen
+
+        async def broken_reopen(*args: object) -> str:
+            raise Unavailable("redis failed", code="redis_unavailable")
+
+        booking._reopen = broken_reopen  # type: ignore[method-assign,assignment]
+        with pytest.raises(Unavailable):
+            await book(booking, pat, slot)
+        booking._reopen = real_reopen  # type: ignore[method-assign]
+        booking_store.failing_only = set()
+    ghost = await booking_redis.hget(keys.slot(doc.user_id, slot), "appointment_id")
+    assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
+    assert await booking_store.inner.get(appt_pk(ghost.decode()), APPT_SK) is None
+    assert await booking_store.inner.query(doctor_pk(doc.user_id), prefix="HOLD#") == []
     clock.advance(booking.ttl_ms + 1)
     assert await booking.sweep_once() == 0
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"open"
-    assert await booking_store.inner.get(appt_pk("ghost"), APPT_SK) is None
-    assert await booking_store.inner.query(doctor_pk(doc.user_id), prefix="HOLD#") == []
+    assert await booking_redis.zscore(keys.sweep_index(), doc.user_id) is None
+    # slot and the patient's hold are free again: the same patient books the same slot
+    booking.accounts = type(booking.accounts)(booking_store)  # type: ignore[call-arg]
+    assert (await book(booking, pat, slot))["status"] == "requested"
+    if task is not None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def _time_out_after_landing(booking: BookingService, times: int) -> None:
+    """The next ``times`` reserve.lua calls run in Redis, then report a timeout."""
+    real = booking._run_script
+    left = [times]
+
+    async def landing_then_timeout(script: object, keys_: list[str], args: list[object]) -> object:
+        result = await real(script, keys_, args)  # type: ignore[arg-type]
+        if script is booking.scripts.reserve and left[0] > 0:
+            left[0] -= 1
+            raise RedisTimeoutError("injected timeout after the script ran")
+        return result
+
+    booking._run_script = landing_then_timeout  # type: ignore[assignment]
+
+
+async def test_timed_out_reservation_is_undone_on_patient_overlap(
+    booking: BookingService, booking_redis: Redis, booking_store: FlakyStore, clock: Clock
+) -> None:
+    """reserve.lua lands but times out; the internal retry answers ``already``. The call still
+    made the reservation (it minted the appointment id), so the patient_overlap that follows
+    releases the slot at once."""
+    d1, d2, pat = doctor(), doctor(), patient()
+    start = clock.now + 5 * HOUR
+    (s1,) = await slots_of(booking, d1, [(start, start + HOUR)])
+    (s2,) = await slots_of(booking, d2, [(start, start + HOUR)])
+    await book(booking, pat, s1)
+    _time_out_after_landing(booking, 1)
+    with pytest.raises(Conflict) as info:
+        await book(booking, pat, s2)
+    assert info.value.code == "patient_overlap"
+    assert await booking_redis.hget(keys.slot(d2.user_id, s2), "status") == b"open"
+    assert await booking_redis.zrange(keys.doctor_deadlines(d2.user_id), 0, -1) == []
+    assert (await book(booking, patient(), s2))["status"] == "requested"
+
+
+async def test_unanswered_reservation_is_indexed_for_the_sweeper(
+    booking: BookingService, booking_redis: Redis, booking_store: FlakyStore, clock: Clock
+) -> None:
+    """reserve.lua lands but both attempts time out (503): the doctor is still put in the sweep
+    index, so the unstored reservation is released by the deadline it can have at the latest."""
+    doc, pat = doctor(), patient()
+    start = clock.now + 5 * HOUR
+    (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
+    _time_out_after_landing(booking, 2)
+    with pytest.raises(Unavailable):
+        await book(booking, pat, slot)
+    assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
+    clock.advance(booking.ttl_ms + 1)
+    assert await booking.sweep_once() == 0
+    assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"open"
+    assert (await book(booking, pat, slot))["status"] == "requested"
 
 
 async def test_listing_paginates_and_filters(booking: BookingService, clock: Clock) -> None:
