@@ -5,6 +5,7 @@ injectable clock."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from engine.booking import BookingService
+from engine.booking import BookingService, CreateSlots, SlotTimes
 from engine.config import Settings
 from engine.errors import NotFound
 from engine.principal import Principal
 from engine.redis_client import connect_redis
 from engine.store import Item, Op, Put, SQLiteStore, StoreUnavailable
-from engine.timeutil import new_id, now_ms
+from engine.timeutil import new_id, now_ms, to_rfc3339
 from tests.support import RedisServer
 
 BOOKING_DB = 7
@@ -157,4 +158,35 @@ def clock() -> Clock:
 def booking(booking_redis: Redis, booking_store: FlakyStore, clock: Clock) -> BookingService:
     return BookingService(
         booking_settings(), booking_store, booking_redis, FakeAccounts(booking_store), clock=clock
+    )
+
+
+async def slots_of(
+    booking: BookingService, doc: Principal, intervals: list[tuple[int, int]]
+) -> list[str]:
+    """Create explicit slots (epoch-ms intervals) for ``doc``; their ids, in order."""
+    body = CreateSlots(
+        slots=[SlotTimes(start=to_rfc3339(s), end=to_rfc3339(e)) for s, e in intervals]
+    )
+    return [v.id for v in await booking.create_slots(doc, body)]
+
+
+async def book(
+    booking: BookingService, pat: Principal, slot: str, key: str | None = None
+) -> dict[str, Any]:
+    """Request ``slot`` for ``pat``; the 201 body as a dict."""
+    result: dict[str, Any] = json.loads(await booking.request_appointment(pat, slot, key))
+    return result
+
+
+async def list_doctor(store: Any, doc: Principal) -> None:
+    """Store a minimal profile of ``doc`` in the doctors index (what rehydrate() walks)."""
+    await store.put(
+        Item(
+            pk=f"USER#{doc.user_id}",
+            sk="PROFILE",
+            data={"id": doc.user_id},
+            gsi1pk="DOCTORS",
+            gsi1sk=doc.user_id,
+        )
     )

@@ -13,28 +13,22 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
-from engine.booking import BookingService, CreateSlots, SlotTimes
+from engine.booking import BookingService
 from engine.booking._store import APPT_SK, appt_pk, doctor_pk
 from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
-from engine.store import Item
 from engine.timeutil import to_rfc3339
-from tests.integration.conftest import Clock, FlakyStore, doctor, patient
+from tests.integration.conftest import (
+    Clock,
+    FlakyStore,
+    book,
+    doctor,
+    list_doctor,
+    patient,
+    slots_of,
+)
 
 HOUR = 3_600_000
 MIN = 60_000
-
-
-async def slots_of(
-    booking: BookingService, doc: object, intervals: list[tuple[int, int]]
-) -> list[str]:
-    body = CreateSlots(
-        slots=[SlotTimes(start=to_rfc3339(s), end=to_rfc3339(e)) for s, e in intervals]
-    )
-    return [v.id for v in await booking.create_slots(doc, body)]  # type: ignore[arg-type]
-
-
-async def book(booking: BookingService, pat: object, slot: str, key: str | None = None) -> dict:
-    return json.loads(await booking.request_appointment(pat, slot, key))  # type: ignore[arg-type]
 
 
 async def snapshot(redis: Redis, doctor_id: str, slot_id: str) -> tuple:
@@ -362,15 +356,7 @@ async def test_full_rehydrate_rebuilds_every_doctor(
 ) -> None:
     """rehydrate() rebuilds slots, open sets and pending deadlines of every listed doctor."""
     doc = doctor()
-    await booking_store.inner.put(
-        Item(
-            pk=f"USER#{doc.user_id}",
-            sk="PROFILE",
-            data={"id": doc.user_id},
-            gsi1pk="DOCTORS",
-            gsi1sk=doc.user_id,
-        )
-    )
+    await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR
     a, b = await slots_of(booking, doc, [(start, start + HOUR), (start + HOUR, start + 2 * HOUR)])
     appt = (await book(booking, patient(), a))["id"]

@@ -8,7 +8,6 @@ wrong. Also: a forced rebuild keeps in-flight creates and edits, so they cannot 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -18,40 +17,29 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine import keys
-from engine.booking import BookingService, CreateSlots, SlotTimes
+from engine.booking import BookingService
 from engine.booking._store import doctor_pk
 from engine.errors import Conflict, Unavailable
 from engine.principal import Principal
 from engine.redis_client import connect_redis
-from engine.store import Item, Op
+from engine.store import Op
 from engine.timeutil import to_rfc3339
 from tests.integration.conftest import (
     BOOKING_DB,
     Clock,
     FakeAccounts,
     FlakyStore,
+    book,
     booking_settings,
     doctor,
+    list_doctor,
     patient,
+    slots_of,
 )
 from tests.support import RedisServer
 
 HOUR = 3_600_000
 MIN = 60_000
-
-
-async def slots_of(
-    booking: BookingService, doc: Principal, intervals: list[tuple[int, int]]
-) -> list[str]:
-    body = CreateSlots(
-        slots=[SlotTimes(start=to_rfc3339(s), end=to_rfc3339(e)) for s, e in intervals]
-    )
-    return [v.id for v in await booking.create_slots(doc, body)]
-
-
-async def book(booking: BookingService, pat: Principal, slot: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(await booking.request_appointment(pat, slot))
-    return result
 
 
 @contextmanager
@@ -328,15 +316,7 @@ async def test_rehydrate_leaves_hydrated_doctors_alone(
 ) -> None:
     """The watcher's rehydrate() rebuilds only doctors whose marker is missing."""
     doc = doctor()
-    await booking_store.inner.put(
-        Item(
-            pk=f"USER#{doc.user_id}",
-            sk="PROFILE",
-            data={"id": doc.user_id},
-            gsi1pk="DOCTORS",
-            gsi1sk=doc.user_id,
-        )
-    )
+    await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR
     await slots_of(booking, doc, [(start, start + HOUR)])
     assert await booking.rehydrate() == 0

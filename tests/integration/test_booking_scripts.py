@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
-from engine.booking import BookingService, CreateSlots, SlotTimes
+from engine.booking import BookingService
 from engine.booking._store import APPT_SK, appt_pk, doctor_pk
 from engine.errors import Conflict, Unavailable
 from engine.timeutil import new_id, to_rfc3339
@@ -23,19 +23,11 @@ from tests.integration.conftest import (
     booking_settings,
     doctor,
     patient,
+    slots_of,
 )
 
 HOUR = 3_600_000
 MIN = 60_000
-
-
-async def make_slots(
-    booking: BookingService, doc: Any, intervals: list[tuple[int, int]]
-) -> list[str]:
-    body = CreateSlots(
-        slots=[SlotTimes(start=to_rfc3339(s), end=to_rfc3339(e)) for s, e in intervals]
-    )
-    return [v.id for v in await booking.create_slots(doc, body)]
 
 
 async def test_reserve_script_is_idempotent_by_appointment_id(
@@ -44,7 +36,7 @@ async def test_reserve_script_is_idempotent_by_appointment_id(
     """Running reserve.lua twice with one appointment id reserves once and returns the same
     deadline; another id then gets slot_unavailable."""
     doc = doctor()
-    (slot,) = await make_slots(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
+    (slot,) = await slots_of(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
     d = doc.user_id
     appt = new_id()
     args = [appt, "p1", clock.now, booking.ttl_ms, 15 * MIN, slot, "ch", "", "", ""]
@@ -66,7 +58,7 @@ async def test_reservation_retried_after_a_timeout_makes_one_reservation(
     """The first reserve.lua call lands but its reply times out; the service retries, gets
     'already' and the patient gets one reservation (not slot_unavailable)."""
     doc = doctor()
-    (slot,) = await make_slots(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
+    (slot,) = await slots_of(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
     real = booking.scripts.reserve
     calls = 0
 
@@ -90,7 +82,7 @@ async def test_reservation_retried_after_a_timeout_makes_one_reservation(
 async def test_one_winner_among_many_patients(booking: BookingService, clock: Clock) -> None:
     """100 patients reserve one slot at once: exactly one wins, 99 get slot_unavailable."""
     doc = doctor()
-    (slot,) = await make_slots(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
+    (slot,) = await slots_of(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
     results = await asyncio.gather(
         *(booking.request_appointment(patient(), slot) for _ in range(100)),
         return_exceptions=True,
@@ -109,8 +101,8 @@ async def test_patient_overlap_across_doctors_is_refused_even_concurrently(
     start = clock.now + 5 * HOUR
     docs = [doctor(), doctor()]
     slots = [
-        (await make_slots(booking, docs[0], [(start, start + HOUR)]))[0],
-        (await make_slots(booking, docs[1], [(start + 30 * MIN, start + 90 * MIN)]))[0],
+        (await slots_of(booking, docs[0], [(start, start + HOUR)]))[0],
+        (await slots_of(booking, docs[1], [(start + 30 * MIN, start + 90 * MIN)]))[0],
     ]
     pat = patient()
     for _ in range(5):
@@ -133,7 +125,7 @@ async def test_adjacent_slots_do_not_overlap_for_a_patient(
 ) -> None:
     """A patient may hold back-to-back slots (end == next start)."""
     start = clock.now + 5 * HOUR
-    slots = await make_slots(
+    slots = await slots_of(
         booking, doctor(), [(start, start + HOUR), (start + HOUR, start + 2 * HOUR)]
     )
     pat = patient()
@@ -158,7 +150,7 @@ async def test_two_concurrent_sweepers_expire_each_request_once(
     for _ in range(3):
         doc = doctor()
         start = clock.now + 5 * HOUR
-        slots = await make_slots(
+        slots = await slots_of(
             a, doc, [(start + i * HOUR, start + i * HOUR + 50 * MIN) for i in range(10)]
         )
         for s in slots:
@@ -187,7 +179,7 @@ async def test_fifty_concurrent_overlapping_creations_store_no_overlap(
         start = base + (i % 10) * 20 * MIN  # batches shifted by 20 min, 50-min slots
         calls.append([(start + k * 4 * HOUR, start + k * 4 * HOUR + 50 * MIN) for k in range(3)])
     results = await asyncio.gather(
-        *(make_slots(booking, doc, c) for c in calls), return_exceptions=True
+        *(slots_of(booking, doc, c) for c in calls), return_exceptions=True
     )
     created = [r for r in results if isinstance(r, list)]
     assert all(
@@ -227,11 +219,11 @@ async def test_large_batch_is_all_or_nothing_when_the_store_fails(
     intervals = [(start + i * HOUR, start + i * HOUR + 50 * MIN) for i in range(150)]
     booking_store.failing_only = {"put_many"}
     with pytest.raises(Unavailable):
-        await make_slots(booking, doc, intervals)
+        await slots_of(booking, doc, intervals)
     assert await booking_redis.zcard(keys.doctor_slots(doc.user_id)) == 0
     assert await booking_store.inner.query(doctor_pk(doc.user_id), prefix="SLOT#") == []
     booking_store.failing_only = set()
-    assert len(await make_slots(booking, doc, intervals)) == 150
+    assert len(await slots_of(booking, doc, intervals)) == 150
 
 
 async def test_large_batch_stays_unbookable_when_compensation_fails_too(
@@ -244,7 +236,7 @@ async def test_large_batch_stays_unbookable_when_compensation_fails_too(
     intervals = [(start + i * HOUR, start + i * HOUR + 50 * MIN) for i in range(120)]
     booking_store.failing = True
     with pytest.raises(Unavailable):
-        await make_slots(booking, doc, intervals)
+        await slots_of(booking, doc, intervals)
     booking_store.failing = False
     assert (
         await booking.list_own_slots(doc, to_rfc3339(start), to_rfc3339(start + 200 * HOUR)) == []
@@ -252,4 +244,4 @@ async def test_large_batch_stays_unbookable_when_compensation_fails_too(
     assert await booking_redis.zcard(keys.doctor_open_slots(doc.user_id)) == 0
     await booking.hydrate_doctor(doc.user_id, force=True)
     assert await booking_redis.zcard(keys.doctor_slots(doc.user_id)) == 0
-    assert len(await make_slots(booking, doc, intervals)) == 120
+    assert len(await slots_of(booking, doc, intervals)) == 120
