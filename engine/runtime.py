@@ -96,14 +96,16 @@ class Engine:
         await self.rehydrate()
         return True
 
-    async def rehydrate(self) -> None:
+    async def rehydrate(self, *, force: bool = False) -> None:
         """Rebuild every hot structure (directory, slots, deadlines) from the durable store.
 
-        Idempotent: running it on a populated Redis rewrites the same state.
+        Without ``force`` (start-up, the Redis watcher) only doctors whose hydrated marker is
+        missing get their agenda rebuilt; ``force`` (``healthmed rehydrate``) rebuilds every
+        doctor's agenda from the store, keeping only in-flight creates and edits.
         """
         await self.accounts.restore_revocations()
         count = await self.directory.rebuild()
-        await self.booking.rehydrate()
+        await self.booking.rehydrate(force=force)
         await self.redis.set(keys.hydrated(), "1")
         log.info("rehydrated redis from the store: %d doctors", count)
 

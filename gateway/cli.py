@@ -62,7 +62,7 @@ async def _rehydrate(settings: Settings) -> None:
 
     engine = await Engine.start(settings, background=False)
     try:
-        await engine.rehydrate()
+        await engine.rehydrate(force=True)
     finally:
         await engine.close()
 

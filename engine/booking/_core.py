@@ -236,9 +236,14 @@ class _Core:
             )
         except RedisError:
             log.error("could not invalidate doctor %s in redis; retried on next use", doctor_id)
-            self._stale[doctor_id] = stale
+            self._stale.setdefault(doctor_id, set()).update(stale)
             return
-        self._stale.pop(doctor_id, None)
+        # Forget only what this DEL covered: a concurrent failure may have added more.
+        left = self._stale.get(doctor_id)
+        if left is not None:
+            left -= stale
+            if not left:
+                del self._stale[doctor_id]
 
     async def _check_stale(self, doctor_id: str) -> None:
         """Before using a doctor a committed change could not reach: invalidate it now (503 if

@@ -51,6 +51,11 @@ def _transition_error(detail: str) -> Conflict:
     return Conflict(detail, code="invalid_transition")
 
 
+GHOST_GRACE_MS = 60_000
+"""How old a reservation missing from the store must be before the sweeper releases it: more
+than a store write can take (DynamoDB: 3 attempts of 3 s connect + 10 s read)."""
+
+
 class _Decisions(_Reserve):
     # --- access -------------------------------------------------------------------------------
     async def _participant(
@@ -294,13 +299,24 @@ class _Decisions(_Reserve):
             )
 
     async def _release_ghost(self, ghost: Appointment, now: int) -> None:
+        """Release a reservation the store does not know, once it is ``GHOST_GRACE_MS`` old.
+
+        A younger one may still have its store write on the way (a slot starting soon has a
+        deadline only milliseconds after the request): left alone, its claim's lease brings
+        it back to the sweeper, which then finds it stored, or still missing and old enough.
+        """
         slot = await self.redis.hmget(
-            self._hold_keys(ghost.doctor_id, ghost.slot_id)[0], "start", "end", "patient_id"
-        )
+            self._hold_keys(ghost.doctor_id, ghost.slot_id)[0],
+            "start", "end", "patient_id", "requested_at", "appointment_id",
+        )  # fmt: skip
         if slot[0] is None:
             await self._reopen(ghost, now)
             return
-        start, end, patient = (v.decode() if isinstance(v, bytes) else v for v in slot)
+        start, end, patient, requested_at, holder = (
+            v.decode() if isinstance(v, bytes) else v for v in slot
+        )
+        if holder == ghost.id and now - int(requested_at or 0) < GHOST_GRACE_MS:
+            return
         real = msgspec.structs.replace(
             ghost, start=int(start or 0), end=int(end or 0), patient_id=patient or ""
         )

@@ -520,3 +520,41 @@ async def test_erasure_cancels_future_appointments_and_exports_them(
         assert view.cancellation.by == "patient"
     agenda = await booking.agenda(doc.user_id, None, None)
     assert [s.status for s in agenda.slots] == ["open", "open"]
+
+
+async def test_a_reservation_being_stored_is_not_released_as_a_ghost(
+    booking: BookingService,
+    booking_redis: Redis,
+    booking_store: FlakyStore,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slot starting just after the 15-minute cutoff has a deadline a second away: a sweep
+    while the request's store write is still running leaves it alone, and the request then
+    expires normally at a later sweep."""
+    doc, pat = doctor(), patient()
+    start = clock.now + 15 * MIN + 1000
+    (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
+    gate, entered = asyncio.Event(), asyncio.Event()
+    real_transact = booking_store.transact
+
+    async def paused(ops: list[object]) -> None:
+        if not entered.is_set():
+            entered.set()
+            await gate.wait()
+        await real_transact(ops)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(booking_store, "transact", paused)
+    task = asyncio.create_task(book(booking, pat, slot))
+    await asyncio.wait_for(entered.wait(), 5)
+    clock.advance(2000)
+    assert await booking.sweep_once() == 0
+    assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
+    gate.set()
+    body = await task
+    assert body["status"] == "requested"
+    clock.advance(HOUR)
+    assert await booking.sweep_once() == 1
+    item = await booking_store.inner.get(appt_pk(body["id"]), APPT_SK)
+    assert item is not None
+    assert item.data["status"] == "expired"

@@ -264,14 +264,17 @@ async def test_forced_rebuild_during_a_create_allows_no_overlap(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A forced rebuild of the doctor, and a forced full rehydrate (``healthmed rehydrate``),
+    while a create is being stored keep its pending slots: an overlapping create is 409."""
     doc = doctor()
+    await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR
     await slots_of(booking, doc, [(start + 10 * HOUR, start + 11 * HOUR)])
     gate, entered = await _paused_transact(booking_store, monkeypatch)
     first = asyncio.create_task(slots_of(booking, doc, [(start, start + HOUR)]))
     await entered.wait()
     await booking.hydrate_doctor(doc.user_id, force=True)
-    await booking.rehydrate()
+    assert await booking.rehydrate(force=True) == 1
     with pytest.raises(Conflict) as info:
         await slots_of(booking, doc, [(start + 30 * MIN, start + 90 * MIN)])
     assert info.value.code == "slot_overlap"
