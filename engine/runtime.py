@@ -18,7 +18,7 @@ from engine.accounts import AccountService
 from engine.accounts.tokens import AccessTokens
 from engine.booking import BookingService
 from engine.directory import DirectoryService
-from engine.errors import Unauthenticated, Unavailable
+from engine.errors import Unavailable
 from engine.realtime import Hub
 from engine.records import RecordService
 from engine.redis_client import connect_redis
@@ -166,4 +166,4 @@ class Engine:
         await self.store.close()
 
 
-__all__ = ["Engine", "Unauthenticated"]
+__all__ = ["Engine", "PrivacyPart"]
