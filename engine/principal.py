@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, NewType
+from typing import Literal
 
 import msgspec
 
-UserId = NewType("UserId", str)
 Role = Literal["doctor", "patient"]
 
 

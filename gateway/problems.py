@@ -53,6 +53,11 @@ class Problem(msgspec.Struct, kw_only=True):
     retry_after: int | msgspec.UnsetType = msgspec.UNSET
 
 
+def _problem(status: int, detail: str, code: str | None = None, **extra: Any) -> Problem:
+    title, default_code = _TITLES.get(status, ("Error", "error"))
+    return Problem(status=status, title=title, detail=detail, code=code or default_code, **extra)
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -61,25 +66,31 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response[Problem]:
-    title, default_code = _TITLES.get(status, ("Error", "error"))
     return Response(
-        Problem(status=status, title=title, detail=detail, code=code or default_code, **extra),
+        _problem(status, detail, code, **extra),
         status_code=status,
         media_type=PROBLEM_JSON,
         headers=headers,
     )
 
 
-def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
-    if exc.status >= 500:
-        log.warning("engine error %s: %s", exc.code, exc.detail)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+def problem_of(exc: EngineError) -> Problem:
+    """The problem body of an engine error (also for routes that pre-encode it)."""
     extra: dict[str, Any] = {}
     if isinstance(exc, RateLimited):
         extra["retry_after"] = exc.retry_after
     if "errors" in exc.fields:
         extra["errors"] = exc.fields["errors"]
-    return problem_response(exc.status, exc.detail, exc.code, headers=headers, **extra)
+    return _problem(exc.status, exc.detail, exc.code, **extra)
+
+
+def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
+    if exc.status >= 500:
+        log.warning("engine error %s: %s", exc.code, exc.detail)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return Response(
+        problem_of(exc), status_code=exc.status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
@@ -149,4 +160,11 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
-__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "Problem", "problem_response", "problems"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "PROBLEM_JSON",
+    "Problem",
+    "problem_of",
+    "problem_response",
+    "problems",
+]

@@ -379,13 +379,6 @@ class AccountService:
         self._doctors[doctor_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, profile)
         return profile
 
-    async def get_patient(self, patient_id: str) -> PatientProfile:
-        """A patient's public view (id and name); ``NotFound`` for unknown or erased ids."""
-        item = await self._profile_item(patient_id)
-        if item is None or item.data.get("role") != "patient":
-            raise NotFound("patient not found", code="patient_not_found")
-        return patient_profile(item.data)
-
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
         """PATCH /v1/me for doctors (patients: 403). Optimistic lock on the profile."""
         if principal.role != "doctor":

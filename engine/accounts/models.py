@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from engine.principal import Role  # noqa: TC001  (msgspec resolves it at runtime)
 from engine.timeutil import to_rfc3339
 
 
@@ -146,8 +145,3 @@ def patient_profile(data: dict[str, Any], *, own: bool = False) -> PatientProfil
         cpf=data["cpf"] if own else msgspec.UNSET,
         created_at=to_rfc3339(int(data["created_at"])) if own else msgspec.UNSET,
     )
-
-
-def role_of(data: dict[str, Any]) -> Role:
-    role: Role = "doctor" if data.get("role") == "doctor" else "patient"
-    return role

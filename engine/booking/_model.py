@@ -170,7 +170,6 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
     meeting: MeetingDoc | None = None
     cancellation: Cancellation | None = None
     refusal_reason: str | None = None
-    rated: bool = False
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = msgspec.to_builtins(self)

@@ -16,19 +16,6 @@ if TYPE_CHECKING:
 
 _Call = tuple["AsyncScript", list[Any], list[Any], "asyncio.Future[Any]"]
 
-NAMES = (
-    "create",
-    "commit",
-    "lock",
-    "unlock",
-    "reserve",
-    "reopen",
-    "accept",
-    "claim",
-    "sweep",
-    "rebuild",
-)
-
 
 def source(name: str) -> str:
     return (resources.files("engine.booking") / f"{name}.lua").read_text(encoding="utf-8")

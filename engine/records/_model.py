@@ -159,7 +159,7 @@ class AccessEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     record_id: str
     doctor_id: str
-    action: str
+    action: Action
     at: str
 
 

@@ -20,6 +20,7 @@ from engine.records._model import (
     SHARE_MAX_RECORDS,
     AccessEntry,
     AccessPage,
+    Action,
     Share,
     ShareInfo,
     SharePage,
@@ -196,7 +197,7 @@ class ShareBook:
         )
 
     async def log(
-        self, patient_id: str, doctor_id: str, action: str, record_ids: list[str]
+        self, patient_id: str, doctor_id: str, action: Action, record_ids: list[str]
     ) -> None:
         """Write access-log entries durably (returns only once the store has them)."""
         at = self._clock()
@@ -222,7 +223,7 @@ def access_entry(data: dict[str, Any]) -> AccessEntry:
     return AccessEntry(
         record_id=str(data["record_id"]),
         doctor_id=str(data["doctor_id"]),
-        action=str(data["action"]),
+        action="download" if data["action"] == "download" else "list",
         at=to_rfc3339(int(data["at"])),
     )
 

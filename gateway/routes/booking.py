@@ -26,7 +26,7 @@ from engine.booking import (
     SlotView,
 )
 from engine.errors import Conflict
-from gateway.problems import PROBLEM_JSON, Problem, problems
+from gateway.problems import PROBLEM_JSON, problem_of, problems
 
 if TYPE_CHECKING:
     from engine.principal import Principal
@@ -118,12 +118,11 @@ _conflicts: dict[tuple[str, str], bytes] = {}
 
 def _conflict(exc: Conflict) -> Response[bytes]:
     """The 409 of a lost race, answered here rather than through the exception middleware
-    (most racers lose, so this is the hot path). Same body as ``gateway.problems`` gives."""
+    (most racers lose, so this is the hot path): the shared problem body, encoded once."""
     key = (exc.code, exc.detail)
     body = _conflicts.get(key)
     if body is None:
-        problem = Problem(status=409, title="Conflict", detail=exc.detail, code=exc.code)
-        body = msgspec.json.encode(problem)
+        body = msgspec.json.encode(problem_of(exc))
         if len(_conflicts) < 64:
             _conflicts[key] = body
     return Response(body, status_code=409, media_type=PROBLEM_JSON)
