@@ -3,12 +3,12 @@ Handlers only translate; :class:`engine.booking.BookingService` decides."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from litestar import Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from engine.booking import (
@@ -32,8 +32,18 @@ if TYPE_CHECKING:
     from engine.principal import Principal
     from engine.runtime import Engine
 
-_FROM = Parameter(query="from", default=None, description="RFC 3339 start of the range")
-_TO = Parameter(query="to", default=None, description="RFC 3339 end of the range (exclusive)")
+From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339 start of the range")]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="the same key from the same patient returns the first response; "
+        "reused for another slot: 422",
+    ),
+]
+To = Annotated[
+    str | None, QueryParameter(name="to", description="RFC 3339 end of the range (exclusive)")
+]
 
 
 # --- availability -----------------------------------------------------------------------------
@@ -61,8 +71,8 @@ async def create_slots(engine: Engine, doctor: Principal, data: CreateSlots) -> 
 async def my_slots(
     engine: Engine,
     doctor: Principal,
-    from_: str | None = _FROM,
-    to: str | None = _TO,
+    from_: From = None,
+    to: To = None,
 ) -> SlotList:
     """Status `open` | `requested` | `booked` with `appointment_id`. Default: from now, 62
     days; at most 366 days."""
@@ -103,8 +113,8 @@ async def agenda(
     engine: Engine,
     principal: Principal,
     doctor_id: str,
-    from_: str | None = _FROM,
-    to: str | None = _TO,
+    from_: From = None,
+    to: To = None,
 ) -> Agenda:
     """Slots `open` or `taken` with the doctor's price; default the next 14 days, at most 62
     (422)."""
@@ -139,12 +149,7 @@ async def request_appointment(
     engine: Engine,
     patient: Principal,
     data: BookRequest,
-    idempotency_key: str | None = Parameter(
-        header="Idempotency-Key",
-        default=None,
-        description="the same key from the same patient returns the first response; "
-        "reused for another slot: 422",
-    ),
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[bytes]:
     """201 `status: "requested"` with `decision_deadline` (the earlier of the request TTL and
     15 minutes before the start; requests closer to the start than that: 409
@@ -171,8 +176,8 @@ async def list_appointments(
     engine: Engine,
     principal: Principal,
     status: str | None = Parameter(default=None, description="filter by status"),
-    from_: str | None = _FROM,
-    to: str | None = _TO,
+    from_: From = None,
+    to: To = None,
     limit: int = Parameter(default=20, description="page size, 1-100"),
     cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
 ) -> AppointmentPage:
