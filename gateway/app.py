@@ -21,10 +21,10 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from engine.principal import Principal
 from engine.runtime import Engine
+from gateway import realtime
 from gateway.deps import DEPENDENCIES
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
-from gateway.routes.realtime import track_metrics
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -60,10 +60,11 @@ def create_app(settings: Settings) -> Litestar:
         engine = await Engine.start(settings)
         app.state.engine = engine
         _settle_garbage_collector()
-        track_metrics(engine.hub)
+        realtime.bind(engine)  # websockets are served from here on (gateway/realtime/edge.py)
         try:
             yield
         finally:
+            realtime.unbind()
             await engine.close()
 
     prometheus = PrometheusConfig(

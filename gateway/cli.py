@@ -14,6 +14,7 @@ def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.realtime import RealtimeProtocol
 
     print(
         f"healthmed serving on http://{settings.host}:{settings.port}  "
@@ -33,18 +34,13 @@ def _serve(settings: Settings, workers: int) -> None:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        # gateway/routes/realtime.py writes event frames directly through this implementation's
-        # protocol object (and falls back to ASGI send under anything else).
-        ws="websockets-sansio",
-        # Client messages are tiny (auth, subscribe, ping; the handler answers bad_message
-        # above ws_max_message_bytes, 4 KiB by default): uvicorn's default 16 MiB limit would
-        # let each client make the server buffer 16 MiB. Past 64 KiB uvicorn stops reading
-        # and closes with 1009 (message too big).
+        # GET /v1/ws is served by the gateway's own websocket protocol (websockets' Sans-I/O
+        # parser, no ASGI task per connection): gateway/realtime/edge.py says why.
+        ws=RealtimeProtocol,
+        # Client messages are tiny (auth, subscribe, ping; bad_message above
+        # ws_max_message_bytes, 4 KiB by default): past this size websockets stops reading
+        # the message and fails the connection with 1009 instead of buffering it.
         ws_max_size=max(64 * 1024, 4 * settings.ws_max_message_bytes),
-        # No permessage-deflate: its compression state is ~32 KiB per connection (as much as
-        # the rest of a connection; uvicorn negotiates it with every browser), and it would
-        # compress every event once per client instead of never (frames are small JSON).
-        ws_per_message_deflate=False,
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,

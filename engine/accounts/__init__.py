@@ -7,6 +7,7 @@ refresh tokens rotating opaque strings whose families live in the durable store.
 
 from __future__ import annotations
 
+from engine.accounts._revocations import Revocations
 from engine.accounts._service import AccountService
 from engine.accounts.models import (
     DoctorLogin,
@@ -40,5 +41,6 @@ __all__ = [
     "Profile",
     "Rating",
     "RefreshRequest",
+    "Revocations",
     "TokenPair",
 ]

@@ -53,8 +53,11 @@ class Revocations:
         self._pruned = 0
         self.live = False
         """True while the subscription is live and the copy is current."""
+        self.version = 0
+        """Counts revocations added: long-lived sessions (websockets) recheck when it moves."""
 
     def add(self, entry: str, until: int) -> None:
+        self.version += 1
         kind, _, rest = entry.partition("|")
         subject, _, value = rest.rpartition("|")
         if kind == "jti":
@@ -65,15 +68,19 @@ class Revocations:
 
     def check(self, principal: Principal) -> None:
         """``Unauthenticated`` (``token_revoked``) if the token is revoked. Memory only."""
+        if self.revoked(principal):
+            raise Unauthenticated("token revoked", code="token_revoked")
+
+    def revoked(self, principal: Principal) -> bool:
+        """Whether the token is revoked, by the copy in memory (current only while ``live``)."""
         now = now_ms()
         if now - self._pruned > _PRUNE_EVERY_MS:
             self._prune(now)
         until = self._jti.get(principal.jti)
         if until is not None and until > now:
-            raise Unauthenticated("token revoked", code="token_revoked")
+            return True
         before = self._before.get(principal.user_id)
-        if before is not None and before[1] > now and principal.issued_at * 1000 <= before[0]:
-            raise Unauthenticated("token revoked", code="token_revoked")
+        return before is not None and before[1] > now and principal.issued_at * 1000 <= before[0]
 
     def _prune(self, now: int) -> None:
         self._pruned = now

@@ -375,13 +375,13 @@ async def test_an_idle_client_is_closed_4408(
 async def test_shutdown_closes_websockets_with_a_close_frame(
     start_server: Callable[..., ServerProcess], module_redis: RedisServer
 ) -> None:
-    """Stopping the server closes open websockets cleanly (1001, or uvicorn's 1012 restart)."""
+    """Stopping the server closes open websockets cleanly, with 1001 (going away)."""
     server = start_server(HEALTHMED_REDIS_URL=module_redis.url)
     async with connect(server.ws_url) as ws:
         await send_json(ws, {"type": "auth", "token": forge(secret_of(server), "P-s", "patient")})
         assert (await recv_json(ws))["type"] == "ready"
         await asyncio.to_thread(server.stop)
-        assert await close_code(ws) in (1001, 1012)
+        assert await close_code(ws) == 1001
 
 
 # -- delivery -------------------------------------------------------------------------
@@ -529,7 +529,6 @@ async def test_events_are_written_directly_and_a_backed_up_client_falls_back_to_
     m = ws_metrics(server)
     assert m['healthmed_ws_frames_total{path="direct"}'] == 20
     assert m['healthmed_ws_frames_total{path="queued"}'] == 0
-    assert m["healthmed_ws_without_direct_write_total"] == 0
     assert m["healthmed_ws_connections"] == 1
 
     slow = RawClient(server.port)  # stops reading: its socket backs up

@@ -1,0 +1,611 @@
+"""``GET /v1/ws``: the websocket edge, an asyncio protocol that uvicorn runs after the upgrade.
+
+``healthmed serve`` hands uvicorn this class as its websocket implementation (``ws=``):
+when an HTTP request upgrades, uvicorn's HTTP protocol builds a :class:`RealtimeProtocol`,
+gives it the socket and the request, and steps aside. Everything after that happens here, in
+callbacks on the event loop, with websockets' Sans-I/O ``ServerProtocol`` for the handshake,
+frame parsing and control frames. The ASGI app (Litestar) never sees websocket traffic; it
+only answers a plain ``GET /v1/ws`` with 426 and documents the protocol.
+
+Why not an ASGI handler (what this replaced, with the measurements in ``loadtest/README.md``):
+an ASGI websocket keeps, for its whole life, a task running the handler and its coroutine
+frames, the server's receive queue and events, the scope and the framework's connection
+object. At 20,000 idle connections that was 24 KiB a connection against 14.4-14.9 KiB for a
+bare ``websockets`` broadcast server. Here an idle connection is this object, websockets'
+``ServerProtocol`` and uvloop's transport: no task, queue, timer or future.
+
+One connection, in order:
+
+1. **Handshake** (:meth:`RealtimeProtocol._on_request`): only ``/v1/ws``; 503 while the app
+   is not started (or already stopped), else websockets' own checks (400/426...) and 101.
+   No extensions are offered, so no permessage-deflate (its state is ~32 KiB a connection).
+2. **Auth**: the first message must be ``auth`` within ``ws_auth_seconds`` (a timer, released
+   after auth), else 4401. The token check may wait on Redis, so it runs in a short task
+   while reading is paused; messages that arrived with it are applied after ``ready``.
+3. **Messages**: ``subscribe``, ``unsubscribe`` and ``ping`` are applied synchronously and
+   answered at once. Each costs a token of a bucket (``ws_rate_burst``, refilled at
+   ``ws_rate_per_second``); an empty bucket closes 4429. Over ``ws_max_message_bytes`` is a
+   ``bad_message`` error; over uvicorn's ``ws_max_size`` (a whole message, fragments summed)
+   websockets fails the connection with 1009 before buffering more.
+4. **Events** reach :meth:`deliver` from the hub's fan-out. The text frame is built once per
+   event (:func:`_wire`; server frames are not masked, so every client gets the same bytes)
+   and written to every transport that is not paused. A paused one (uvloop pauses above its
+   64 KiB write high-water mark) gets the frame queued by the hub and written out on
+   :meth:`resume_writing`; when the queue is full the hub drops it and it closes 1013.
+5. **Timeouts**: one sweep per process (:class:`Sweeper`) closes connections idle longer
+   than ``ws_idle_seconds`` (4408) or whose token has expired or was revoked (4401).
+6. **Close**: a close frame, then the transport closes when the client answers, or is
+   aborted ``_CLOSE_TIMEOUT`` seconds later (a client that stopped reading never answers).
+   uvicorn's shutdown calls :meth:`shutdown` on every connection (1001).
+
+Catch-up after a reconnect is a resync, not a replay: events carry no sequence number, and a
+client that (re)connects re-reads ``GET /v1/doctors/{id}/slots`` and ``GET /v1/appointments``
+after ``ready``/``subscribed`` and applies events from then on. The same holds after a close
+for slowness (1013), which is how a client learns it missed events.
+
+The coupling to uvicorn is its documented ``ws`` option taking a protocol class, the keyword
+arguments it builds the class with, and its ``server_state.connections`` set, whose members
+it asks to :meth:`shutdown` and waits for. ``tests/integration/test_uvicorn_coupling.py``
+checks those against the pinned uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from redis.exceptions import RedisError
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from engine.errors import EngineError, Unauthenticated
+from engine.realtime import Subscriber
+from gateway.realtime.messages import (
+    CLOSES,
+    PONG,
+    Auth,
+    ClientMessage,
+    CloseReason,
+    Error,
+    Ping,
+    Ready,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    close_code,
+    decode,
+    encode,
+    is_topic,
+    private_topic,
+    topic_error,
+    unknown_topic,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.metrics_core import Metric
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from engine.accounts import Revocations
+    from engine.config import Settings
+    from engine.principal import Principal
+    from engine.realtime import Hub
+    from engine.runtime import Engine
+
+log = logging.getLogger("healthmed.realtime")
+
+_wire_log = logging.getLogger("healthmed.realtime.wire")
+"""websockets' Sans-I/O protocol logs every open and close at INFO; kept to warnings."""
+_wire_log.setLevel(logging.WARNING)
+
+PATH = "/v1/ws"
+_CLOSE_TIMEOUT = 10.0
+"""Seconds a closing connection waits for the client's close frame before it is aborted."""
+
+
+# -- the running app, as the edge sees it ------------------------------------------------
+
+
+class Edge:
+    """What websocket connections of this process share: the engine, its hub, the sweep.
+
+    Built by the app's lifespan (:func:`bind`) once the engine is up; uvicorn builds
+    protocols itself, so they find it through :data:`_current`.
+    """
+
+    __slots__ = ("engine", "hub", "settings", "sweeper")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.hub: Hub = engine.hub
+        self.settings: Settings = engine.settings
+        self.sweeper = Sweeper(float(engine.settings.ws_idle_seconds), engine.accounts.revocations)
+
+
+class _Current:
+    edge: Edge | None = None
+
+
+_current = _Current()
+
+
+def bind(engine: Engine) -> None:
+    """Serve websockets with ``engine`` (called by the app's lifespan after start)."""
+    _current.edge = Edge(engine)
+    _collector.hubs.add(engine.hub)
+
+
+def unbind() -> None:
+    """Refuse new websockets (503): the app is stopping."""
+    _current.edge = None
+
+
+# -- frames ------------------------------------------------------------------------------
+
+
+class _WireCache:
+    """The last payload and its frame: the hub offers one payload object to every client."""
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self) -> None:
+        self.payload: bytes | None = None
+        self.wire = b""
+
+
+_cache = _WireCache()
+
+
+def _wire(payload: bytes) -> bytes:
+    """The unmasked text frame carrying ``payload``, built once per distinct payload object."""
+    if payload is _cache.payload:
+        return _cache.wire
+    wire = Frame(Opcode.TEXT, payload).serialize(mask=False)
+    _cache.payload, _cache.wire = payload, wire
+    return wire
+
+
+# -- one connection ----------------------------------------------------------------------
+
+
+class RealtimeProtocol(Subscriber, asyncio.Protocol):
+    """One websocket connection: uvicorn's ``ws`` protocol class and a hub subscriber."""
+
+    __slots__ = (
+        "closing",
+        "conn",
+        "connections",
+        "deadline",
+        "edge",
+        "last_seen",
+        "parts",
+        "paused",
+        "pending",
+        "principal",
+        "stamp",
+        "task",
+        "timer",
+        "tokens",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        Subscriber.__init__(self)
+        self.edge = _current.edge
+        self.connections: set[Any] = server_state.connections
+        self.conn = ServerProtocol(max_size=config.ws_max_size, logger=_wire_log)
+        self.transport: asyncio.Transport | None = None
+        self.principal: Principal | None = None
+        self.closing = False
+        self.paused = False
+        self.parts: list[bytes] | None = None
+        """Fragments of a message still arriving (clients rarely fragment)."""
+        self.pending: list[bytes] | None = None
+        """Messages that arrived while the token was being checked."""
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_seen = self.stamp = self.deadline = 0.0
+        self.tokens = 0.0
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            conn.receive_data(data)
+            for event in conn.events_received():
+                if isinstance(event, Frame):
+                    self._on_frame(event)
+                elif isinstance(event, Request):
+                    self._on_request(event)
+            self._write_protocol()
+        except Exception:  # a bug here must cost one connection, never the loop's callback
+            log.exception("realtime: websocket connection failed")
+            self.closing = True
+            self._release()
+            if self.transport is not None:
+                self.transport.abort()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_eof()
+        self._write_protocol()
+        return None  # asyncio closes the transport
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.frames and self.transport is not None and not self.closing:
+            batch, self.frames = self.frames, []
+            self.transport.write(b"".join(map(_wire, batch)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.transport = None
+        self.connections.discard(self)
+        self._release()
+
+    # -- uvicorn -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """uvicorn is stopping: say so (1001) and close once the close frame is written."""
+        if self.conn.state is State.OPEN:
+            self.close("shutdown")
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- hub.Subscriber ------------------------------------------------------------------
+
+    def deliver(self, frame: bytes) -> bool:
+        """Write an event now unless the socket is backed up (then the hub queues it)."""
+        transport = self.transport
+        if self.paused or self.closing or transport is None:
+            return False
+        transport.write(_wire(frame))
+        return True
+
+    def wake(self) -> None:
+        """Frames were queued (written on resume_writing), or the hub dropped us."""
+        if self.dropped is not None:
+            self.close(self.dropped)
+
+    # -- handshake -----------------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        conn = self.conn
+        edge = self.edge
+        if unquote(request.path.partition("?")[0]) != PATH:
+            response = conn.reject(404, "Not Found\n")
+        elif edge is None or self.closing:
+            response = conn.reject(503, "Service Unavailable: starting or stopping\n")
+        else:
+            response = conn.accept(request)
+        conn.send_response(response)
+        if response.status_code != 101 or edge is None:
+            return  # websockets queued the end of the stream: _write_protocol closes
+        now = time.monotonic()
+        self.last_seen = self.stamp = now
+        self.tokens = float(edge.settings.ws_rate_burst)
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(edge.settings.ws_auth_seconds, self._auth_timeout)
+
+    def _auth_timeout(self) -> None:
+        self.timer = None
+        if self.principal is None:
+            self.close_with(4401, "authentication timeout: send {type: auth} first")
+
+    # -- frames and messages -------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._on_message(bytes(frame.data))
+            else:
+                self.parts = [bytes(frame.data)]
+        elif opcode is Opcode.CONT and self.parts is not None:
+            self.parts.append(bytes(frame.data))
+            if frame.fin:
+                data, self.parts = b"".join(self.parts), None
+                self._on_message(data)
+        # PING and CLOSE: websockets queued the pong or the closing reply (written after
+        # this batch of events); PONG needs nothing.
+
+    def _on_message(self, data: bytes) -> None:
+        edge = self.edge
+        if self.closing or edge is None:
+            return
+        settings = edge.settings
+        now = time.monotonic()
+        self.last_seen = now
+        if not self._take_token(now, settings):
+            self.close("rate_limited")
+        elif self.pending is not None:
+            self.pending.append(data)  # the token is being checked: applied after ready
+        elif self.principal is None:
+            message = decode(data, settings.ws_max_message_bytes)
+            if isinstance(message, Auth):
+                self._start_auth(edge, message.token)
+            else:
+                self.close_with(4401, "the first message must be {type: auth, token}")
+        else:
+            self._apply(edge, data)
+
+    def _take_token(self, now: float, settings: Settings) -> bool:
+        """Token bucket of client messages: a burst at once, then a steady rate."""
+        burst = float(settings.ws_rate_burst)
+        refill = (now - self.stamp) * settings.ws_rate_per_second
+        self.tokens = min(burst, self.tokens + refill)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def _apply(self, edge: Edge, data: bytes) -> None:
+        """One message of an authenticated client: apply it and answer."""
+        message = decode(data, edge.settings.ws_max_message_bytes)
+        self.send(self._reply(edge, message))
+
+    def _reply(self, edge: Edge, message: ClientMessage | Error) -> bytes:
+        principal = self.principal
+        assert principal is not None
+        match message:
+            case Error():
+                return encode(message)
+            case Ping():
+                return PONG
+            case Subscribe(topic=topic):
+                error = topic_error(principal, topic)
+                if error is not None:
+                    return encode(error)
+                limit = edge.settings.ws_max_topics
+                if topic not in self.topics and len(self.topics) >= limit:
+                    return encode(Error(code="too_many_topics", detail=f"at most {limit} topics"))
+                edge.hub.subscribe(self, topic)
+                return encode(Subscribed(topic=topic))
+            case Unsubscribe(topic=topic):
+                if not is_topic(topic):
+                    return encode(unknown_topic(topic))
+                edge.hub.unsubscribe(self, topic)
+                return encode(Unsubscribed(topic=topic))
+            case Auth():
+                return encode(Error(code="already_authenticated", detail="already authenticated"))
+
+    # -- auth ----------------------------------------------------------------------------
+
+    def _start_auth(self, edge: Edge, token: str) -> None:
+        self.pending = []
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.task = asyncio.get_running_loop().create_task(self._authenticate(edge, token))
+
+    async def _authenticate(self, edge: Edge, token: str) -> None:
+        try:
+            principal = await edge.engine.authenticate(token)
+        except EngineError as exc:
+            self.task = None
+            code = exc.code if isinstance(exc, Unauthenticated) else "unavailable"
+            self.close_with(close_code(exc), code)
+            return
+        except (RedisError, OSError) as exc:  # not a verdict on the token: try again later
+            log.warning("realtime: token check failed: %s", type(exc).__name__)
+            self.task = None
+            self.close_with(4503, "unavailable")
+            return
+        except Exception:
+            log.exception("realtime: token check failed")
+            self.task = None
+            self.close_with(1011, "internal error; reconnect")
+            return
+        self.task = None
+        if self.closing:
+            return
+        self._ready(edge, principal)
+
+    def _ready(self, edge: Edge, principal: Principal) -> None:
+        """Authenticated: join the hub and the private topic, answer ``ready``."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.principal = principal
+        # The token's expiry on the monotonic clock: the connection lives no longer.
+        self.deadline = time.monotonic() + (principal.expires_at - time.time())
+        hub = edge.hub
+        hub.attach(self)  # a closed hub drops us at once (1001)
+        if self.closing:
+            return
+        edge.sweeper.add(self)
+        private = private_topic(principal)
+        hub.subscribe(self, private)
+        self.send(encode(Ready(role=principal.role, user_id=principal.user_id, topics=[private])))
+        pending, self.pending = self.pending or [], None
+        for data in pending:
+            if self.closing:
+                return
+            self._apply(edge, data)
+        if self.transport is not None and not self.closing:
+            self.transport.resume_reading()
+
+    # -- writing and closing -------------------------------------------------------------
+
+    def send(self, payload: bytes) -> None:
+        """A reply, in order with the events: written now, or queued behind them."""
+        if self.closing:
+            return
+        if self.frames or not self.deliver(payload):
+            edge = self.edge
+            if edge is not None and len(self.frames) >= edge.settings.ws_queue_size:
+                self.close("slow")
+                return
+            self.frames.append(payload)
+
+    def _write_protocol(self) -> None:
+        """Write what websockets queued (handshake, pongs, closes); close on its end of stream."""
+        data = self.conn.data_to_send()
+        if not data or self.transport is None:
+            return
+        self.transport.write(b"".join(data))
+        if data[-1] == b"":  # websockets' end of stream: the server closes TCP first
+            self.transport.close()
+
+    def close(self, reason: CloseReason) -> None:
+        self.close_with(*CLOSES[reason])
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Start the closing handshake (once); the transport closes when it completes."""
+        if self.closing:
+            return
+        self.closing = True
+        reading_paused = self.pending is not None  # paused while the token was checked
+        self._release()
+        if self.conn.state is State.OPEN and self.transport is not None:
+            self.conn.send_close(code, reason[:120])
+            self._write_protocol()
+            if reading_paused:
+                self.transport.resume_reading()  # to read the client's closing reply
+            loop = asyncio.get_running_loop()
+            self.timer = loop.call_later(_CLOSE_TIMEOUT, self._abort)
+        elif self.transport is not None:
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self.timer = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _release(self) -> None:
+        """Leave the hub and the sweep; stop the auth timer or task. Idempotent."""
+        edge = self.edge
+        if edge is not None and self.principal is not None:
+            edge.sweeper.discard(self)
+            edge.hub.detach(self)
+        self.frames = []
+        self.pending = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+
+# -- timeouts: one sweep per process -----------------------------------------------------
+
+
+class Sweeper:
+    """Idle, token-expiry and revocation checks for every authenticated connection, one
+    timer per process.
+
+    Runs every ``min(1, idle / 4)`` seconds while there are connections: a connection closes
+    for idleness between ``idle`` and ``idle`` + that period after its last message, and at
+    most that period after its token's expiry. When revocations were added since the last
+    sweep (a logout, an erasure, a refresh token reused), every connection's token is checked
+    against the process's copy, so a revoked session stops receiving events within a period.
+    While that copy is not current (its subscription is down) the check waits for it.
+    """
+
+    __slots__ = ("conns", "handle", "idle", "period", "revocations", "seen")
+
+    def __init__(self, idle: float, revocations: Revocations) -> None:
+        self.idle = idle
+        self.period = min(1.0, idle / 4)
+        self.revocations = revocations
+        self.seen = revocations.version
+        self.conns: set[RealtimeProtocol] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, conn: RealtimeProtocol) -> None:
+        self.conns.add(conn)
+        if self.handle is None:
+            self.handle = asyncio.get_running_loop().call_later(self.period, self._sweep)
+
+    def discard(self, conn: RealtimeProtocol) -> None:
+        self.conns.discard(conn)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        idle_before = now - self.idle
+        closing: list[tuple[RealtimeProtocol, CloseReason]] = []
+        for conn in self.conns:
+            if now >= conn.deadline:
+                closing.append((conn, "token_expired"))
+            elif conn.last_seen <= idle_before:
+                closing.append((conn, "idle"))
+        revocations = self.revocations
+        if revocations.version != self.seen and revocations.live:
+            self.seen = revocations.version
+            for conn in self.conns:
+                principal = conn.principal
+                if principal is not None and revocations.revoked(principal):
+                    closing.append((conn, "token_revoked"))
+        for conn, reason in closing:
+            conn.close(reason)  # at most once: a second close of a connection is a no-op
+        loop = asyncio.get_running_loop()
+        self.handle = loop.call_later(self.period, self._sweep) if self.conns else None
+
+
+# -- metrics -----------------------------------------------------------------------------
+
+
+class _RealtimeCollector:
+    """Prometheus collector reading the hubs' counters at scrape time (no per-frame cost)."""
+
+    def __init__(self) -> None:
+        self.hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+    def collect(self) -> Iterator[Metric]:
+        hubs = list(self.hubs)
+        connections = GaugeMetricFamily(
+            "healthmed_ws_connections", "Authenticated websocket connections in this process"
+        )
+        connections.add_metric([], sum(h.subscriber_count for h in hubs))
+        yield connections
+        events = CounterMetricFamily(
+            "healthmed_ws_events", "Event frames received from Redis pub/sub"
+        )
+        events.add_metric([], sum(h.frames_in for h in hubs))
+        yield events
+        frames = CounterMetricFamily(
+            "healthmed_ws_frames",
+            "Event frames handed to websocket clients: written during the fan-out, or queued "
+            "behind a backed-up socket",
+            labels=["path"],
+        )
+        frames.add_metric(["direct"], sum(h.delivered_direct for h in hubs))
+        frames.add_metric(["queued"], sum(h.delivered_queued for h in hubs))
+        yield frames
+        slow = CounterMetricFamily(
+            "healthmed_ws_dropped_slow", "Connections closed because their send queue was full"
+        )
+        slow.add_metric([], sum(h.dropped_slow for h in hubs))
+        yield slow
+
+
+_collector = _RealtimeCollector()
+REGISTRY.register(_collector)
+
+
+__all__ = ["PATH", "Edge", "RealtimeProtocol", "Sweeper", "bind", "unbind"]
