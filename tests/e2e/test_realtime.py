@@ -202,6 +202,29 @@ async def test_a_revoked_token_closes_4401(rt_server: ServerProcess, rt_http: ht
         assert await close_code(ws) == 4401
 
 
+async def test_logging_out_closes_the_sessions_open_websocket(
+    rt_server: ServerProcess, rt_http: httpx.Client
+) -> None:
+    """A websocket already open with a token closes 4401 once that token is revoked;
+    another session of the same patient (another login) stays open."""
+    n = int(uuid.uuid4().int % 10**8)
+    registered = register_patient(rt_http, n)
+    out, stays = login_patient(rt_http, registered), login_patient(rt_http, registered)
+    async with connect(rt_server.ws_url) as ws_out, connect(rt_server.ws_url) as ws_stays:
+        for ws, pair in ((ws_out, out), (ws_stays, stays)):
+            await send_json(ws, {"type": "auth", "token": pair["access_token"]})
+            assert (await recv_json(ws))["type"] == "ready"
+        r = rt_http.post(
+            "/v1/auth/logout",
+            json={"refresh_token": out["refresh_token"]},
+            headers={"Authorization": f"Bearer {out['access_token']}"},
+        )
+        assert r.status_code == 204, r.text
+        assert await close_code(ws_out, seconds=5) == 4401
+        await send_json(ws_stays, {"type": "ping"})
+        assert await recv_json(ws_stays) == {"type": "pong"}
+
+
 async def test_the_connection_closes_4401_when_its_token_expires(
     rt_server: ServerProcess, open_client: Callable[..., Any]
 ) -> None:
