@@ -208,7 +208,8 @@ class _Core:
         """Run the Redis side of a change the store has already committed. The store is the
         truth from then on, so a failure here never fails the call: it is logged and the doctor
         is invalidated (rebuilt from the store on next use), dropping ``slot_ids``' in-flight
-        (pending/locked) entries so the rebuild takes the store's version. True if it ran."""
+        (pending/locked/requested) entries so the rebuild takes the store's version. True if
+        it ran."""
         try:
             await step
         except (Unavailable, RedisError):

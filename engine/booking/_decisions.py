@@ -153,7 +153,7 @@ class _Decisions(_Reserve):
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
-        await self._after_commit(appt.doctor_id, self._mark_booked(confirmed))
+        await self._after_commit(appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id])
         await self._publish(
             self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
         )
@@ -248,7 +248,11 @@ class _Decisions(_Reserve):
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
-        if not await self._after_commit(closed.doctor_id, self._reopen(closed, now)):
+        # The slot's Redis hash goes with the marker if this fails: a fresh "requested" there
+        # would otherwise survive the rebuild as an in-flight reservation (rebuild.lua).
+        if not await self._after_commit(
+            closed.doctor_id, self._reopen(closed, now), [closed.slot_id]
+        ):
             try:
                 await self.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)
             except RedisError:

@@ -11,8 +11,12 @@
 -- In-flight entries are kept as they are, not replaced by the store's version: a "pending" slot
 -- (create.lua, its durable write under way) and a "locked" one (lock.lua, with its "~<id>"
 -- shadow interval), so a rebuild never lets an overlapping batch or edit in meanwhile;
--- commit.lua/unlock.lua finish them. Only while fresh ("since" less than KEEP_MS ago, by Redis
--- TIME): one left behind by a dead process is replaced by the store's version.
+-- commit.lua/unlock.lua finish them. Likewise a "requested" slot the store still has "open"
+-- (reserve.lua ran, the request's durable write is under way): it keeps its deadline and
+-- pending entries, so it stays taken and expires on time instead of reappearing as open.
+-- Only while fresh ("since" less than KEEP_MS ago, by Redis TIME): one left behind by a dead
+-- process is replaced by the store's version. (A request whose store write failed and whose
+-- release failed too stays taken until its deadline, when the sweeper releases it.)
 -- returns {1, "rebuilt", n} | {1, "skipped"} | {0, "retry"}
 local KEEP_MS = 300000
 if ARGV[1] ~= "1" and redis.call("EXISTS", KEYS[6]) == 1 then
@@ -34,14 +38,24 @@ for i = 1, #members do
 end
 local t = redis.call("TIME")
 local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[4])
+local stored = {}
+for i = 1, n do
+  local b = 4 + 11 * (i - 1)
+  stored[KEYS[tonumber(ARGV[b + 1])]] = ARGV[b + 5]
+end
 local kept = {}
 for i = 7, #KEYS do
-  local h = redis.call("HMGET", KEYS[i], "status", "since", "start", "end", "nstart", "nend")
+  local key = KEYS[i]
+  local h = redis.call("HMGET", key, "status", "since", "start", "end", "nstart", "nend",
+    "appointment_id", "deadline")
   local since = tonumber(h[2])
-  if (h[1] == "pending" or h[1] == "locked") and since ~= nil and clock - since < KEEP_MS then
-    kept[KEYS[i]] = h
+  local in_flight = h[1] == "pending" or h[1] == "locked"
+    or (h[1] == "requested" and stored[key] == "open")
+  if in_flight and since ~= nil and clock - since < KEEP_MS then
+    kept[key] = h
   else
-    redis.call("DEL", KEYS[i])
+    redis.call("DEL", key)
   end
 end
 for i = 1, 5 do
@@ -55,10 +69,12 @@ for key, h in pairs(kept) do
   if h[1] == "locked" and h[5] then
     redis.call("ZADD", KEYS[1], tonumber(h[5]), "~" .. id)
     redis.call("HSET", KEYS[2], "~" .. id, h[6])
+  elseif h[1] == "requested" then
+    redis.call("ZADD", KEYS[4], tonumber(h[8]), h[7])
+    redis.call("HSET", KEYS[5], h[7], id)
   end
 end
 local now = tonumber(ARGV[2])
-local n = tonumber(ARGV[4])
 for i = 1, n do
   local b = 4 + 11 * (i - 1)
   local key = KEYS[tonumber(ARGV[b + 1])]

@@ -4,6 +4,8 @@
 -- ("taken"). Exactly one of N racing callers wins; the others get slot_unavailable at once.
 -- Idempotent by appointment id: a retry (after a timeout) of a reservation that landed returns
 -- "already" with the same deadline instead of failing its own reservation.
+-- The slot holds "since" (Redis TIME, ms): a rebuild keeps the reservation while the store may
+-- still be writing it (rebuild.lua).
 -- The patient half (no overlapping holdings) is claim.lua on the patient's own hash tag, run
 -- right after this script; if it fails the caller runs reopen.lua (see claim.lua's header).
 -- KEYS[1] slot hash  KEYS[2] open zset  KEYS[3] deadlines zset  KEYS[4] pending hash
@@ -44,8 +46,10 @@ local deadline = now + tonumber(ARGV[4])
 if lead_limit < deadline then
   deadline = lead_limit
 end
+local t = redis.call("TIME")
+local since = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call("HSET", KEYS[1], "status", "requested", "appointment_id", appt, "patient_id", ARGV[2],
-  "deadline", deadline, "requested_at", now)
+  "deadline", deadline, "requested_at", now, "since", since)
 redis.call("ZREM", KEYS[2], ARGV[6])
 redis.call("ZADD", KEYS[3], deadline, appt)
 redis.call("HSET", KEYS[4], appt, ARGV[6])

@@ -157,8 +157,8 @@ class BookingService(_Decisions):
         from the store. Returns the number of slots loaded. Without ``force`` only doctors whose
         hydrated marker is missing are rebuilt (a flush drops every marker), so the Redis
         watcher never disturbs a hydrated doctor; even forced, a rebuild keeps in-flight
-        creates and edits (see rebuild.lua). Patients' holdings are rebuilt lazily, on their
-        next reservation."""
+        creates, edits and reservations (see rebuild.lua). Patients' holdings are rebuilt
+        lazily, on their next reservation."""
         doctors = await self.store.query_index("DOCTORS")
         ids = sorted(
             {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}

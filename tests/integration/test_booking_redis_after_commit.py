@@ -2,7 +2,8 @@
 
 Once the durable write has landed the store is the truth: the call returns its committed
 result, and the doctor is rebuilt from the store on its next use instead of Redis staying
-wrong. Also: a forced rebuild keeps in-flight creates and edits, so they cannot be overlapped.
+wrong. Also: a forced rebuild keeps in-flight creates, edits and reservations, so they cannot
+be overlapped or lost.
 """
 
 from __future__ import annotations
@@ -312,6 +313,35 @@ async def test_forced_rebuild_during_an_edit_keeps_the_lock(
     assert [(s.id, s.start, s.status) for s in own] == [(slot, to_rfc3339(new_start), "open")]
     stored = await booking_store.inner.query(doctor_pk(doc.user_id), prefix="SLOT#")
     assert len(stored) == 1
+
+
+async def test_forced_rebuild_during_a_reservation_keeps_it_taken_and_expiring(
+    booking: BookingService,
+    booking_store: FlakyStore,
+    booking_redis: Redis,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebuild while a request is being stored (the store still has the slot open) keeps
+    the slot taken with its deadline: not bookable, not listed open, expired on time."""
+    doc = doctor()
+    start = clock.now + 5 * HOUR
+    (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
+    gate, entered = await _paused_transact(booking_store, monkeypatch)
+    first = asyncio.create_task(book(booking, patient(), slot))
+    await entered.wait()
+    await booking.hydrate_doctor(doc.user_id, force=True)
+    assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) is None
+    with pytest.raises(Conflict) as info:
+        await book(booking, patient(), slot)
+    assert info.value.code == "slot_unavailable"
+    gate.set()
+    appt = await first
+    assert appt["status"] == "requested"
+    clock.advance(booking.ttl_ms + 1)
+    assert await booking.sweep_once() == 1
+    assert (await booking.get_appointment(doc, appt["id"])).status == "expired"
+    assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) == start
 
 
 async def test_rehydrate_leaves_hydrated_doctors_alone(
