@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import keys
 from engine.booking import _store as st
-from engine.booking._core import _Core, doctor_of_slot, redis_guard
+from engine.booking._core import DECISION_LEAD_MS, _Core, doctor_of_slot, redis_guard
 from engine.booking._model import (
     Agenda,
     Price,
@@ -320,13 +320,16 @@ class _Slots(_Core):
 
     @redis_guard
     async def agenda(self, doctor_id: str, start: str | None, end: str | None) -> Agenda:
-        """A doctor's public agenda with the price: ``open`` or ``taken``; 14 days by default,
-        at most 62 (422)."""
+        """A doctor's public agenda with the price: ``open`` (bookable now) or ``taken``; 14
+        days by default, at most 62 (422)."""
         lo, hi = time_range(
             start, end, self.clock(), default_days=AGENDA_DEFAULT_DAYS, max_days=AGENDA_MAX_DAYS
         )
         profile = await self.accounts.get_doctor(doctor_id)
         slots = await self._read_slots(doctor_id, lo, hi)
+        # Requests close DECISION_LEAD_MS before the start (reserve.lua): such a slot is no
+        # longer open to anyone, whether or not someone holds it.
+        bookable_after = self.clock() + DECISION_LEAD_MS
         return Agenda(
             doctor_id=doctor_id,
             price=Price(
@@ -337,7 +340,7 @@ class _Slots(_Core):
                     id=s.id,
                     start=to_rfc3339(s.start),
                     end=to_rfc3339(s.end),
-                    status="open" if s.status == "open" else "taken",
+                    status="open" if s.status == "open" and s.start > bookable_after else "taken",
                 )
                 for s in slots
             ],

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from engine import keys
 from engine.accounts import validators as _validate
 from engine.accounts.models import Money, Rating, doctor_profile
+from engine.booking import DECISION_LEAD_MS
 from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
 from engine.errors import Invalid, Unavailable
 from engine.timeutil import now_ms, to_rfc3339
@@ -347,13 +348,14 @@ class DirectoryService:
         """Public cards and next open slot of ``ids``, in order: one pipelined round trip."""
         if not ids:
             return []
-        now = now_ms()
+        # The first slot still open to requests: they close DECISION_LEAD_MS before the start.
+        after = f"({now_ms() + DECISION_LEAD_MS}"
         async with self._redis.pipeline(transaction=False) as pipe:
             for doctor_id in ids:
                 pipe.hgetall(keys.directory_doctor(doctor_id))
                 pipe.zrange(
                     keys.doctor_open_slots(doctor_id),
-                    now,
+                    after,
                     "+inf",
                     byscore=True,
                     offset=0,

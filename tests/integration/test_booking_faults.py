@@ -196,13 +196,15 @@ async def test_deadline_is_fifteen_minutes_before_a_close_start(
     booking: BookingService, clock: Clock
 ) -> None:
     """A slot starting in 1 h: the deadline is 15 min before it; within 15 min of the start
-    requests are refused with slot_unavailable."""
+    requests are refused with slot_unavailable, and the public agenda says it is taken."""
     doc = doctor()
     too_soon, soon = await slots_of(
         booking,
         doc,
         [(clock.now + 10 * MIN, clock.now + 20 * MIN), (clock.now + HOUR, clock.now + 2 * HOUR)],
     )
+    agenda = await booking.agenda(doc.user_id, None, None)
+    assert [(s.id, s.status) for s in agenda.slots] == [(too_soon, "taken"), (soon, "open")]
     appt = await book(booking, patient(), soon)
     assert appt["decision_deadline"] == to_rfc3339(clock.now + HOUR - 15 * MIN)
     with pytest.raises(Conflict) as info:

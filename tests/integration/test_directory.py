@@ -186,13 +186,15 @@ async def test_invalid_queries_are_422(
 async def test_next_open_slot_is_the_first_open_slot_ahead(
     directory: DirectoryService, redis: Redis
 ) -> None:
-    """The next open slot skips past ones; a doctor with none has no ``next_open_slot``."""
+    """The next open slot skips past ones and those too close to request (15 min); a doctor
+    with none has no ``next_open_slot``."""
     await directory.upsert_doctor(doctor("busy"))
     await directory.upsert_doctor(doctor("idle"))
     now = now_ms()
-    soon, later = now + 3_600_000, now + 7_200_000
+    closing, soon, later = now + 10 * 60_000, now + 3_600_000, now + 7_200_000
     await redis.zadd(
-        keys.doctor_open_slots("busy"), {"past": now - 60_000, "s1": soon, "s2": later}
+        keys.doctor_open_slots("busy"),
+        {"past": now - 60_000, "closing": closing, "s1": soon, "s2": later},
     )
     cards = {c.id: c for c in (await directory.search()).items}
     assert cards["busy"].next_open_slot == to_rfc3339(soon)
