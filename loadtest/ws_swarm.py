@@ -3,9 +3,9 @@
 One run measures up to three servers, one after another, on the same private ``redis-server``
 and the same event feed:
 
-* ``hub``: the real gateway (``python -m gateway.cli serve``: uvicorn, uvloop, websockets-sansio)
-  with its realtime hub; clients authenticate with real access tokens (signed with the secret
-  the script gives the server);
+* ``hub``: the real gateway (``python -m gateway.cli serve``: uvicorn, uvloop, the gateway's
+  own websocket protocol ``gateway/realtime/edge.py``) with its realtime hub; clients
+  authenticate with real access tokens (signed with the secret the script gives the server);
 * ``channels`` (``--channels``): a minimal Litestar app on the same uvicorn settings whose
   endpoint uses Litestar's channels plugin (``RedisChannelsPubSubBackend``, backlog 256);
 * ``baseline`` (``--baseline``): a bare ``websockets`` server (uvloop) that relays the same

@@ -13,17 +13,13 @@ discarded, woken with ``dropped = "slow"``) so that its owner closes it: a slow 
 delays the others, and it learns that it missed events because its connection closes. The
 engine stays transport-agnostic: it never sees a socket, only ``deliver`` and ``wake``.
 
-Measured with ``loadtest/ws_swarm.py --baseline`` (2-core machine shared with other work, load
-average 1-3; figures and commands in ``loadtest/README.md``): with the direct write, fan-out
-p99 to 1,000 / 5,000 clients of one process was 34 / 121 ms (bare ``websockets`` broadcast in
-the same runs: 27 / 116 ms), and to 20,000 clients on two processes 578 and 871 ms in two
-runs (bare server 2,252 and 1,261 ms). Before it, when every event woke every connection's
-task, the same commands gave 85 / 1,003 ms and 4.2 s; py-spy had put about half the server's
-CPU in the cyclic garbage collector (a ``CancelledError`` and its traceback cycle per client
-per event). Memory is
-24 KiB per connection against 14.4-14.9 for the bare server: the rest is uvicorn's protocol
-object (an ``asyncio.Queue``, an ``Event``, the ASGI scope), Litestar's connection and the
-handler's coroutine frames, not the hub.
+Measured with ``loadtest/ws_swarm.py --baseline`` (2-core machine; figures and commands in
+``loadtest/README.md``): with the gateway's websocket edge (``gateway/realtime/edge.py``), whose
+``deliver`` writes one pre-built frame per event to each socket, fan-out p99 to 1,000 / 5,000
+clients of one process was 21-36 / 65-78 ms against 49-50 / 98-144 ms for a bare
+``websockets`` broadcast server in the same runs, and to 20,000 clients on two processes
+255-269 ms against 838-1,074 ms; memory was 8.0-10.6 KiB per connection against 14.4-14.9. When every event instead woke every
+connection's task (the first ASGI version), the same commands gave 85 / 1,003 ms and 4.2 s.
 
 Why not Litestar's channels plugin (evaluated first, as the issue asked; measured in the
 earlier runs of ``ws_swarm.py --channels --baseline``, before the direct write): memory per
