@@ -18,8 +18,9 @@ Measured with ``loadtest/ws_swarm.py --baseline`` (2-core machine; figures and c
 ``deliver`` writes one pre-built frame per event to each socket, fan-out p99 to 1,000 / 5,000
 clients of one process was 21-36 / 65-78 ms against 49-50 / 98-144 ms for a bare
 ``websockets`` broadcast server in the same runs, and to 20,000 clients on two processes
-255-269 ms against 838-1,074 ms; memory was 8.0-10.6 KiB per connection against 14.4-14.9. When every event instead woke every
-connection's task (the first ASGI version), the same commands gave 85 / 1,003 ms and 4.2 s.
+255-269 ms against 838-1,074 ms; memory was 8.0-10.6 KiB per connection against 14.4-14.9.
+When every event instead woke every connection's task (the first ASGI version), the same
+commands gave 85 / 1,003 ms and 4.2 s.
 
 Why not Litestar's channels plugin (evaluated first, as the issue asked; measured in the
 earlier runs of ``ws_swarm.py --channels --baseline``, before the direct write): memory per
