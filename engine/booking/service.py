@@ -13,6 +13,10 @@ with ``sweep.lua`` (a lease, so no other replica takes them), expires each one (
 conditioned on its version, so never twice), then resets the doctor's score from its deadline
 set and re-reads that set once more, lowering the score if a request arrived meanwhile (a
 reservation adds its doctor with ``ZADD LT`` after its script), so no deadline is forgotten.
+A process killed in the one round trip between a reservation's script and that ``ZADD`` would
+leave a request the index does not know; so every replica also re-indexes every doctor's
+earliest deadline when its sweeper starts and every ``REINDEX_SECONDS`` after
+(:meth:`BookingService.reindex_sweep`): such a request is expired at most that late.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import random
 from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
@@ -47,6 +52,9 @@ log = logging.getLogger("healthmed.booking")
 ERASED_JUSTIFICATION = "The account was erased at its owner's request (LGPD)."
 _STATUSES = frozenset(get_args(AppointmentStatus))
 _FAR_FUTURE_MS = 10 * 366 * 86_400_000
+REINDEX_SECONDS = 300.0
+"""How often (jittered +-25%) each replica re-indexes every doctor's earliest deadline."""
+_REINDEX_BATCH = 500
 
 
 def _encode_cursor(sk: str) -> str:
@@ -174,6 +182,26 @@ class BookingService(_Decisions):
         return sum(counts)
 
     # --- expiry sweeper -----------------------------------------------------------------------
+    async def reindex_sweep(self) -> int:
+        """Put every doctor with undecided requests in the sweep index at its earliest deadline
+        (``ZADD LT``: never delays an entry). The number of doctors with requests."""
+        doctors = await self.store.query_index("DOCTORS")
+        ids = sorted(
+            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
+        )
+        found = 0
+        for at in range(0, len(ids), _REINDEX_BATCH):
+            batch = ids[at : at + _REINDEX_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for doctor_id in batch:
+                    pipe.zrange(keys.doctor_deadlines(doctor_id), 0, 0, withscores=True)
+                firsts = await pipe.execute()
+            earliest = {d: first[0][1] for d, first in zip(batch, firsts, strict=True) if first}
+            if earliest:
+                await self.redis.zadd(keys.sweep_index(), earliest, lt=True)
+                found += len(earliest)
+        return found
+
     async def sweep_once(self, *, max_doctors: int = 100, max_items: int = 50) -> int:
         """Expire every due request of up to ``max_doctors`` doctors; the number expired."""
         now = self.clock()
@@ -206,9 +234,15 @@ class BookingService(_Decisions):
         return expired
 
     async def run_sweeper(self) -> None:
-        """Sweep every ``sweep_interval_seconds`` until cancelled."""
+        """Sweep every ``sweep_interval_seconds`` until cancelled; re-index at start and
+        every ``REINDEX_SECONDS``."""
+        loop = asyncio.get_running_loop()
+        reindex_at = loop.time()
         while True:
             try:
+                if loop.time() >= reindex_at:
+                    reindex_at = loop.time() + REINDEX_SECONDS * (0.75 + random.random() / 2)  # noqa: S311
+                    await self.reindex_sweep()
                 while await self.sweep_once() > 0:
                     pass
             except asyncio.CancelledError:

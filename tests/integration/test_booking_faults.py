@@ -192,6 +192,25 @@ async def test_expired_request_reopens_the_slot_and_cannot_be_accepted(
     assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) == start
 
 
+async def test_a_request_missing_from_the_sweep_index_is_found_by_the_reindex(
+    booking: BookingService, booking_store: FlakyStore, booking_redis: Redis, clock: Clock
+) -> None:
+    """A process killed between the reservation script and its sweep-index ZADD leaves a
+    request the index does not know: the periodic re-index finds it and it expires."""
+    doc = doctor()
+    await list_doctor(booking_store.inner, doc)
+    start = clock.now + 5 * HOUR
+    (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
+    appt = await book(booking, patient(), slot)
+    await booking_redis.zrem(keys.sweep_index(), doc.user_id)  # the lost ZADD
+    clock.advance(booking.ttl_ms + 1)
+    assert await booking.sweep_once() == 0  # nothing tells the sweeper about it
+    assert await booking.reindex_sweep() == 1
+    assert await booking.sweep_once() == 1
+    assert (await booking.get_appointment(doc, appt["id"])).status == "expired"
+    assert await booking.reindex_sweep() == 0  # nothing undecided is left
+
+
 async def test_deadline_is_fifteen_minutes_before_a_close_start(
     booking: BookingService, clock: Clock
 ) -> None:
