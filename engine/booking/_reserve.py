@@ -20,7 +20,8 @@ failed) leaves a "ghost" reservation (taken in Redis, unknown to the store); ste
 doctor in the sweep index before the store write, so the sweeper releases it at its deadline.
 If step 1 itself fails without an answer (a timeout, a cancelled call: it may have landed), the
 doctor is indexed at the latest deadline the reservation can have. The window left is a process
-dying between the script's reply and the ``ZADD`` (one round trip).
+dying between the script's reply and the ``ZADD`` (one round trip); the sweepers' periodic
+re-index (``BookingService.reindex_sweep``) finds such a request within about five minutes.
 
 Who may undo: the call that made the reservation. ``reserve.lua`` answers ``already`` to a
 retry of a reservation that landed, so after our own timeout retry the answer is ``already``
