@@ -330,8 +330,15 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             if frame.fin:
                 data, self.parts = b"".join(self.parts), None
                 self._on_message(data)
-        # PING and CLOSE: websockets queued the pong or the closing reply (written after
-        # this batch of events); PONG needs nothing.
+        elif opcode is Opcode.PING or opcode is Opcode.PONG:
+            # websockets queued a pong for a ping (written after this batch of events). Both
+            # cost a message of the rate limit: a ping flood would otherwise make the server
+            # write pongs without bound to a client that need not read them.
+            edge = self.edge
+            spent = edge is None or self._take_token(time.monotonic(), edge.settings)
+            if not spent and not self.closing:
+                self.close("rate_limited")
+        # CLOSE: websockets queued the closing reply.
 
     def _on_message(self, data: bytes) -> None:
         edge = self.edge

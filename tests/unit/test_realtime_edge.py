@@ -396,3 +396,15 @@ async def test_a_token_revoked_after_auth_closes_its_connection_at_the_next_swee
     assert close_of(other.transport) is None
     other.send(client({"type": "ping"}))
     assert texts(other.transport)[-1] == {"type": "pong"}
+
+
+async def test_a_ping_flood_is_rate_limited_like_messages(engine: FakeEngine) -> None:
+    """Protocol pings are answered, but each costs a message: a flood closes 4429."""
+    peer = Peer()
+    await peer.ready()  # 1 of the burst of 5
+    peer.send(*[Frame(Opcode.PING, b"p").serialize(mask=True)] * 4)
+    pongs = [p for op, p in frames_of(peer.transport.written) if op == Opcode.PONG.value]
+    assert pongs == [b"p"] * 4
+    assert close_of(peer.transport) is None
+    peer.send(Frame(Opcode.PING, b"p").serialize(mask=True))
+    assert close_of(peer.transport) == (4429, "too many messages")
