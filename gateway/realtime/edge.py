@@ -476,7 +476,17 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             return
         self.transport.write(b"".join(data))
         if data[-1] == b"":  # websockets' end of stream: the server closes TCP first
+            self._end()
+
+    def _end(self) -> None:
+        """The websocket is over (closing handshake done, failed, or refused): leave the hub
+        and close TCP once the buffer is written, aborting if the client has not taken it
+        within ``_CLOSE_TIMEOUT`` (one that stopped reading never will)."""
+        self.closing = True
+        self._release()
+        if self.transport is not None:
             self.transport.close()
+            self.timer = asyncio.get_running_loop().call_later(_CLOSE_TIMEOUT, self._abort)
 
     def close(self, reason: CloseReason) -> None:
         self.close_with(*CLOSES[reason])
@@ -495,8 +505,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
                 self.transport.resume_reading()  # to read the client's closing reply
             loop = asyncio.get_running_loop()
             self.timer = loop.call_later(_CLOSE_TIMEOUT, self._abort)
-        elif self.transport is not None:
-            self.transport.close()
+        else:
+            self._end()
 
     def _abort(self) -> None:
         self.timer = None

@@ -408,3 +408,26 @@ async def test_a_ping_flood_is_rate_limited_like_messages(engine: FakeEngine) ->
     assert close_of(peer.transport) is None
     peer.send(Frame(Opcode.PING, b"p").serialize(mask=True))
     assert close_of(peer.transport) == (4429, "too many messages")
+
+
+@pytest.mark.parametrize("ending", ["client close", "protocol error"])
+async def test_a_backed_up_connection_that_ends_leaves_the_hub_and_is_aborted(
+    engine: FakeEngine, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """The client closes (or breaks the protocol) while its socket is backed up: it leaves
+    the hub at once, and TCP is aborted if the buffered bytes are never taken."""
+    monkeypatch.setattr(edge, "_CLOSE_TIMEOUT", 0.05)
+    peer = Peer()
+    await peer.ready()
+    peer.send(client({"type": "subscribe", "topic": TOPIC}))
+    peer.proto.pause_writing()
+    engine.hub.dispatch(TOPIC, b'{"type":"event","n":1}')
+    if ending == "client close":
+        peer.send(Frame(Opcode.CLOSE, Close(1000, "bye").serialize()).serialize(mask=True))
+    else:
+        peer.send(Frame(Opcode.TEXT, b"{}").serialize(mask=False))  # clients must mask: 1002
+    assert peer.transport.closed
+    assert engine.hub.subscriber_count == 0
+    assert not peer.transport.aborted
+    await asyncio.sleep(0.1)
+    assert peer.transport.aborted
