@@ -26,7 +26,10 @@ One connection, in order:
    answered at once. Each costs a token of a bucket (``ws_rate_burst``, refilled at
    ``ws_rate_per_second``); an empty bucket closes 4429. Over ``ws_max_message_bytes`` is a
    ``bad_message`` error; over uvicorn's ``ws_max_size`` (a whole message, fragments summed)
-   websockets fails the connection with 1009 before buffering more.
+   websockets fails the connection with 1009 before buffering more, and so does this module
+   past ``_MAX_FRAGMENTS`` frames. Messages are JSON in text frames: a binary frame is a
+   ``bad_message``, text that is not UTF-8 fails the connection (1007; websockets' parser
+   does not check data frames). Protocol pings are answered by websockets and cost a token.
 4. **Events** reach :meth:`deliver` from the hub's fan-out. The text frame is built once per
    event (:func:`_wire`; server frames are not masked, so every client gets the same bytes)
    and written to every transport that is not paused. A paused one (uvloop pauses above its
@@ -112,6 +115,8 @@ _wire_log.setLevel(logging.WARNING)
 PATH = "/v1/ws"
 _CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection waits for the client's close frame before it is aborted."""
+_MAX_FRAGMENTS = 16
+"""Frames one message may span (the size limit alone would allow endless empty ones)."""
 
 
 # -- the running app, as the edge sees it ------------------------------------------------
@@ -183,6 +188,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
     """One websocket connection: uvicorn's ``ws`` protocol class and a hub subscriber."""
 
     __slots__ = (
+        "binary",
         "closing",
         "conn",
         "connections",
@@ -216,7 +222,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.parts: list[bytes] | None = None
-        """Fragments of a message still arriving (clients rarely fragment)."""
+        """Frames of the message arriving (clients rarely fragment: usually one)."""
+        self.binary = False
         self.pending: list[bytes] | None = None
         """Messages that arrived while the token was being checked."""
         self.timer: asyncio.TimerHandle | None = None
@@ -319,17 +326,20 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
     # -- frames and messages -------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
+        if self.closing:
+            return  # the rest of a batch that arrived with (or after) the end
         opcode = frame.opcode
         if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            self.binary = opcode is Opcode.BINARY
+            self.parts = [bytes(frame.data)]
             if frame.fin:
-                self._on_message(bytes(frame.data))
-            else:
-                self.parts = [bytes(frame.data)]
+                self._on_complete()
         elif opcode is Opcode.CONT and self.parts is not None:
             self.parts.append(bytes(frame.data))
             if frame.fin:
-                data, self.parts = b"".join(self.parts), None
-                self._on_message(data)
+                self._on_complete()
+            elif len(self.parts) >= _MAX_FRAGMENTS:
+                self._fail(1009, f"more than {_MAX_FRAGMENTS} fragments")
         elif opcode is Opcode.PING or opcode is Opcode.PONG:
             # websockets queued a pong for a ping (written after this batch of events). Both
             # cost a message of the rate limit: a ping flood would otherwise make the server
@@ -339,6 +349,28 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             if not spent and not self.closing:
                 self.close("rate_limited")
         # CLOSE: websockets queued the closing reply.
+
+    def _on_complete(self) -> None:
+        """The last frame of a message arrived: check it is text, in UTF-8, and apply it."""
+        parts, self.parts = self.parts or [], None
+        if self.closing:
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if self.binary:
+            data = b""  # the protocol is JSON in text frames: answered as a bad message
+        else:
+            try:
+                data.decode()
+            except UnicodeDecodeError:  # RFC 6455 8.1: fail the connection, 1007
+                self._fail(1007, "text frame is not valid UTF-8")
+                return
+        self._on_message(data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the websocket (websockets sends the close frame and ends the stream)."""
+        self.parts = None
+        self.conn.fail(code, reason)
+        self._write_protocol()
 
     def _on_message(self, data: bytes) -> None:
         edge = self.edge
@@ -373,7 +405,12 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
 
     def _apply(self, edge: Edge, data: bytes) -> None:
         """One message of an authenticated client: apply it and answer."""
-        message = decode(data, edge.settings.ws_max_message_bytes)
+        if not data:
+            message: ClientMessage | Error = Error(
+                code="bad_message", detail="messages are JSON objects in text frames"
+            )
+        else:
+            message = decode(data, edge.settings.ws_max_message_bytes)
         self.send(self._reply(edge, message))
 
     def _reply(self, edge: Edge, message: ClientMessage | Error) -> bytes:
@@ -430,7 +467,11 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.task = None
         if self.closing:
             return
-        self._ready(edge, principal)
+        try:
+            self._ready(edge, principal)
+        except Exception:  # a bug must cost this connection only, and not wedge it
+            log.exception("realtime: websocket connection failed after auth")
+            self.close_with(1011, "internal error; reconnect")
 
     def _ready(self, edge: Edge, principal: Principal) -> None:
         """Authenticated: join the hub and the private topic, answer ``ready``."""
@@ -440,6 +481,11 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.principal = principal
         # The token's expiry on the monotonic clock: the connection lives no longer.
         self.deadline = time.monotonic() + (principal.expires_at - time.time())
+        revocations = edge.sweeper.revocations
+        if revocations.live and revocations.revoked(principal):
+            # Revoked while its check waited on Redis: the sweep may have seen that already.
+            self.close("token_revoked")
+            return
         hub = edge.hub
         hub.attach(self)  # a closed hub drops us at once (1001)
         if self.closing:
@@ -499,7 +545,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         reading_paused = self.pending is not None  # paused while the token was checked
         self._release()
         if self.conn.state is State.OPEN and self.transport is not None:
-            self.conn.send_close(code, reason[:120])
+            # A close reason is at most 123 bytes of UTF-8.
+            self.conn.send_close(code, reason.encode()[:123].decode(errors="ignore"))
             self._write_protocol()
             if reading_paused:
                 self.transport.resume_reading()  # to read the client's closing reply
@@ -578,10 +625,16 @@ class Sweeper:
                 principal = conn.principal
                 if principal is not None and revocations.revoked(principal):
                     closing.append((conn, "token_revoked"))
-        for conn, reason in closing:
-            conn.close(reason)  # at most once: a second close of a connection is a no-op
-        loop = asyncio.get_running_loop()
-        self.handle = loop.call_later(self.period, self._sweep) if self.conns else None
+        try:
+            for conn, reason in closing:
+                try:
+                    conn.close(reason)  # at most once: a second close is a no-op
+                except Exception:  # one broken connection must not stop the sweep
+                    log.exception("realtime: closing a websocket failed")
+                    conn._release()
+        finally:
+            loop = asyncio.get_running_loop()
+            self.handle = loop.call_later(self.period, self._sweep) if self.conns else None
 
 
 # -- metrics -----------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def decode(data: bytes, limit: int) -> ClientMessage | Error:
         message: ClientMessage = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         return Error(code="bad_message", detail=f"invalid message: {exc}"[:200])
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return Error(code="bad_message", detail="malformed JSON")
     return message
 

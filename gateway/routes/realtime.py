@@ -33,13 +33,15 @@ doctor), `patient.<id>.appointments` (that patient). Events:
 receiving `subscribed`, a client re-reads `GET /v1/doctors/{id}/slots` and
 `GET /v1/appointments` and applies events from then on.
 
-**Limits and closes.** A message over 64 KiB closes the connection with 1009 (between
-4096 bytes and 64 KiB it is answered with `bad_message`). 10 messages/s (burst 60), else
-close 4429. No client message for
-60 s closes 4408: send `ping` meanwhile (protocol pings are answered but do not count). A
-client that does not read its frames fast enough (256 queued) is closed with 1013 (events
-were dropped: reconnect and resync). The connection closes with 4401 when its token expires.
-Shutdown closes with 1001.
+**Limits and closes.** Messages are JSON in text frames (a binary frame is answered with
+`bad_message`; text that is not UTF-8 closes with 1007). A message over 64 KiB, or split into
+more than 16 frames, closes the connection with 1009 (between 4096 bytes and 64 KiB it is
+answered with `bad_message`). 10 messages/s (burst 60; protocol pings and pongs count too),
+else close 4429. No client message for 60 s closes 4408: send `ping` meanwhile (protocol
+pings are answered but do not count as activity). A client that does not read its frames
+fast enough (256 queued) is closed with 1013 (events were dropped: reconnect and resync). The
+connection closes with 4401 when its token expires or is revoked (logout, erasure). Shutdown
+closes with 1001. Send nothing before the handshake's 101 response: it is discarded.
 """
 
 

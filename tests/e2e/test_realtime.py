@@ -474,6 +474,17 @@ class RawClient:
         return dict(json.loads(frame[1]))
 
 
+def drain(client: RawClient) -> tuple[list[int], int | None]:
+    """The event numbers the server still had for ``client`` up to the end of the stream,
+    and the close code that ended it (None if the stream ended without a close frame)."""
+    received = []
+    while (frame := client.recv()) is not None and frame[0] == 1:
+        received.append(json.loads(frame[1])["data"]["n"])
+    if frame is None or frame[0] != 8:
+        return received, None
+    return received, int.from_bytes(frame[1][:2], "big")
+
+
 async def test_a_slow_client_is_closed_and_never_delays_the_others(
     rt_server: ServerProcess, open_client: Callable[..., Any], publisher: redis.Redis
 ) -> None:
@@ -508,16 +519,10 @@ async def test_a_slow_client_is_closed_and_never_delays_the_others(
     await reader
     assert max(latencies) < timeout(1.0), max(latencies)
 
-    def drain_slow() -> list[int]:
-        """Everything the server still had for the slow client, up to the end of the stream."""
-        received = []
-        while (frame := slow.recv()) is not None and frame[0] == 1:
-            received.append(json.loads(frame[1])["data"]["n"])
-        return received
-
-    received = await asyncio.to_thread(drain_slow)
+    received, end = await asyncio.to_thread(drain, slow)
     assert 0 < len(received) < total
     assert received == list(range(len(received)))
+    assert end == 1013  # told it was dropped, with a close frame
 
 
 def ws_metrics(server: ServerProcess) -> dict[str, float]:
@@ -577,15 +582,10 @@ async def test_events_are_written_directly_and_a_backed_up_client_falls_back_to_
     assert m['healthmed_ws_frames_total{path="queued"}'] > 0  # the backed-up one
     assert m["healthmed_ws_dropped_slow_total"] == 1
 
-    def drain_slow() -> list[int]:
-        received = []
-        while (frame := slow.recv()) is not None and frame[0] == 1:
-            received.append(json.loads(frame[1])["data"]["n"])
-        return received
-
-    received = await asyncio.to_thread(drain_slow)
+    received, end = await asyncio.to_thread(drain, slow)
     assert 0 < len(received) < total
     assert received == list(range(len(received)))  # direct, then queued: never reordered
+    assert end == 1013
 
 
 async def test_an_event_on_the_shared_redis_reaches_clients_of_both_replicas(

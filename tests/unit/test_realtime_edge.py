@@ -431,3 +431,80 @@ async def test_a_backed_up_connection_that_ends_leaves_the_hub_and_is_aborted(
     assert not peer.transport.aborted
     await asyncio.sleep(0.1)
     assert peer.transport.aborted
+
+
+async def test_invalid_utf8_in_a_text_frame_fails_the_connection_1007(engine: FakeEngine) -> None:
+    """RFC 6455 8.1; websockets' parser leaves text frames unchecked, so the edge checks."""
+    peer = Peer()
+    await peer.ready()
+    peer.send(client(b'{"type":"ping","x":"\xff"}'))
+    code = close_of(peer.transport)
+    assert code is not None
+    assert code[0] == 1007
+    assert peer.transport.closed
+    assert engine.hub.subscriber_count == 0
+    first = Peer()  # the same as a first message: no token check is even attempted
+    first.send(client(b'{"type":"auth","token":"\xc3"}'))
+    code = close_of(first.transport)
+    assert code is not None
+    assert code[0] == 1007
+    assert engine.checked == ["good:P1"]
+
+
+async def test_binary_frames_are_bad_messages(engine: FakeEngine) -> None:
+    """Messages are JSON in text frames: a binary one (even of valid JSON) is answered with
+    bad_message, and as a first message it is not auth (4401)."""
+    peer = Peer()
+    await peer.ready()
+    peer.send(client(b'{"type":"ping"}', opcode=Opcode.BINARY))
+    assert texts(peer.transport)[-1] == {
+        "type": "error",
+        "code": "bad_message",
+        "detail": "messages are JSON objects in text frames",
+    }
+    first = Peer()
+    auth = json.dumps({"type": "auth", "token": "good:P2"}).encode()
+    first.send(client(auth, opcode=Opcode.BINARY))
+    code = close_of(first.transport)
+    assert code is not None
+    assert code[0] == 4401
+
+
+async def test_a_message_in_too_many_fragments_fails_with_1009(engine: FakeEngine) -> None:
+    """Empty continuation frames cost no bytes; their number is bounded instead."""
+    peer = Peer()
+    await peer.ready()
+    peer.send(client(b"{", fin=False), *[client(b"", opcode=Opcode.CONT, fin=False)] * 40)
+    code = close_of(peer.transport)
+    assert code is not None
+    assert code[0] == 1009
+    assert peer.proto.parts is None or len(peer.proto.parts) <= edge._MAX_FRAGMENTS
+    assert engine.hub.subscriber_count == 0
+
+
+async def test_a_message_in_a_few_fragments_is_fine(engine: FakeEngine) -> None:
+    peer = Peer()
+    await peer.ready()
+    body = json.dumps({"type": "subscribe", "topic": TOPIC}).encode()
+    chunks = [body[i : i + 4] for i in range(0, len(body), 4)]
+    assert 1 < len(chunks) < edge._MAX_FRAGMENTS
+    frames = [client(chunks[0], fin=False)]
+    frames += [client(c, opcode=Opcode.CONT, fin=False) for c in chunks[1:-1]]
+    frames.append(client(chunks[-1], opcode=Opcode.CONT))
+    peer.send(*frames)
+    assert texts(peer.transport)[-1] == {"type": "subscribed", "topic": TOPIC}
+
+
+async def test_a_token_revoked_while_its_check_waited_is_refused_at_ready(
+    engine: FakeEngine,
+) -> None:
+    """The revocation lands while the token check waits (on Redis): the connection closes
+    4401 instead of becoming ready, whatever the sweep saw meanwhile."""
+    engine.delay = 0.05
+    peer = Peer()
+    peer.send(client({"type": "auth", "token": "good:P-late"}))
+    engine.accounts.revocations.add("jti|j-P-late|1", int(time.time() * 1000) + 600_000)
+    await asyncio.sleep(0.1)
+    assert close_of(peer.transport) == (4401, edge.CLOSES["token_revoked"][1])
+    assert texts(peer.transport) == []
+    assert engine.hub.subscriber_count == 0
