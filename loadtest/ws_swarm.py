@@ -19,12 +19,22 @@ connections need two).
 Clients are a hand-written asyncio protocol (no client library reads ahead, almost no memory),
 in ``--procs`` processes, bound to ``--addrs`` loopback source addresses (127.0.0.2...) so
 ephemeral ports do not run out; the file limit is raised to the hard limit. Every client
-subscribes to ``doctor.<hot>.slots``; then ``--events`` events are PUBLISHed into Redis on
-``hm:t:doctor.<hot>.slots`` in the envelope format (the frame every replica forwards as is),
-one every ``--interval`` seconds. For each event, the fan-out latency is the time from just
-before the PUBLISH to the moment the last client received it (clients share the machine's
-monotonic clock). Memory per connection is the growth of the servers' VmRSS from before the
-clients connect to after they all subscribed, divided by the connections held.
+subscribes to the hot doctor's ``doctor.<id>.slots``; then ``--events`` events are triggered,
+one every ``--interval`` seconds:
+
+* ``--trigger booking`` (default): real bookings. A gateway process of its own (the booking
+  API, on the same Redis, not measured) registers a doctor and a patient, publishes slots, and
+  each event is a ``POST /v1/appointments`` of the next slot: its ``slot.updated`` ("taken"),
+  published by ``reserve.lua``, is what every server kind relays, so all kinds get the same
+  feed from the same trigger;
+* ``--trigger publish``: the frame is PUBLISHed straight into Redis on ``hm:t:<topic>`` in
+  the envelope format (the fan-out alone, without the booking path).
+
+Clients recognise each event by its ``slot_id``. For each event, the fan-out latency is the
+time from just before the trigger (the POST, or the PUBLISH) to the moment the last client
+received it (clients share the machine's monotonic clock). Memory per connection is the
+growth of the measured servers' VmRSS from before the clients connect to after they all
+subscribed, divided by the connections held.
 
 Prints one block per server kind, then one ``key=value`` line (last line of output):
 ``connections rss_kb_per_conn fanout_p50_ms fanout_p99_ms fanout_max_ms lost_events ...``
@@ -56,8 +66,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HOT = "BENCHDOC0000000000000000000"
-TOPIC = f"doctor.{HOT}.slots"
-CHANNEL = "hm:t:" + TOPIC
 JWT_SECRET = secrets.token_urlsafe(48)
 
 
@@ -191,7 +199,8 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
 
 
 class Stats:
-    def __init__(self, events: int) -> None:
+    def __init__(self, events: int, slots: list[str]) -> None:
+        self.index = {slot.encode(): n for n, slot in enumerate(slots)}
         self.counts = [0] * events
         self.last = [0] * events
         self.subscribed = 0
@@ -252,11 +261,12 @@ class Client(asyncio.Protocol):
     def on_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == 1:
             if payload.startswith(b'{"type":"event"'):
-                at = payload.find(b'"n":') + 4
-                n = int(payload[at : payload.find(b",", at)])
+                at = payload.find(b'"slot_id":"') + 11
                 stats = self.stats
-                stats.counts[n] += 1
-                stats.last[n] = time.monotonic_ns()
+                n = stats.index.get(payload[at : payload.find(b'"', at)])
+                if n is not None:
+                    stats.counts[n] += 1
+                    stats.last[n] = time.monotonic_ns()
             elif payload.startswith(b'{"type":"subscribed"'):
                 self.stats.subscribed += 1
         elif opcode == 9 and self.transport is not None:
@@ -272,12 +282,13 @@ class Client(asyncio.Protocol):
 
 
 async def _worker(pipe: Any, index: int, count: int, ports: list[int], addrs: int,
-                  events: int, first: int, in_flight: int) -> None:  # fmt: skip
+                  first: int, in_flight: int, topic: str, slots: list[str]) -> None:  # fmt: skip
     import jwt
 
     loop = asyncio.get_running_loop()
-    stats = Stats(events)
-    sub = client_frame(json.dumps({"type": "subscribe", "topic": TOPIC}).encode())
+    events = len(slots)
+    stats = Stats(events, slots)
+    sub = client_frame(json.dumps({"type": "subscribe", "topic": topic}).encode())
     clients: list[Client] = []
 
     async def keepalive() -> None:
@@ -390,14 +401,143 @@ def start_servers(
     return servers
 
 
-def run_kind(kind: str, args: argparse.Namespace, redis_url: str, tmp: Path) -> Result:
-    import redis
+class PublishTrigger:
+    """Events PUBLISHed straight into Redis in the envelope format: the fan-out alone."""
 
+    name = "publish"
+
+    def __init__(self, redis_url: str, events: int) -> None:
+        import redis
+
+        self.redis = redis.Redis.from_url(redis_url)
+        self.events = events
+        self.topic = f"doctor.{HOT}.slots"
+        self.rounds = 0
+        self.slots: list[str] = []
+
+    def prepare(self) -> list[str]:
+        """The slot ids of the next run's events (distinct for each server kind)."""
+        self.rounds += 1
+        self.slots = [f"{HOT}.r{self.rounds}.e{n}" for n in range(self.events)]
+        return self.slots
+
+    def fire(self, n: int) -> None:
+        frame = json.dumps(
+            {"type": "event", "topic": self.topic, "event": "slot.updated",
+             "data": {"slot_id": self.slots[n], "doctor_id": HOT,
+                      "start": "2026-12-01T13:00:00Z", "end": "2026-12-01T13:50:00Z",
+                      "status": "taken"},
+             "at": "2026-11-28T00:00:00Z"},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+        self.redis.publish("hm:t:" + self.topic, frame)
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class BookingTrigger:
+    """Real bookings of the hot doctor's slots through a gateway process of its own.
+
+    That process (the booking API) shares the run's Redis and is not measured: it registers a
+    doctor and a patient, publishes ``events`` slots per server kind, and books one per event;
+    ``reserve.lua`` publishes the ``slot.updated`` every measured server relays.
+    """
+
+    name = "booking"
+
+    def __init__(self, redis_url: str, tmp: Path, events: int, rounds: int) -> None:
+        import httpx
+
+        from engine.accounts.validators import cpf_check_digits
+
+        self.events = events
+        port = free_port()
+        env = {
+            **os.environ, "PYTHONPATH": str(ROOT), "HEALTHMED_REDIS_URL": redis_url,
+            "HEALTHMED_PORT": str(port), "HEALTHMED_HOST": "127.0.0.1",
+            "HEALTHMED_DATA_DIR": str(tmp / "booking-api"), "HEALTHMED_JWT_SECRET": JWT_SECRET,
+            "HEALTHMED_ENV": "test", "HEALTHMED_LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+        log = (tmp / "booking-api.log").open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_port(port, self.proc)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        n = secrets.randbelow(10**8)
+        password = "bench horse battery staple"
+        doctor = self._post("/v1/doctors", {
+            "name": f"Dr Hot {n}", "crm": f"{n:08d}", "uf": "SP", "email": f"hot{n}@example.com",
+            "password": password, "specialty": "cardiologia", "price_cents": 25_000,
+            "location": {"lat": -23.55, "lon": -46.63},
+        })  # fmt: skip
+        doctor_token = self._post(
+            "/v1/auth/doctors/login", {"crm": f"{n:08d}", "uf": "SP", "password": password}
+        )["access_token"]
+        cpf = f"{n:09d}" + cpf_check_digits(f"{n:09d}")
+        self._post("/v1/patients", {
+            "name": f"Bench Patient {n}", "email": f"patient{n}@example.com", "cpf": cpf,
+            "password": password,
+        })  # fmt: skip
+        patient_token = self._post(
+            "/v1/auth/patients/login", {"email": f"patient{n}@example.com", "password": password}
+        )["access_token"]
+        self.patient = {"Authorization": f"Bearer {patient_token}"}
+        self.topic = f"doctor.{doctor['id']}.slots"
+        # Non-overlapping hourly slots from tomorrow, far from the 15-minute request cut-off.
+        base = int(time.time() // 3600 + 24) * 3600
+        self.pool: list[str] = []
+        total = events * rounds
+        for chunk in range(0, total, 500):
+            spans = [
+                {"start": _iso(base + 3600 * i), "end": _iso(base + 3600 * i + 3000)}
+                for i in range(chunk, min(total, chunk + 500))
+            ]
+            created = self._post(
+                "/v1/me/slots", {"slots": spans}, {"Authorization": f"Bearer {doctor_token}"}
+            )
+            self.pool += [item["id"] for item in created["items"]]
+        self.slots: list[str] = []
+
+    def _post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
+        r = self.http.post(path, json=body, headers=headers)
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"booking API: {path} answered {r.status_code}: {r.text[:300]}")
+        return r.json()
+
+    def prepare(self) -> list[str]:
+        self.slots, self.pool = self.pool[: self.events], self.pool[self.events :]
+        return self.slots
+
+    def fire(self, n: int) -> None:
+        self._post("/v1/appointments", {"slot_id": self.slots[n]}, self.patient)
+
+    def close(self) -> None:
+        self.http.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _iso(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
+
+
+Trigger = PublishTrigger | BookingTrigger
+
+
+def run_kind(
+    kind: str, args: argparse.Namespace, redis_url: str, tmp: Path, trigger: Trigger
+) -> Result:
     result = Result(kind=kind, events=args.events)
     servers = start_servers(kind, args.servers, redis_url, tmp)
     pids = [p.pid for _, p in servers]
     ports = [port for port, _ in servers]
-    publisher = redis.Redis.from_url(redis_url)
+    slots = trigger.prepare()
     ctx = mp.get_context("fork")
     pipes, procs = [], []
     try:
@@ -410,7 +550,17 @@ def run_kind(kind: str, args: argparse.Namespace, redis_url: str, tmp: Path) -> 
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=worker_main,
-                args=(child, w, count, ports, args.addrs, args.events, first, args.in_flight),
+                args=(
+                    child,
+                    w,
+                    count,
+                    ports,
+                    args.addrs,
+                    first,
+                    args.in_flight,
+                    trigger.topic,
+                    slots,
+                ),
                 daemon=True,
             )
             proc.start()
@@ -438,16 +588,8 @@ def run_kind(kind: str, args: argparse.Namespace, redis_url: str, tmp: Path) -> 
 
         sent_ns: list[int] = []
         for n in range(args.events):
-            frame = json.dumps(
-                {"type": "event", "topic": TOPIC, "event": "slot.updated",
-                 "data": {"n": n, "slot_id": f"{HOT}.bench{n}", "doctor_id": HOT,
-                          "start": "2026-12-01T13:00:00Z", "end": "2026-12-01T13:50:00Z",
-                          "status": "taken"},
-                 "at": "2026-11-28T00:00:00Z"},
-                separators=(",", ":"),
-            ).encode()  # fmt: skip
             sent_ns.append(time.monotonic_ns())
-            publisher.publish(CHANNEL, frame)
+            trigger.fire(n)
             time.sleep(args.interval)
         finish_at = time.monotonic() + args.drain
         for pipe in pipes:
@@ -486,7 +628,6 @@ def run_kind(kind: str, args: argparse.Namespace, redis_url: str, tmp: Path) -> 
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-        publisher.close()
         for _, proc in servers:
             proc.terminate()
         for _, proc in servers:
@@ -549,6 +690,12 @@ def main() -> int:
         default=100,
         help="handshakes in progress per client process (keeps auth under the 5 s deadline)",
     )
+    parser.add_argument(
+        "--trigger",
+        choices=["booking", "publish"],
+        default="booking",
+        help="events from real bookings through the HTTP API (default), or PUBLISHed directly",
+    )
     parser.add_argument("--baseline", action="store_true", help="also a bare websockets server")
     parser.add_argument("--channels", action="store_true", help="also Litestar's channels plugin")
     parser.add_argument("--only", choices=["hub", "channels", "baseline"], default=None)
@@ -560,7 +707,7 @@ def main() -> int:
     print(
         f"swarm: {args.n} connections over {args.servers} server process(es) per kind, "
         f"{args.procs} client process(es), {args.addrs} source addresses, file limit {hard}; "
-        f"{args.events} events PUBLISHed into Redis every {args.interval}s",
+        f"{args.events} events ({args.trigger}) every {args.interval}s",
         flush=True,
     )
     kinds = [args.only] if args.only else ["hub"]
@@ -570,13 +717,22 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ws-swarm-"))
     redis_url, redis_proc = start_redis(tmp)
     results: dict[str, Result] = {}
+    trigger: Trigger | None = None
     try:
+        if args.trigger == "booking":
+            trigger = BookingTrigger(redis_url, tmp, args.events, len(kinds))
+        else:
+            trigger = PublishTrigger(redis_url, args.events)
         for kind in kinds:
-            results[kind] = run_kind(kind, args, redis_url, tmp)
+            results[kind] = run_kind(kind, args, redis_url, tmp, trigger)
     finally:
+        if trigger is not None:
+            trigger.close()
         redis_proc.terminate()
         redis_proc.wait(10)
-    fields: dict[str, Any] = {"servers": args.servers, "trigger": "publish", "events": args.events}
+    fields: dict[str, Any] = {
+        "servers": args.servers, "trigger": args.trigger, "events": args.events
+    }  # fmt: skip
     for kind, r in results.items():
         prefix = "" if kind == kinds[0] else f"{kind}_"
         fields[f"{prefix}connections"] = r.connections
