@@ -35,8 +35,9 @@ One connection, in order:
    and written to every transport that is not paused. A paused one (uvloop pauses above its
    64 KiB write high-water mark) gets the frame queued by the hub and written out on
    :meth:`resume_writing`; when the queue is full the hub drops it and it closes 1013.
-5. **Timeouts**: one sweep per process (:class:`Sweeper`) closes connections idle longer
-   than ``ws_idle_seconds`` (4408) or whose token has expired or was revoked (4401).
+5. **Timeouts**: one sweep per process (``gateway/realtime/_sweep.py``) closes connections
+   idle longer than ``ws_idle_seconds`` (4408) or whose token has expired or was revoked
+   (4401).
 6. **Close**: a close frame, then the transport closes when the client answers, or is
    aborted ``_CLOSE_TIMEOUT`` seconds later (a client that stopped reading never answers).
    uvicorn's shutdown calls :meth:`shutdown` on every connection (1001).
@@ -57,12 +58,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from prometheus_client import REGISTRY
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from redis.exceptions import RedisError
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -71,6 +69,7 @@ from websockets.server import ServerProtocol
 
 from engine.errors import EngineError, Unauthenticated
 from engine.realtime import Subscriber
+from gateway.realtime._binding import Edge, _current
 from gateway.realtime.messages import (
     CLOSES,
     PONG,
@@ -94,17 +93,11 @@ from gateway.realtime.messages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-    from prometheus_client.metrics_core import Metric
     from uvicorn.config import Config
     from uvicorn.server import ServerState
 
-    from engine.accounts import Revocations
     from engine.config import Settings
     from engine.principal import Principal
-    from engine.realtime import Hub
-    from engine.runtime import Engine
 
 log = logging.getLogger("healthmed.realtime")
 
@@ -117,43 +110,6 @@ _CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection waits for the client's close frame before it is aborted."""
 _MAX_FRAGMENTS = 16
 """Frames one message may span (the size limit alone would allow endless empty ones)."""
-
-
-# -- the running app, as the edge sees it ------------------------------------------------
-
-
-class Edge:
-    """What websocket connections of this process share: the engine, its hub, the sweep.
-
-    Built by the app's lifespan (:func:`bind`) once the engine is up; uvicorn builds
-    protocols itself, so they find it through :data:`_current`.
-    """
-
-    __slots__ = ("engine", "hub", "settings", "sweeper")
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.hub: Hub = engine.hub
-        self.settings: Settings = engine.settings
-        self.sweeper = Sweeper(float(engine.settings.ws_idle_seconds), engine.accounts.revocations)
-
-
-class _Current:
-    edge: Edge | None = None
-
-
-_current = _Current()
-
-
-def bind(engine: Engine) -> None:
-    """Serve websockets with ``engine`` (called by the app's lifespan after start)."""
-    _current.edge = Edge(engine)
-    _collector.hubs.add(engine.hub)
-
-
-def unbind() -> None:
-    """Refuse new websockets (503): the app is stopping."""
-    _current.edge = None
 
 
 # -- frames ------------------------------------------------------------------------------
@@ -250,7 +206,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         except Exception:  # a bug here must cost one connection, never the loop's callback
             log.exception("realtime: websocket connection failed")
             self.closing = True
-            self._release()
+            self.release()
             if self.transport is not None:
                 self.transport.abort()
 
@@ -272,7 +228,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.closing = True
         self.transport = None
         self.connections.discard(self)
-        self._release()
+        self.release()
 
     # -- uvicorn -------------------------------------------------------------------------
 
@@ -529,7 +485,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         and close TCP once the buffer is written, aborting if the client has not taken it
         within ``_CLOSE_TIMEOUT`` (one that stopped reading never will)."""
         self.closing = True
-        self._release()
+        self.release()
         if self.transport is not None:
             self.transport.close()
             self.timer = asyncio.get_running_loop().call_later(_CLOSE_TIMEOUT, self._abort)
@@ -543,7 +499,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             return
         self.closing = True
         reading_paused = self.pending is not None  # paused while the token was checked
-        self._release()
+        self.release()
         if self.conn.state is State.OPEN and self.transport is not None:
             # A close reason is at most 123 bytes of UTF-8.
             self.conn.send_close(code, reason.encode()[:123].decode(errors="ignore"))
@@ -560,7 +516,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Leave the hub and the sweep; stop the auth timer or task. Idempotent."""
         edge = self.edge
         if edge is not None and self.principal is not None:
@@ -576,106 +532,4 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             self.task = None
 
 
-# -- timeouts: one sweep per process -----------------------------------------------------
-
-
-class Sweeper:
-    """Idle, token-expiry and revocation checks for every authenticated connection, one
-    timer per process.
-
-    Runs every ``min(1, idle / 4)`` seconds while there are connections: a connection closes
-    for idleness between ``idle`` and ``idle`` + that period after its last message, and at
-    most that period after its token's expiry. When revocations were added since the last
-    sweep (a logout, an erasure, a refresh token reused), every connection's token is checked
-    against the process's copy, so a revoked session stops receiving events within a period.
-    While that copy is not current (its subscription is down) the check waits for it.
-    """
-
-    __slots__ = ("conns", "handle", "idle", "period", "revocations", "seen")
-
-    def __init__(self, idle: float, revocations: Revocations) -> None:
-        self.idle = idle
-        self.period = min(1.0, idle / 4)
-        self.revocations = revocations
-        self.seen = revocations.version
-        self.conns: set[RealtimeProtocol] = set()
-        self.handle: asyncio.TimerHandle | None = None
-
-    def add(self, conn: RealtimeProtocol) -> None:
-        self.conns.add(conn)
-        if self.handle is None:
-            self.handle = asyncio.get_running_loop().call_later(self.period, self._sweep)
-
-    def discard(self, conn: RealtimeProtocol) -> None:
-        self.conns.discard(conn)
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        idle_before = now - self.idle
-        closing: list[tuple[RealtimeProtocol, CloseReason]] = []
-        for conn in self.conns:
-            if now >= conn.deadline:
-                closing.append((conn, "token_expired"))
-            elif conn.last_seen <= idle_before:
-                closing.append((conn, "idle"))
-        revocations = self.revocations
-        if revocations.version != self.seen and revocations.live:
-            self.seen = revocations.version
-            for conn in self.conns:
-                principal = conn.principal
-                if principal is not None and revocations.revoked(principal):
-                    closing.append((conn, "token_revoked"))
-        try:
-            for conn, reason in closing:
-                try:
-                    conn.close(reason)  # at most once: a second close is a no-op
-                except Exception:  # one broken connection must not stop the sweep
-                    log.exception("realtime: closing a websocket failed")
-                    conn._release()
-        finally:
-            loop = asyncio.get_running_loop()
-            self.handle = loop.call_later(self.period, self._sweep) if self.conns else None
-
-
-# -- metrics -----------------------------------------------------------------------------
-
-
-class _RealtimeCollector:
-    """Prometheus collector reading the hubs' counters at scrape time (no per-frame cost)."""
-
-    def __init__(self) -> None:
-        self.hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
-
-    def collect(self) -> Iterator[Metric]:
-        hubs = list(self.hubs)
-        connections = GaugeMetricFamily(
-            "healthmed_ws_connections", "Authenticated websocket connections in this process"
-        )
-        connections.add_metric([], sum(h.subscriber_count for h in hubs))
-        yield connections
-        events = CounterMetricFamily(
-            "healthmed_ws_events", "Event frames received from Redis pub/sub"
-        )
-        events.add_metric([], sum(h.frames_in for h in hubs))
-        yield events
-        frames = CounterMetricFamily(
-            "healthmed_ws_frames",
-            "Event frames handed to websocket clients: written during the fan-out, or queued "
-            "behind a backed-up socket",
-            labels=["path"],
-        )
-        frames.add_metric(["direct"], sum(h.delivered_direct for h in hubs))
-        frames.add_metric(["queued"], sum(h.delivered_queued for h in hubs))
-        yield frames
-        slow = CounterMetricFamily(
-            "healthmed_ws_dropped_slow", "Connections closed because their send queue was full"
-        )
-        slow.add_metric([], sum(h.dropped_slow for h in hubs))
-        yield slow
-
-
-_collector = _RealtimeCollector()
-REGISTRY.register(_collector)
-
-
-__all__ = ["PATH", "Edge", "RealtimeProtocol", "Sweeper", "bind", "unbind"]
+__all__ = ["PATH", "RealtimeProtocol"]

@@ -28,8 +28,10 @@ from engine.config import load_settings
 from engine.errors import Unauthenticated
 from engine.principal import Principal
 from engine.realtime import Hub
+from gateway import realtime
 from gateway.realtime import edge
 from gateway.realtime.edge import RealtimeProtocol
+from gateway.realtime.messages import CLOSES
 
 HANDSHAKE = (
     b"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -151,9 +153,9 @@ def engine(tmp_path: Path) -> Iterator[FakeEngine]:
         }
     )
     fake = FakeEngine(settings)
-    edge.bind(fake)  # type: ignore[arg-type]
+    realtime.bind(fake)  # type: ignore[arg-type]
     yield fake
-    edge.unbind()
+    realtime.unbind()
 
 
 class Peer:
@@ -191,7 +193,7 @@ async def test_the_handshake_accepts_v1_ws_only(engine: FakeEngine) -> None:
 
 
 async def test_the_handshake_is_503_while_the_app_is_not_serving(engine: FakeEngine) -> None:
-    edge.unbind()
+    realtime.unbind()
     peer = Peer()
     assert bytes(peer.transport.written).startswith(b"HTTP/1.1 503")
     assert peer.transport.closed
@@ -255,7 +257,7 @@ async def test_a_token_check_that_fails_closes_without_blaming_the_token(
 
 async def test_no_auth_within_the_deadline_closes_4401(engine: FakeEngine) -> None:
     engine.settings = dataclasses.replace(engine.settings, ws_auth_seconds=0.05)
-    edge.bind(engine)  # type: ignore[arg-type]
+    realtime.bind(engine)  # type: ignore[arg-type]
     peer = Peer()
     await asyncio.sleep(0.1)
     code = close_of(peer.transport)
@@ -308,7 +310,7 @@ async def test_a_full_queue_closes_1013_and_an_unanswered_close_is_aborted(
     slow.proto.pause_writing()
     for n in range(10):  # queue size 4
         engine.hub.dispatch(TOPIC, b'{"type":"event","n":%d}' % n)
-    assert close_of(slow.transport) == (1013, edge.CLOSES["slow"][1])
+    assert close_of(slow.transport) == (1013, CLOSES["slow"][1])
     assert engine.hub.subscriber_counts()[TOPIC] == 1  # slow left the topic
     assert [m["n"] for m in texts(fast.transport)[2:]] == list(range(10))
     assert not slow.transport.aborted
@@ -354,7 +356,7 @@ async def test_uvicorn_shutdown_closes_1001(engine: FakeEngine) -> None:
     peer = Peer()
     await peer.ready()
     peer.proto.shutdown()
-    assert close_of(peer.transport) == (1001, edge.CLOSES["shutdown"][1])
+    assert close_of(peer.transport) == (1001, CLOSES["shutdown"][1])
     assert peer.transport.closed
 
 
@@ -385,14 +387,14 @@ async def test_a_token_revoked_after_auth_closes_its_connection_at_the_next_swee
 ) -> None:
     """Logout or erasure elsewhere: the revoked session's websocket closes 4401; others stay."""
     engine.settings = dataclasses.replace(engine.settings, ws_idle_seconds=1)  # sweep: 0.25 s
-    edge.bind(engine)  # type: ignore[arg-type]
+    realtime.bind(engine)  # type: ignore[arg-type]
     revoked, other = Peer(), Peer()
     await revoked.ready("P-out")
     await other.ready("P-stays")
     until = int(time.time() * 1000) + 600_000
     engine.accounts.revocations.add("jti|j-P-out|1", until)
     await asyncio.sleep(0.4)
-    assert close_of(revoked.transport) == (4401, edge.CLOSES["token_revoked"][1])
+    assert close_of(revoked.transport) == (4401, CLOSES["token_revoked"][1])
     assert close_of(other.transport) is None
     other.send(client({"type": "ping"}))
     assert texts(other.transport)[-1] == {"type": "pong"}
@@ -505,6 +507,6 @@ async def test_a_token_revoked_while_its_check_waited_is_refused_at_ready(
     peer.send(client({"type": "auth", "token": "good:P-late"}))
     engine.accounts.revocations.add("jti|j-P-late|1", int(time.time() * 1000) + 600_000)
     await asyncio.sleep(0.1)
-    assert close_of(peer.transport) == (4401, edge.CLOSES["token_revoked"][1])
+    assert close_of(peer.transport) == (4401, CLOSES["token_revoked"][1])
     assert texts(peer.transport) == []
     assert engine.hub.subscriber_count == 0

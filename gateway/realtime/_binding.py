@@ -1,0 +1,56 @@
+"""The running app as the websocket edge sees it, bound by the app's lifespan.
+
+uvicorn builds each connection's protocol object itself (``ws=`` names a class), so the
+protocol cannot receive the engine through Litestar's dependency injection; the lifespan binds
+it here once the engine is up, and unbinds it before the engine closes (new websockets then
+get 503).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.realtime._metrics import track
+from gateway.realtime._sweep import Sweeper
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+    from engine.realtime import Hub
+    from engine.runtime import Engine
+
+
+class Edge:
+    """What websocket connections of this process share: the engine, its hub, the sweep.
+
+    Built by the app's lifespan (:func:`bind`) once the engine is up; uvicorn builds
+    protocols itself, so they find it through :data:`_current`.
+    """
+
+    __slots__ = ("engine", "hub", "settings", "sweeper")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.hub: Hub = engine.hub
+        self.settings: Settings = engine.settings
+        self.sweeper = Sweeper(float(engine.settings.ws_idle_seconds), engine.accounts.revocations)
+
+
+class _Current:
+    edge: Edge | None = None
+
+
+_current = _Current()
+
+
+def bind(engine: Engine) -> None:
+    """Serve websockets with ``engine`` (called by the app's lifespan after start)."""
+    _current.edge = Edge(engine)
+    track(engine.hub)
+
+
+def unbind() -> None:
+    """Refuse new websockets (503): the app is stopping."""
+    _current.edge = None
+
+
+__all__ = ["Edge", "bind", "unbind"]
