@@ -180,7 +180,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.parts: list[bytes] | None = None
         """Frames of the message arriving (clients rarely fragment: usually one)."""
         self.binary = False
-        self.pending: list[bytes] | None = None
+        self.pending: list[bytes | None] | None = None
         """Messages that arrived while the token was being checked."""
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
@@ -311,15 +311,15 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         parts, self.parts = self.parts or [], None
         if self.closing:
             return
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
         if self.binary:
-            data = b""  # the protocol is JSON in text frames: answered as a bad message
-        else:
-            try:
-                data.decode()
-            except UnicodeDecodeError:  # RFC 6455 8.1: fail the connection, 1007
-                self._fail(1007, "text frame is not valid UTF-8")
-                return
+            self._on_message(None)  # the protocol is JSON in text frames: a bad message
+            return
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        try:
+            data.decode()
+        except UnicodeDecodeError:  # RFC 6455 8.1: fail the connection, 1007
+            self._fail(1007, "text frame is not valid UTF-8")
+            return
         self._on_message(data)
 
     def _fail(self, code: int, reason: str) -> None:
@@ -328,7 +328,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.conn.fail(code, reason)
         self._write_protocol()
 
-    def _on_message(self, data: bytes) -> None:
+    def _on_message(self, data: bytes | None) -> None:
+        """One client message (None: a binary one)."""
         edge = self.edge
         if self.closing or edge is None:
             return
@@ -340,7 +341,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         elif self.pending is not None:
             self.pending.append(data)  # the token is being checked: applied after ready
         elif self.principal is None:
-            message = decode(data, settings.ws_max_message_bytes)
+            message = None if data is None else decode(data, settings.ws_max_message_bytes)
             if isinstance(message, Auth):
                 self._start_auth(edge, message.token)
             else:
@@ -359,9 +360,9 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.tokens -= 1.0
         return True
 
-    def _apply(self, edge: Edge, data: bytes) -> None:
+    def _apply(self, edge: Edge, data: bytes | None) -> None:
         """One message of an authenticated client: apply it and answer."""
-        if not data:
+        if data is None:
             message: ClientMessage | Error = Error(
                 code="bad_message", detail="messages are JSON objects in text frames"
             )

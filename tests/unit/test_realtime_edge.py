@@ -464,6 +464,12 @@ async def test_binary_frames_are_bad_messages(engine: FakeEngine) -> None:
         "code": "bad_message",
         "detail": "messages are JSON objects in text frames",
     }
+    peer.send(client(b""))  # an empty text message is malformed JSON, not a binary one
+    assert texts(peer.transport)[-1] == {
+        "type": "error",
+        "code": "bad_message",
+        "detail": "malformed JSON",
+    }
     first = Peer()
     auth = json.dumps({"type": "auth", "token": "good:P2"}).encode()
     first.send(client(auth, opcode=Opcode.BINARY))
