@@ -51,7 +51,7 @@ for i = 7, #KEYS do
     "appointment_id", "deadline")
   local since = tonumber(h[2])
   local in_flight = h[1] == "pending" or h[1] == "locked"
-    or (h[1] == "requested" and stored[key] == "open")
+    or (h[1] == "requested" and stored[key] == "open" and h[7] and tonumber(h[8]) ~= nil)
   if in_flight and since ~= nil and clock - since < KEEP_MS then
     kept[key] = h
   else

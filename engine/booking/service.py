@@ -167,10 +167,7 @@ class BookingService(_Decisions):
         watcher never disturbs a hydrated doctor; even forced, a rebuild keeps in-flight
         creates, edits and reservations (see rebuild.lua). Patients' holdings are rebuilt
         lazily, on their next reservation."""
-        doctors = await self.store.query_index("DOCTORS")
-        ids = sorted(
-            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
-        )
+        ids = await self._doctor_ids()
         gate = asyncio.Semaphore(16)
 
         async def one(doctor_id: str) -> int:
@@ -181,14 +178,18 @@ class BookingService(_Decisions):
         log.info("booking rehydrated: %d doctors, %d slots", len(ids), sum(counts))
         return sum(counts)
 
+    async def _doctor_ids(self) -> list[str]:
+        """Every registered doctor, from the store's doctors index."""
+        doctors = await self.store.query_index("DOCTORS")
+        return sorted(
+            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
+        )
+
     # --- expiry sweeper -----------------------------------------------------------------------
     async def reindex_sweep(self) -> int:
         """Put every doctor with undecided requests in the sweep index at its earliest deadline
         (``ZADD LT``: never delays an entry). The number of doctors with requests."""
-        doctors = await self.store.query_index("DOCTORS")
-        ids = sorted(
-            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
-        )
+        ids = await self._doctor_ids()
         found = 0
         for at in range(0, len(ids), _REINDEX_BATCH):
             batch = ids[at : at + _REINDEX_BATCH]
