@@ -199,10 +199,11 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
 
 
 class Stats:
-    def __init__(self, events: int, slots: list[str]) -> None:
+    def __init__(self, slots: list[str]) -> None:
+        """Deliveries of the events whose ``slot_id``s are ``slots``, in that order."""
         self.index = {slot.encode(): n for n, slot in enumerate(slots)}
-        self.counts = [0] * events
-        self.last = [0] * events
+        self.counts = [0] * len(slots)
+        self.last = [0] * len(slots)
         self.subscribed = 0
         self.closed = 0
         self.close_codes: dict[int, int] = {}
@@ -286,8 +287,7 @@ async def _worker(pipe: Any, index: int, count: int, ports: list[int], addrs: in
     import jwt
 
     loop = asyncio.get_running_loop()
-    events = len(slots)
-    stats = Stats(events, slots)
+    stats = Stats(slots)
     sub = client_frame(json.dumps({"type": "subscribe", "topic": topic}).encode())
     clients: list[Client] = []
 
@@ -366,7 +366,6 @@ class Result:
     rss_after_kb: int = 0
     fanouts_ms: list[float] = field(default_factory=list)
     lost: int = 0
-    events: int = 0
 
     def pct(self, q: float) -> float:
         if not self.fanouts_ms:
@@ -533,7 +532,7 @@ Trigger = PublishTrigger | BookingTrigger
 def run_kind(
     kind: str, args: argparse.Namespace, redis_url: str, tmp: Path, trigger: Trigger
 ) -> Result:
-    result = Result(kind=kind, events=args.events)
+    result = Result(kind=kind)
     servers = start_servers(kind, args.servers, redis_url, tmp)
     pids = [p.pid for _, p in servers]
     ports = [port for port, _ in servers]
