@@ -115,7 +115,12 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
         return problem_response(HTTP_422_UNPROCESSABLE_ENTITY, str(exc.detail), "malformed_body")
     if status >= 500:
         log.error("http error %s: %s", status, exc.detail)
-    return problem_response(status, str(exc.detail) or _TITLES.get(status, ("Error", ""))[0])
+    # Litestar's headers (the 405's ``Allow``, RFC 9110 section 15.5.6) go out with the problem.
+    return problem_response(
+        status,
+        str(exc.detail) or _TITLES.get(status, ("Error", ""))[0],
+        headers=dict(exc.headers) if exc.headers else None,
+    )
 
 
 def redis_error_handler(_: Request[Any, Any, Any], exc: RedisError) -> Response[Problem]:
