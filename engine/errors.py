@@ -39,6 +39,18 @@ class Invalid(EngineError):
     default_code = "invalid_input"
 
 
+def error_entries(exc: EngineError) -> list[dict[str, Any]]:
+    """The per-field entries of an error (``{key, message, code}``): its own ``errors``, each
+    given the error's ``code`` when it has none, or one entry for its ``field``."""
+    entries = exc.fields.get("errors")
+    if isinstance(entries, list):
+        return [{**e, "code": e.get("code", exc.code)} for e in entries if isinstance(e, dict)]
+    field = exc.fields.get("field")
+    if isinstance(field, str):
+        return [{"key": field, "message": exc.detail, "code": exc.code}]
+    return []
+
+
 class PayloadTooLarge(Invalid):
     status = 413
     title = "Payload too large"

@@ -15,9 +15,12 @@ from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
+from litestar.types import Empty
+from litestar.utils.scope.state import ScopeState
 from redis.exceptions import RedisError
 
-from engine.errors import EngineError, RateLimited
+from engine.errors import EngineError, Invalid, RateLimited, error_entries
+from gateway._invalid import body_errors
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -79,7 +82,10 @@ def problem_of(exc: EngineError) -> Problem:
     extra: dict[str, Any] = {}
     if isinstance(exc, RateLimited):
         extra["retry_after"] = exc.retry_after
-    if "errors" in exc.fields:
+    if isinstance(exc, Invalid):
+        if entries := error_entries(exc):
+            extra["errors"] = entries
+    elif "errors" in exc.fields:
         extra["errors"] = exc.fields["errors"]
     return _problem(exc.status, exc.detail, exc.code, **extra)
 
@@ -93,8 +99,11 @@ def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Respons
     )
 
 
-def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
-    """Litestar's body and parameter validation: always 422, with the failing fields."""
+def validation_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Problem]:
+    """Litestar's body and parameter validation: always 422, with every failing field (the
+    body's through a second pass, :mod:`gateway._invalid`, since msgspec stops at the first)."""
     errors: list[dict[str, Any]] = []
     if isinstance(exc.extra, list):
         errors = [
@@ -102,10 +111,24 @@ def validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> R
             for e in exc.extra
             if isinstance(e, dict)
         ]
+    if any(e.get("source") == "body" for e in errors):
+        body = _body_errors(request)
+        if body:
+            errors = [e for e in errors if e.get("source") != "body"] + body
+    for e in errors:
+        e.setdefault("code", "invalid_input")
     detail = exc.detail if exc.detail and exc.detail != "Bad Request" else "invalid request"
     return problem_response(
         HTTP_422_UNPROCESSABLE_ENTITY, detail, "invalid_input", errors=errors or msgspec.UNSET
     )
+
+
+def _body_errors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+    data = request.route_handler.parsed_data_field
+    parsed = ScopeState.from_scope(request.scope).json
+    if data is None or parsed is Empty:
+        return []
+    return body_errors(data.annotation, parsed)
 
 
 def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:

@@ -149,19 +149,28 @@ class AccountService:
             raise _duplicate(guards[exc.index - 1][0]) from None
 
     async def register_doctor(self, reg: DoctorRegistration) -> DoctorProfile:
+        ok = v.check_all(
+            {
+                "name": reg.name,
+                "crm": reg.crm,
+                "uf": reg.uf,
+                "email": reg.email,
+                "password": reg.password,
+                "specialty": reg.specialty,
+                "price_cents": reg.price_cents,
+                "location.lat": reg.location.lat,
+                "location.lon": reg.location.lon,
+                "city": reg.city,
+            }
+        )
         data: dict[str, Any] = {
             "id": new_id(),
             "role": "doctor",
-            "name": v.name(reg.name),
-            "crm": v.crm(reg.crm),
-            "uf": v.uf(reg.uf),
-            "email": v.email(reg.email),
-            "password": v.password(reg.password),
-            "specialty": v.specialty(reg.specialty),
-            "price_cents": v.price_cents(reg.price_cents),
-            "lat": v.latitude(reg.location.lat),
-            "lon": v.longitude(reg.location.lon),
-            "city": v.city(reg.city),
+            **{k: ok[k] for k in ("name", "crm", "uf", "email", "password", "specialty")},
+            "price_cents": ok["price_cents"],
+            "lat": ok["location.lat"],
+            "lon": ok["location.lon"],
+            "city": ok["city"],
             "rating_sum": 0,
             "rating_count": 0,
             "created_at": now_ms(),
@@ -177,13 +186,13 @@ class AccountService:
         return profile
 
     async def register_patient(self, reg: PatientRegistration) -> PatientProfile:
+        ok = v.check_all(
+            {"name": reg.name, "email": reg.email, "cpf": reg.cpf, "password": reg.password}
+        )
         data: dict[str, Any] = {
             "id": new_id(),
             "role": "patient",
-            "name": v.name(reg.name),
-            "email": v.email(reg.email),
-            "cpf": v.cpf(reg.cpf),
-            "password": v.password(reg.password),
+            **ok,
             "created_at": now_ms(),
         }
         guards = [("email", email_guard(data["email"])), ("cpf", cpf_guard(data["cpf"]))]
@@ -383,18 +392,18 @@ class AccountService:
         """PATCH /v1/me for doctors (patients: 403). Optimistic lock on the profile."""
         if principal.role != "doctor":
             raise Forbidden("only doctors edit their profile", code="wrong_role")
-        changes: dict[str, Any] = {}
-        if patch.name is not msgspec.UNSET:
-            changes["name"] = v.name(patch.name)
-        if patch.price_cents is not msgspec.UNSET:
-            changes["price_cents"] = v.price_cents(patch.price_cents)
-        if patch.specialty is not msgspec.UNSET:
-            changes["specialty"] = v.specialty(patch.specialty)
+        sent = {
+            k: getattr(patch, k)
+            for k in ("name", "price_cents", "specialty", "city")
+            if getattr(patch, k) is not msgspec.UNSET
+        }
         if patch.location is not msgspec.UNSET:
-            changes["lat"] = v.latitude(patch.location.lat)
-            changes["lon"] = v.longitude(patch.location.lon)
-        if patch.city is not msgspec.UNSET:
-            changes["city"] = v.city(patch.city)
+            sent["location.lat"] = patch.location.lat
+            sent["location.lon"] = patch.location.lon
+        changes = v.check_all(sent)
+        if "location.lat" in changes:
+            changes["lat"] = changes.pop("location.lat")
+            changes["lon"] = changes.pop("location.lon")
         for _ in range(RETRIES):
             item = await self._profile_item(principal.user_id)
             if item is None:

@@ -76,6 +76,13 @@ class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     city: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
+VALUE_CHECKED: frozenset[type[msgspec.Struct]] = frozenset(
+    {DoctorRegistration, PatientRegistration, DoctorPatch}
+)
+"""Bodies whose values go through ``validators.RULES`` (login bodies do not: a login reveals
+nothing about the rules an account follows)."""
+
+
 class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     access_token: str
     refresh_token: str

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING, Any
 
-from engine.errors import Invalid
+from engine.errors import Invalid, error_entries
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 UFS = frozenset(
     "AC AL AP AM BA CE DF ES GO MA MT MS MG PA PB PR PE PI RJ RN RS RO RR SC SP SE TO".split()  # noqa: SIM905
@@ -34,7 +38,7 @@ _CPF_DIGITS = re.compile(r"[0-9]{11}")
 
 
 def _field_error(detail: str, code: str, field: str) -> Invalid:
-    return Invalid(detail, code=code, errors=[{"key": field, "message": detail}])
+    return Invalid(detail, code=code, errors=[{"key": field, "message": detail, "code": code}])
 
 
 def cpf_check_digits(first_nine: str) -> str:
@@ -142,3 +146,36 @@ def price_cents(value: int) -> int:
             "price_cents",
         )
     return value
+
+
+RULES: dict[str, Callable[[Any], Any]] = {
+    "name": name,
+    "crm": crm,
+    "uf": uf,
+    "email": email,
+    "password": password,
+    "cpf": cpf,
+    "specialty": specialty,
+    "price_cents": price_cents,
+    "city": city,
+    "location.lat": lambda value: latitude(value, "location.lat"),
+    "location.lon": lambda value: longitude(value, "location.lon"),
+}
+"""The rule of each account field, by its key in a request body."""
+
+
+def check_all(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every value (by its key in ``RULES``) through its rule: the normalised values, or one
+    ``Invalid`` listing every invalid field, whose ``code`` is the first one's."""
+    out: dict[str, Any] = {}
+    first: Invalid | None = None
+    errors: list[dict[str, Any]] = []
+    for key, value in values.items():
+        try:
+            out[key] = RULES[key](value)
+        except Invalid as exc:
+            first = first or exc
+            errors += error_entries(exc)
+    if first is not None:
+        raise Invalid(first.detail, code=first.code, errors=errors)
+    return out

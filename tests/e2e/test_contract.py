@@ -6,6 +6,8 @@ import re
 
 import httpx
 
+from tests.e2e._accounts import doctor_body, patient_body
+
 _METHODS = ("get", "put", "post", "delete", "patch")
 
 
@@ -31,3 +33,49 @@ def test_every_route_answers_405_with_allow(http: httpx.Client) -> None:
         allowed = {m.strip().lower() for m in r.headers["allow"].split(",")}
         assert served <= allowed, (path, allowed)
         assert not (set(missing) & allowed), (path, allowed)
+
+
+def _codes(r: httpx.Response) -> dict[str, str]:
+    assert r.status_code == 422, r.text
+    return {e["key"]: e["code"] for e in r.json()["errors"]}
+
+
+def test_a_body_with_three_bad_values_reports_all_three(http: httpx.Client) -> None:
+    """Three invalid account values: one entry a field, each with its own code, and the
+    top-level code of the first (as when only that one was wrong)."""
+    body = doctor_body(11_000_001, crm="12", uf="XX", password="short")
+    r = http.post("/v1/doctors", json=body)
+    assert _codes(r) == {"crm": "invalid_crm", "uf": "invalid_uf", "password": "weak_password"}
+    assert r.json()["code"] == "invalid_crm"
+
+
+def test_type_errors_and_value_errors_are_reported_together(http: httpx.Client) -> None:
+    """msgspec stops at the first mistyped field; the problem still lists every missing,
+    unknown and mistyped field and the invalid values of the well-typed ones."""
+    body = patient_body(11_000_002, name=5, password="short", color="blue")
+    del body["email"]
+    r = http.post("/v1/patients", json=body)
+    assert _codes(r) == {
+        "name": "invalid_type",
+        "email": "missing_field",
+        "color": "unknown_field",
+        "password": "weak_password",
+    }
+    assert r.json()["code"] == "invalid_input"
+    assert all(e["source"] == "body" for e in r.json()["errors"])
+
+
+def test_nested_fields_are_reported_by_their_path(http: httpx.Client) -> None:
+    """A nested object's fields are keyed by their path (``location.lat``)."""
+    body = doctor_body(11_000_003, location={"lat": "north", "lon": 500.0}, price_cents=-1)
+    codes = _codes(http.post("/v1/doctors", json=body))
+    assert codes == {
+        "location.lat": "invalid_type",
+        "location.lon": "invalid_location",
+        "price_cents": "invalid_price",
+    }
+
+
+def test_a_valid_body_is_unaffected(http: httpx.Client) -> None:
+    """The fast path: a valid registration is 201 as before."""
+    assert http.post("/v1/patients", json=patient_body(11_000_004)).status_code == 201
