@@ -15,7 +15,6 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
@@ -23,6 +22,7 @@ from engine.principal import Principal
 from engine.runtime import Engine
 from gateway import realtime
 from gateway.deps import DEPENDENCIES
+from gateway.docs import OfflineSwaggerPlugin
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
 
@@ -83,13 +83,14 @@ def create_app(settings: Settings) -> Litestar:
         title="Health&Med scheduling engine",
         version="1.0.0",
         path="/schema",
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[OfflineSwaggerPlugin()],  # offline, pinned, with a CSP (gateway/docs.py)
         components=Components(
             security_schemes={
                 "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
             }
         ),
         security=[{"bearer": []}],
+        use_handler_docstrings=True,  # every route's docstring is its operation description
     )
     return Litestar(
         route_handlers=[*ROUTE_HANDLERS, MetricsController],

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_422_UNPROCESSABLE_ENTITY
 from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
@@ -176,13 +177,56 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 }
 
 
+_EXAMPLE_DETAILS = {
+    401: ("a bearer token is required", "missing_token"),
+    403: ("this route is for doctors", "wrong_role"),
+    404: ("appointment not found", "not_found"),
+    405: ("Method Not Allowed", "method_not_allowed"),
+    409: ("the slot is no longer open", "slot_unavailable"),
+    413: ("the upload is larger than the record limit", "record_too_large"),
+    415: ("the file type is not accepted", "unsupported_media_type"),
+    426: ("GET /v1/ws is a websocket: connect with Upgrade: websocket", "upgrade_required"),
+    429: ("too many failed attempts, retry later", "too_many_attempts"),
+    500: ("the stored record failed its integrity check", "record_integrity_error"),
+    503: ("the hot-state store is unavailable, retry later", "redis_unavailable"),
+}
+
+
+def _example(status: int) -> Example:
+    """A real problem body of ``status``, as the server sends it (not generated text)."""
+    if status == 422:
+        value: dict[str, Any] = {
+            "status": 422,
+            "title": "Invalid input",
+            "detail": "crm must be 4 to 8 digits",
+            "code": "invalid_crm",
+            "type": "about:blank",
+            "errors": [
+                {"key": "crm", "message": "crm must be 4 to 8 digits", "code": "invalid_crm"},
+                {"key": "uf", "message": "uf must be a Brazilian state code such as SP",
+                 "code": "invalid_uf"},
+            ],
+        }  # fmt: skip
+    else:
+        detail, code = _EXAMPLE_DETAILS.get(status, ("error", "error"))
+        title = _TITLES.get(status, ("Error", ""))[0]
+        value = {"status": status, "title": title, "detail": detail, "code": code}
+        value["type"] = "about:blank"
+        if status == 429:
+            value["retry_after"] = 60
+    return Example(summary=value["code"], value=value)
+
+
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI documentation of the problem responses a route can return."""
+    """OpenAPI documentation of the problem responses a route can return, each with a real
+    example."""
     return {
         s: ResponseSpec(
             data_container=Problem,
             media_type=PROBLEM_JSON,
             description=_TITLES.get(s, ("Error", ""))[0],
+            generate_examples=False,
+            examples=[_example(s)],
         )
         for s in statuses
     }

@@ -79,3 +79,23 @@ def test_nested_fields_are_reported_by_their_path(http: httpx.Client) -> None:
 def test_a_valid_body_is_unaffected(http: httpx.Client) -> None:
     """The fast path: a valid registration is 201 as before."""
     assert http.post("/v1/patients", json=patient_body(11_000_004)).status_code == 201
+
+
+def test_every_operation_has_a_description_and_real_problem_examples(http: httpx.Client) -> None:
+    """Each operation is described, and its problem responses show a real body (status and
+    code as the server sends them), never generated text."""
+    paths = http.get("/schema/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method not in _METHODS:
+                continue
+            assert op.get("description"), (method, path)
+            for status, response in op.get("responses", {}).items():
+                media = response.get("content", {}).get("application/problem+json")
+                if media is None:
+                    continue
+                examples = list(media.get("examples", {}).values())
+                assert examples, (method, path, status)
+                for example in examples:
+                    assert example["value"]["status"] == int(status), (method, path, status)
+                    assert re.fullmatch(r"[a-z_]+", example["value"]["code"])
