@@ -6,16 +6,51 @@ has its own ``code``. Profiles are built from the stored ``USER#<id>/PROFILE`` i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from engine.accounts import validators as _rules
 from engine.timeutil import to_rfc3339
 
 
+def _doc(description: str, **schema: Any) -> msgspec.Meta:
+    """OpenAPI text and constraints of a field whose value the engine checks (``validators``,
+    with its own error code); msgspec itself only checks the type."""
+    return msgspec.Meta(description=description, extra_json_schema={"extra": schema})
+
+
+Password = Annotated[
+    str,
+    _doc(
+        f"{_rules.PASSWORD_MIN} to {_rules.PASSWORD_MAX} characters (422 `weak_password`; "
+        "too long: `invalid_password`)",
+        min_length=_rules.PASSWORD_MIN,
+        max_length=_rules.PASSWORD_MAX,
+    ),
+]
+PriceCents = Annotated[
+    int,
+    _doc(
+        "centavos, 0 to 100000000 (422 `invalid_price`)", minimum=0, maximum=_rules.PRICE_MAX_CENTS
+    ),
+]
+Crm = Annotated[str, _doc("4 to 8 digits (422 `invalid_crm`)", examples=["123456"])]
+Uf = Annotated[
+    str, _doc("a Brazilian state code, case-insensitive (422 `invalid_uf`)", examples=["SP"])
+]
+
+
 class Location(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    lat: float
-    lon: float
+    lat: Annotated[
+        float,
+        _doc(
+            "latitude (422 `invalid_location`)",
+            minimum=-_rules.GEO_LAT_MAX,
+            maximum=_rules.GEO_LAT_MAX,
+        ),
+    ]
+    lon: Annotated[float, _doc("longitude (422 `invalid_location`)", minimum=-180, maximum=180)]
 
 
 class Money(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,12 +66,12 @@ class Rating(msgspec.Struct, frozen=True, kw_only=True):
 
 class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
-    crm: str
-    uf: str
+    crm: Crm
+    uf: Uf
     email: str
-    password: str
+    password: Password
     specialty: str
-    price_cents: int
+    price_cents: PriceCents
     location: Location
     city: str | None = None
 
@@ -44,8 +79,10 @@ class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 class PatientRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     email: str
-    cpf: str
-    password: str
+    cpf: Annotated[
+        str, _doc("11 digits, punctuation allowed, check digits validated (422 `invalid_cpf`)")
+    ]
+    password: Password
 
 
 class DoctorLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -70,7 +107,7 @@ class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """PATCH /v1/me for doctors: only the fields sent change."""
 
     name: str | msgspec.UnsetType = msgspec.UNSET
-    price_cents: int | msgspec.UnsetType = msgspec.UNSET
+    price_cents: PriceCents | msgspec.UnsetType = msgspec.UNSET
     specialty: str | msgspec.UnsetType = msgspec.UNSET
     location: Location | msgspec.UnsetType = msgspec.UNSET
     city: str | msgspec.UnsetType | None = msgspec.UNSET

@@ -23,6 +23,8 @@ from engine.booking import _store as st
 from engine.booking._core import doctor_of_slot, redis_guard
 from engine.booking._model import (
     ACTIVE,
+    JUSTIFICATION_MAX,
+    JUSTIFICATION_MIN,
     Appointment,
     AppointmentView,
     Cancellation,
@@ -43,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("healthmed.booking")
 
-JUSTIFICATION_MIN, JUSTIFICATION_MAX = 10, 1000
 TEXT_MAX = 1000
 
 

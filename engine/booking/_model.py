@@ -5,7 +5,7 @@ Internal times are epoch milliseconds; wire times are RFC 3339 UTC (``Z``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -17,6 +17,8 @@ AppointmentStatus = Literal["requested", "confirmed", "refused", "expired", "can
 CancelledBy = Literal["patient", "doctor", "system"]
 
 ACTIVE: frozenset[str] = frozenset({"requested", "confirmed"})
+JUSTIFICATION_MIN, JUSTIFICATION_MAX = 10, 1000
+"""Length of a cancellation's justification, counted once trimmed."""
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -55,7 +57,18 @@ class RefuseBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class CancelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    justification: str | None = None
+    """Required: a cancellation always says why (the other side is told)."""
+
+    justification: Annotated[
+        str,
+        msgspec.Meta(
+            description=f"{JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters once trimmed "
+            "(422 `invalid_justification` otherwise)",
+            extra_json_schema={
+                "extra": {"min_length": JUSTIFICATION_MIN, "max_length": JUSTIFICATION_MAX}
+            },
+        ),
+    ]
 
 
 class RatingBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -99,3 +99,21 @@ def test_every_operation_has_a_description_and_real_problem_examples(http: httpx
                 for example in examples:
                     assert example["value"]["status"] == int(status), (method, path, status)
                     assert re.fullmatch(r"[a-z_]+", example["value"]["code"])
+
+
+def test_the_schema_states_enforced_rules(http: httpx.Client) -> None:
+    """The OpenAPI document carries the rules the server enforces: the cancel body and its
+    justification are required with their lengths; passwords, prices and coordinates have
+    their bounds."""
+    schema = http.get("/schema/openapi.json").json()
+    cancel = schema["paths"]["/v1/appointments/{appointment_id}/cancel"]["post"]
+    assert cancel["requestBody"]["required"] is True
+    parts = schema["components"]["schemas"]
+    justification = parts["CancelBody"]["properties"]["justification"]
+    assert parts["CancelBody"]["required"] == ["justification"]
+    assert (justification["minLength"], justification["maxLength"]) == (10, 1000)
+    password = parts["PatientRegistration"]["properties"]["password"]
+    assert (password["minLength"], password["maxLength"]) == (8, 256)
+    price = parts["DoctorRegistration"]["properties"]["price_cents"]
+    assert (price["minimum"], price["maximum"]) == (0, 100_000_000)
+    assert parts["Location"]["properties"]["lon"]["maximum"] == 180
