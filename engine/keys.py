@@ -140,3 +140,14 @@ def revocations() -> str:
 def user_revoked_before(user_id: str) -> str:
     """Access tokens of this user issued before this time (ms) are no longer valid."""
     return f"{PREFIX}:revoked-before:{user_id}"
+
+
+def mfa_challenge(token_hash: str) -> str:
+    """The user and role of an unspent ``mfa_token`` (second login step), by its SHA-256."""
+    return f"{PREFIX}:mfa:{token_hash}"
+
+
+def revoked_session(session: str) -> str:
+    """Denylist entry of every access token of one login (refresh family), e.g. after a
+    password change revoked the user's other sessions."""
+    return f"{PREFIX}:revoked-session:{session}"

@@ -17,3 +17,5 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds since the epoch (the token's ``iat``)."""
     expires_at: int
     """Seconds since the epoch (the token's ``exp``)."""
+    session: str = ""
+    """The login (refresh family) the token belongs to (``sid``); empty for tokens without."""

@@ -63,6 +63,7 @@ class Engine:
         self.privacy_parts: list[PrivacyPart] = [self.accounts]
         # Health records: the blob store and key wrapper open in start(), close in close().
         self.records = RecordService(settings, store, self.accounts)
+        self.accounts.use_sealer(self.records.sealer)  # TOTP secrets: the records' key wrapper
         self.privacy_parts.insert(0, self.records)
         # Booking: slots and appointments (erasure cancels the user's future appointments).
         self.booking = BookingService(settings, store, redis, self.accounts)

@@ -40,8 +40,9 @@ _PRUNE_EVERY_MS = 60_000
 
 
 def member(kind: str, subject: str, value: str) -> str:
-    """The wire and sorted-set form of a revocation: ``jti|<jti>|1`` or
-    ``before|<user id>|<ms>`` (tokens of that user issued at or before ``ms`` are revoked)."""
+    """The wire and sorted-set form of a revocation: ``jti|<jti>|1``, ``sid|<session>|1``
+    (every token of one login) or ``before|<user id>|<ms>`` (tokens of that user issued at
+    or before ``ms`` are revoked)."""
     return f"{kind}|{subject}|{value}"
 
 
@@ -49,6 +50,7 @@ class Revocations:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._jti: dict[str, int] = {}
+        self._sid: dict[str, int] = {}
         self._before: dict[str, tuple[int, int]] = {}
         self._pruned = 0
         self.live = False
@@ -62,6 +64,8 @@ class Revocations:
         subject, _, value = rest.rpartition("|")
         if kind == "jti":
             self._jti[subject] = max(until, self._jti.get(subject, 0))
+        elif kind == "sid":
+            self._sid[subject] = max(until, self._sid.get(subject, 0))
         elif kind == "before":
             before, old_until = self._before.get(subject, (0, 0))
             self._before[subject] = (max(before, int(value)), max(until, old_until))
@@ -79,12 +83,15 @@ class Revocations:
         until = self._jti.get(principal.jti)
         if until is not None and until > now:
             return True
+        if principal.session and self._sid.get(principal.session, 0) > now:
+            return True
         before = self._before.get(principal.user_id)
         return before is not None and before[1] > now and principal.issued_at * 1000 <= before[0]
 
     def _prune(self, now: int) -> None:
         self._pruned = now
         self._jti = {k: u for k, u in self._jti.items() if u > now}
+        self._sid = {k: u for k, u in self._sid.items() if u > now}
         self._before = {k: v for k, v in self._before.items() if v[1] > now}
 
     async def _load(self) -> None:

@@ -18,12 +18,15 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.accounts import validators as v
+from engine.accounts._events import SecurityLog
+from engine.accounts._mfa import Mfa
 from engine.accounts._passwords import Passwords
 from engine.accounts._ratelimit import LoginLimiter
 from engine.accounts._refresh import RefreshReused, RefreshTokens
 from engine.accounts._revocations import Revocations, member
 from engine.accounts.models import (
     DoctorProfile,
+    MfaChallenge,
     PatientProfile,
     TokenPair,
     doctor_profile,
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.directory import DirectoryService
     from engine.principal import Principal, Role
+    from engine.records import Sealer
     from engine.store import Op, Store
 
 log = logging.getLogger("healthmed.accounts")
@@ -96,7 +100,13 @@ def _busy() -> Unavailable:
 
 class AccountService:
     def __init__(
-        self, settings: Settings, store: Store, redis: Redis, tokens: AccessTokens
+        self,
+        settings: Settings,
+        store: Store,
+        redis: Redis,
+        tokens: AccessTokens,
+        *,
+        sealer: Sealer | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -117,6 +127,21 @@ class AccountService:
         from engine.directory import DirectoryService
 
         self._directory: DirectoryService = DirectoryService(store, redis)
+        self._sealer = sealer
+        self.events = SecurityLog(store)
+        self.mfa = Mfa(store, redis, self._sealer_open, self.events)
+        from engine.accounts._security import Security
+
+        self.security = Security(self)
+
+    def use_sealer(self, sealer: Sealer) -> None:
+        """Seal TOTP secrets with ``sealer`` (the record service's, once its keys are open)."""
+        self._sealer = sealer
+
+    def _sealer_open(self) -> Sealer:
+        if self._sealer is None:
+            raise Unavailable("the key service is not open", code="key_service_unavailable")
+        return self._sealer
 
     # --- registration -----------------------------------------------------------------------
     async def _create(
@@ -220,9 +245,11 @@ class AccountService:
 
     async def _login(
         self, user: dict[str, Any] | None, account: str, password: str, address: str, role: Role
-    ) -> TokenPair:
+    ) -> TokenPair | MfaChallenge:
         """Reserve an attempt (429 past the limits), then verify (a dummy hash for unknown
-        accounts), then issue a pair. A failure keeps its place in the counters."""
+        accounts), then issue a pair, or with 2FA active a challenge for the code
+        (:meth:`Security.complete_mfa`). A failure keeps its place in the counters; so does
+        a password right with 2FA on, until the code is right too."""
         ref = f"user:{user['id']}" if user is not None else account
         await self._limiter.reserve(ref, address)
         stored = user.get("password_hash") if user is not None else None
@@ -231,15 +258,17 @@ class AccountService:
         ok = await self._passwords.verify(stored, password)
         if not ok or user is None or user.get("role") != role:
             raise _bad_credentials()
+        if await self.mfa.active(user["id"]):
+            return await self.mfa.challenge(user["id"], role)
         await self._limiter.succeeded(ref, address)
         return await self._issue(user["id"], role)
 
     async def _issue(self, user_id: str, role: Role) -> TokenPair:
-        access, _ = self._tokens.issue(user_id, role)
         refresh = await self._refresh.start_family(user_id, role)
+        access, _ = self._tokens.issue(user_id, role, session=refresh.partition(".")[0])
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=self._tokens.ttl)
 
-    async def login_doctor(self, body: DoctorLogin, address: str) -> TokenPair:
+    async def login_doctor(self, body: DoctorLogin, address: str) -> TokenPair | MfaChallenge:
         """CRM + UF + password. A malformed CRM or UF is a wrong credential (401), not a 422:
         login reveals nothing about the rules an account must follow."""
         crm, uf = body.crm.strip(), body.uf.strip().upper()
@@ -250,7 +279,7 @@ class AccountService:
         user = await self._user_by_guard(guard) if guard else None
         return await self._login(user, f"crm:{uf}:{crm}", body.password, address, "doctor")
 
-    async def login_patient(self, body: PatientLogin, address: str) -> TokenPair:
+    async def login_patient(self, body: PatientLogin, address: str) -> TokenPair | MfaChallenge:
         """E-mail and/or CPF + password; both given must name the same account (else 401)."""
         email = (body.email or "").strip().lower()
         cpf_raw = (body.cpf or "").strip()
@@ -283,7 +312,7 @@ class AccountService:
         except RefreshReused as reused:
             await self.revoke_access_tokens(reused.user_id)
             raise
-        access, _ = self._tokens.issue(user_id, role)
+        access, _ = self._tokens.issue(user_id, role, session=next_token.partition(".")[0])
         return TokenPair(access_token=access, refresh_token=next_token, expires_in=self._tokens.ttl)
 
     async def logout(self, principal: Principal, refresh_token: str) -> None:
@@ -293,7 +322,11 @@ class AccountService:
 
     @staticmethod
     def _revocation_key(kind: str, subject: str) -> str:
-        return keys.revoked_access(subject) if kind == "jti" else keys.user_revoked_before(subject)
+        if kind == "jti":
+            return keys.revoked_access(subject)
+        if kind == "sid":
+            return keys.revoked_session(subject)
+        return keys.user_revoked_before(subject)
 
     async def _revoke(self, kind: str, subject: str, value: str, until_ms: int) -> None:
         """Record a revocation durably, then in Redis and every process's memory.
@@ -313,6 +346,20 @@ class AccountService:
         )
         await self._redis.set(self._revocation_key(kind, subject), value, pxat=until_ms)
         await self.revocations.publish(member(kind, subject, value), until_ms)
+
+    async def revoke_sessions(self, user_id: str, *, keep: str = "") -> None:
+        """Every login of ``user_id`` but ``keep`` (a refresh family) ends: its refresh
+        family is revoked and its access tokens stop working; with no ``keep``, every access
+        token issued until now too (a token carrying no session included)."""
+        until = now_ms() + (self._settings.access_ttl_seconds + 60) * 1000
+        for entry in await self._store.query(profile_pk(user_id), prefix="REFRESH#"):
+            family = entry.sk.removeprefix("REFRESH#")
+            if family == keep:
+                continue
+            await self._refresh.revoke(family)
+            await self._revoke("sid", family, "1", until)
+        if not keep:
+            await self.revoke_access_tokens(user_id)
 
     async def revoke_access_tokens(self, user_id: str) -> None:
         """Every access token of ``user_id`` issued until now stops working."""
@@ -341,12 +388,14 @@ class AccountService:
             self.revocations.check(principal)
             return
         try:
-            denied, before = await self._redis.mget(
-                keys.revoked_access(principal.jti), keys.user_revoked_before(principal.user_id)
+            denied, before, session = await self._redis.mget(
+                keys.revoked_access(principal.jti),
+                keys.user_revoked_before(principal.user_id),
+                keys.revoked_session(principal.session or "-"),
             )
         except RedisError as exc:
             raise Unavailable("redis does not answer", code="redis_unavailable") from exc
-        if denied is not None:
+        if denied is not None or (principal.session and session is not None):
             raise Unauthenticated("token revoked", code="token_revoked")
         if before is not None and principal.issued_at * 1000 <= int(before):
             raise Unauthenticated("token revoked", code="token_revoked")
@@ -455,8 +504,14 @@ class AccountService:
 
     # --- privacy (LGPD) ---------------------------------------------------------------------
     async def export_user(self, principal: Principal) -> dict[str, Any]:
+        """The profile, whether 2FA is on, and the security events; never a secret or hash."""
         profile = await self.get_profile(principal)
-        return {"profile": msgspec.to_builtins(profile)}
+        events = await self.events.list(principal.user_id)
+        return {
+            "profile": msgspec.to_builtins(profile),
+            "mfa": {"active": await self.mfa.active(principal.user_id)},
+            "security_events": msgspec.to_builtins(events),
+        }
 
     async def erase_user(self, principal: Principal) -> None:
         """Revoke every refresh family, anonymise the profile, free the e-mail/CPF/CRM, drop
@@ -495,6 +550,8 @@ class AccountService:
         else:
             raise _busy()
         await self.revoke_access_tokens(user_id)
+        await self.mfa.erase(user_id)
+        await self.events.erase(user_id)
         self._doctors.pop(user_id, None)
         await self._directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

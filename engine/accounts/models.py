@@ -189,3 +189,50 @@ def patient_profile(data: dict[str, Any], *, own: bool = False) -> PatientProfil
         cpf=data["cpf"] if own else msgspec.UNSET,
         created_at=to_rfc3339(int(data["created_at"])) if own else msgspec.UNSET,
     )
+
+
+# --- two-factor authentication and account recovery -------------------------------------------
+class MfaEnrolment(msgspec.Struct, frozen=True, kw_only=True):
+    """A TOTP secret not yet active: shown once, confirmed with a code."""
+
+    secret: str
+    """Base32 (RFC 6238: SHA-1, 6 digits, 30 s)."""
+    otpauth_uri: str
+    """``otpauth://totp/...`` naming the issuer ``Health&Med``, for an authenticator's QR code."""
+
+
+class CodeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    code: str
+    """A current TOTP code or, where the route says so, an unused recovery code."""
+
+
+class RecoveryCodes(msgspec.Struct, frozen=True, kw_only=True):
+    recovery_codes: list[str]
+    """Ten single-use codes, shown once; only their hashes are kept."""
+
+
+class MfaChallenge(msgspec.Struct, frozen=True, kw_only=True):
+    """A correct password on an account with 2FA: no tokens yet, a code is needed."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    """Single use, for ``POST /v1/auth/mfa``."""
+    expires_in: int
+    """Seconds the ``mfa_token`` lasts (300)."""
+
+
+class MfaLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    mfa_token: str
+    code: str
+
+
+class Erasure(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """DELETE /v1/me: the password again, and a code when 2FA is active."""
+
+    password: str
+    code: str | None = None
+
+
+class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str

@@ -1,5 +1,5 @@
 """Access tokens: short-lived HS256 JWTs with ``sub``, ``role``, ``iss``, ``aud``, ``iat``,
-``exp`` and ``jti``.
+``exp`` and ``jti``, and ``sid`` (the login, i.e. refresh family, it belongs to).
 
 Verification pins the algorithm (``alg: none`` or any other algorithm is rejected), checks
 ``iss``, ``aud`` and ``exp``, and requires ``exp``, ``iat``, ``jti``, ``sub`` and ``role``.
@@ -40,7 +40,10 @@ class AccessTokens:
         self.ttl = settings.access_ttl_seconds
         self._verified: dict[str, Principal] = {}
 
-    def issue(self, user_id: str, role: Role, *, now: float | None = None) -> tuple[str, Principal]:
+    def issue(
+        self, user_id: str, role: Role, *, session: str = "", now: float | None = None
+    ) -> tuple[str, Principal]:
+        """A token for ``user_id``; ``session`` names its login (refresh family) as ``sid``."""
         iat = int(time.time() if now is None else now)
         principal = Principal(
             user_id=user_id,
@@ -48,8 +51,9 @@ class AccessTokens:
             jti=uuid.uuid4().hex,
             issued_at=iat,
             expires_at=iat + self.ttl,
+            session=session,
         )
-        claims = {
+        claims: dict[str, object] = {
             "sub": user_id,
             "role": role,
             "iss": self._issuer,
@@ -58,6 +62,8 @@ class AccessTokens:
             "exp": principal.expires_at,
             "jti": principal.jti,
         }
+        if session:
+            claims["sid"] = session
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM), principal
 
     def verify(self, token: str) -> Principal:
@@ -90,10 +96,12 @@ class AccessTokens:
         role = claims.get("role")
         sub = claims.get("sub")
         jti = claims.get("jti")
+        sid = claims.get("sid", "")
         if (
             role not in ("doctor", "patient")
             or not isinstance(sub, str)
             or not isinstance(jti, str)
+            or not isinstance(sid, str)
         ):
             raise Unauthenticated("invalid token", code="invalid_token")
         return Principal(
@@ -102,4 +110,5 @@ class AccessTokens:
             jti=jti,
             issued_at=int(claims["iat"]),
             expires_at=int(claims["exp"]),
+            session=sid,
         )

@@ -4,6 +4,7 @@
   refused by name);
 * ``_crypto``: AES-256-GCM in 64 KiB segments (STREAM construction), a fresh key per record;
 * ``_keys``: master key providers wrapping the data keys (local key file, AWS KMS);
+* ``_sealed``: small secrets (TOTP secrets) sealed under a wrapped data key of their own;
 * ``_blobs`` / ``_s3``: the blob store port, directory and S3 adapters;
 * ``_model``: stored and public shapes, the store key layout and field validators;
 * ``_upload``: one streamed upload; ``_shares``: shares and the access log;
@@ -40,6 +41,7 @@ from engine.records._model import (
     clean_filename,
 )
 from engine.records._s3 import S3BlobStore
+from engine.records._sealed import SealedValue, Sealer
 from engine.records._service import RecordContent, RecordIntegrityError, RecordService
 from engine.records._sniff import ACCEPTED, SNIFF_BYTES, TextGuard, sniff
 from engine.records._upload import PendingUpload
@@ -67,6 +69,8 @@ __all__ = [
     "RecordPage",
     "RecordService",
     "S3BlobStore",
+    "SealedValue",
+    "Sealer",
     "SegmentDecryptor",
     "SegmentEncryptor",
     "ShareInfo",

@@ -44,6 +44,7 @@ from engine.records._model import (
     record_sk,
 )
 from engine.records._pages import LIMIT_DEFAULT, scan, scan_all
+from engine.records._sealed import Sealer
 from engine.records._shares import ShareBook, access_entry
 from engine.records._upload import PendingUpload
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Item, Put
@@ -141,6 +142,8 @@ class RecordService:
         self._clock = clock
         self._tmp = settings.data_dir / "tmp"
         self.shares = ShareBook(store, doctors, clock)
+        self.sealer = Sealer(lambda: self._keys)
+        """Seals small secrets (TOTP secrets) under this service's key wrapper, once open."""
 
     async def open(self) -> None:
         await asyncio.to_thread(self._tmp.mkdir, mode=0o700, parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""Accounts and authentication (API.md): registration, login, refresh, logout, own profile,
-LGPD export and erasure. Handlers only translate; the engine decides."""
+"""Accounts and authentication (API.md): registration, login (with TOTP 2FA), refresh,
+logout, own profile, password change, LGPD export and erasure. Handlers only translate; the
+engine decides."""
 
 from __future__ import annotations
 
@@ -8,14 +9,21 @@ from typing import TYPE_CHECKING, Any
 from litestar import delete, get, patch, post
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from engine.accounts import (  # noqa: TC001  (Litestar reads handler annotations at runtime)
+from engine.accounts import (
+    CodeBody,
     DoctorLogin,
     DoctorPatch,
     DoctorProfile,
     DoctorRegistration,
+    Erasure,
+    MfaChallenge,
+    MfaEnrolment,
+    MfaLogin,
+    PasswordChange,
     PatientLogin,
     PatientProfile,
     PatientRegistration,
+    RecoveryCodes,
     RefreshRequest,
     TokenPair,
 )
@@ -65,9 +73,11 @@ async def register_patient(engine: Engine, data: PatientRegistration) -> Patient
     security=_PUBLIC,
     responses=problems(401, 422, 429),
 )
-async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> TokenPair:
+async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> TokenPair | MfaChallenge:
     """Wrong credentials: 401 `invalid_credentials`, the same body whether the account exists
-    or not. Repeated failures for one account or address: 429 `too_many_attempts`."""
+    or not. Repeated failures for one account or address: 429 `too_many_attempts`. With 2FA
+    active, a right password answers `{mfa_required: true, mfa_token, expires_in}` instead of
+    tokens: finish with `POST /v1/auth/mfa`."""
     return await engine.accounts.login_doctor(data, address)
 
 
@@ -79,9 +89,11 @@ async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> Token
     security=_PUBLIC,
     responses=problems(401, 422, 429),
 )
-async def login_patient(engine: Engine, address: str, data: PatientLogin) -> TokenPair:
+async def login_patient(
+    engine: Engine, address: str, data: PatientLogin
+) -> TokenPair | MfaChallenge:
     """At least one of e-mail and CPF (neither: 422); both given must name the same account
-    (else 401). Failures as for doctors."""
+    (else 401). Failures and 2FA as for doctors."""
     return await engine.accounts.login_patient(data, address)
 
 
@@ -135,11 +147,14 @@ async def update_me(engine: Engine, doctor: Principal, data: DoctorPatch) -> Doc
     tags=["accounts"],
     summary="Erase own account (LGPD)",
     status_code=HTTP_204_NO_CONTENT,
-    responses=problems(401, 503),
+    responses=problems(401, 413, 422, 429, 503),
 )
-async def erase_me(engine: Engine, principal: Principal) -> None:
-    """Revokes every token, cancels future appointments, deletes records and shares,
-    anonymises personal data. The account can no longer log in."""
+async def erase_me(engine: Engine, principal: Principal, address: str, data: Erasure) -> None:
+    """`{password, code?}`: the password again, and a current TOTP or recovery code when 2FA
+    is active (wrong or missing: 422 `invalid_password` / `invalid_code`). Revokes every
+    token, cancels future appointments, deletes records and shares, anonymises personal
+    data. The account can no longer log in."""
+    await engine.accounts.security.step_up(principal, data.password, data.code, address)
     await engine.erase_user(principal)
 
 
@@ -148,6 +163,79 @@ async def export_me(engine: Engine, principal: Principal) -> dict[str, Any]:
     """Every personal datum held: `profile`, `appointments` and, for patients, `records`,
     `shares` and `access_log`."""
     return await engine.export_user(principal)
+
+
+@post(
+    "/v1/auth/mfa",
+    tags=["auth"],
+    summary="Second login step: a TOTP or recovery code",
+    status_code=HTTP_200_OK,
+    security=_PUBLIC,
+    responses=problems(401, 413, 422, 429),
+)
+async def login_mfa(engine: Engine, address: str, data: MfaLogin) -> TokenPair:
+    """`{mfa_token, code}` after a login answered `mfa_required` → the token pair. A wrong
+    code, a TOTP code already used, a spent recovery code, a spent or expired `mfa_token`:
+    401. Wrong codes count toward the login limits (429 `too_many_attempts`)."""
+    return await engine.accounts.security.complete_mfa(data, address)
+
+
+@post(
+    "/v1/me/mfa/totp",
+    tags=["accounts"],
+    summary="Start TOTP enrolment",
+    status_code=HTTP_201_CREATED,
+    responses=problems(401, 409),
+)
+async def enrol_totp(engine: Engine, principal: Principal) -> MfaEnrolment:
+    """A new TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s) and its `otpauth_uri` (issuer
+    `Health&Med`); not active until confirmed; a second call replaces an unconfirmed secret.
+    2FA already active: 409 `mfa_active`."""
+    return await engine.accounts.security.enrol_totp(principal)
+
+
+@post(
+    "/v1/me/mfa/totp/activate",
+    tags=["accounts"],
+    summary="Confirm TOTP enrolment with a code",
+    status_code=HTTP_200_OK,
+    responses=problems(401, 413, 422, 429),
+)
+async def activate_totp(
+    engine: Engine, principal: Principal, address: str, data: CodeBody
+) -> RecoveryCodes:
+    """`{code}` from the authenticator → 2FA is on, and the ten single-use recovery codes
+    (shown once; only hashes are kept). Wrong code: 422 `invalid_code`."""
+    codes = await engine.accounts.security.activate_totp(principal, data.code, address)
+    return RecoveryCodes(recovery_codes=codes)
+
+
+@delete(
+    "/v1/me/mfa",
+    tags=["accounts"],
+    summary="Turn 2FA off",
+    status_code=HTTP_204_NO_CONTENT,
+    responses=problems(401, 413, 422, 429),
+)
+async def disable_mfa(engine: Engine, principal: Principal, address: str, data: CodeBody) -> None:
+    """`{code}`: a current TOTP code or an unused recovery code (wrong: 422 `invalid_code`)."""
+    await engine.accounts.security.disable_mfa(principal, data.code, address)
+
+
+@post(
+    "/v1/me/password",
+    tags=["accounts"],
+    summary="Change own password",
+    status_code=HTTP_204_NO_CONTENT,
+    responses=problems(401, 413, 422, 429),
+)
+async def change_password(
+    engine: Engine, principal: Principal, address: str, data: PasswordChange
+) -> None:
+    """`{current_password, new_password}`; wrong current password: 422 `invalid_password`;
+    new one under 8 characters: 422 `weak_password`. Every other session of the account
+    (refresh tokens and their access tokens) is revoked; this one goes on."""
+    await engine.accounts.security.change_password(principal, data, address)
 
 
 route_handlers = [
@@ -161,4 +249,9 @@ route_handlers = [
     update_me,
     erase_me,
     export_me,
+    login_mfa,
+    enrol_totp,
+    activate_totp,
+    disable_mfa,
+    change_password,
 ]

@@ -406,8 +406,9 @@ def test_a_trusted_proxy_passes_on_the_client_address(
 
 # --- LGPD -----------------------------------------------------------------------------------
 def test_export_then_erasure(http: httpx.Client, unique: Unique) -> None:
-    """Export holds the profile; after DELETE /v1/me the tokens die, login fails like a wrong
-    password and the e-mail and CPF can register again."""
+    """Export holds the profile; erasure without the right password is 422 and changes
+    nothing; after DELETE /v1/me the tokens die, login fails like a wrong password and the
+    e-mail and CPF can register again."""
     n = unique()
     profile = register_patient(http, n)
     pair = login_patient(http, profile)
@@ -415,7 +416,12 @@ def test_export_then_erasure(http: httpx.Client, unique: Unique) -> None:
     assert export.status_code == 200
     assert export.json()["profile"]["email"] == profile["email"]
     assert export.json()["profile"]["cpf"] == profile["cpf"]
-    assert http.delete("/v1/me", headers=bearer(pair)).status_code == 204
+    r = http.request("DELETE", "/v1/me", json={"password": "not my password"}, headers=bearer(pair))
+    _problem(r, 422, "invalid_password")
+    _problem(http.request("DELETE", "/v1/me", headers=bearer(pair)), 422)
+    assert http.get("/v1/me", headers=bearer(pair)).status_code == 200
+    r = http.request("DELETE", "/v1/me", json={"password": PASSWORD}, headers=bearer(pair))
+    assert r.status_code == 204
     _problem(http.get("/v1/me", headers=bearer(pair)), 401)
     _problem(http.post("/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}), 401)
     r = http.post("/v1/auth/patients/login", json={"email": profile["email"], "password": PASSWORD})
@@ -431,7 +437,8 @@ def test_erased_doctor_leaves_the_directory(http: httpx.Client, unique: Unique) 
     patient = login_patient(http, register_patient(http, unique()))
     found = http.get("/v1/doctors", params={"specialty": slug}, headers=bearer(patient)).json()
     assert [d["id"] for d in found["items"]] == [profile["id"]]
-    assert http.delete("/v1/me", headers=bearer(doctor)).status_code == 204
+    r = http.request("DELETE", "/v1/me", json={"password": PASSWORD}, headers=bearer(doctor))
+    assert r.status_code == 204
     found = http.get("/v1/doctors", params={"specialty": slug}, headers=bearer(patient)).json()
     assert found["items"] == []
     _problem(http.get(f"/v1/doctors/{profile['id']}", headers=bearer(patient)), 404)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.e2e._accounts import (
+    PASSWORD,
     bearer,
     login_doctor,
     login_patient,
@@ -912,7 +913,8 @@ def test_export_and_erasure_cover_records_shares_and_log(
     doctor_export = http.get("/v1/me/export", headers=doctor_auth).json()
     assert "records" not in doctor_export
     assert len(set(blob_files(server)) - before) == 1
-    assert http.delete("/v1/me", headers=auth).status_code == 204
+    erased = http.request("DELETE", "/v1/me", json={"password": PASSWORD}, headers=auth)
+    assert erased.status_code == 204
     assert set(blob_files(server)) - before == set()
     r = http.get(f"/v1/patients/{profile['id']}/records", headers=doctor_auth)
     assert r.status_code == 404

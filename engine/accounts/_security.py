@@ -1,0 +1,155 @@
+"""Account security flows on top of :class:`AccountService`: 2FA management, the second login
+step, step-up checks (erasure), password change.
+
+Every check of a secret here (a code, the current password) first reserves a place in the
+login limiter under the account (``user:<id>``) and the client address, exactly as a login
+does, so guessing a code or a password through any of these routes is limited like guessing
+it through the login (429 past the limits).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.accounts import validators as v
+from engine.accounts._mfa import invalid_code
+from engine.errors import Invalid, Unauthenticated, Unavailable
+from engine.store import ConditionFailed
+
+if TYPE_CHECKING:
+    from engine.accounts._service import AccountService
+    from engine.accounts.models import MfaEnrolment, MfaLogin, PasswordChange, TokenPair
+    from engine.principal import Principal
+    from engine.store import Item
+
+log = logging.getLogger("healthmed.accounts")
+
+_RETRIES = 20
+
+
+def _ref(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def invalid_password() -> Invalid:
+    return Invalid("the password is wrong", code="invalid_password")
+
+
+class Security:
+    def __init__(self, accounts: AccountService) -> None:
+        self._accounts = accounts
+        self._mfa = accounts.mfa
+        self._limiter = accounts._limiter
+        self._passwords = accounts._passwords
+
+    async def _own_item(self, principal: Principal) -> Item:
+        item = await self._accounts._profile_item(principal.user_id)
+        if item is None:
+            raise Unauthenticated("the account no longer exists", code="account_erased")
+        return item
+
+    # --- 2FA management ----------------------------------------------------------------------
+    async def enrol_totp(self, principal: Principal) -> MfaEnrolment:
+        item = await self._own_item(principal)
+        data = item.data
+        name = str(data.get("email") or f"CRM {data.get('crm')}/{data.get('uf')}")
+        return await self._mfa.enrol(principal.user_id, name)
+
+    async def activate_totp(self, principal: Principal, code: str, address: str) -> list[str]:
+        await self._own_item(principal)
+        ref = _ref(principal.user_id)
+        await self._limiter.reserve(ref, address)
+        codes = await self._mfa.activate(principal.user_id, code)
+        await self._limiter.succeeded(ref, address)
+        log.info("2fa activated: %s", principal.user_id)
+        return codes
+
+    async def disable_mfa(self, principal: Principal, code: str, address: str) -> None:
+        await self._own_item(principal)
+        ref = _ref(principal.user_id)
+        await self._limiter.reserve(ref, address)
+        await self._mfa.disable(principal.user_id, code)
+        await self._limiter.succeeded(ref, address)
+        log.info("2fa disabled: %s", principal.user_id)
+
+    # --- the second login step ---------------------------------------------------------------
+    async def complete_mfa(self, body: MfaLogin, address: str) -> TokenPair:
+        """``mfa_token`` + a TOTP or recovery code → a token pair. 401 for a wrong, replayed
+        or spent code or token; each wrong code counts toward the login limits (429)."""
+        if len(body.mfa_token) > 200:
+            raise Unauthenticated(
+                "the mfa_token is wrong, spent or expired", code="invalid_mfa_token"
+            )
+        user_id, role = await self._mfa.challenged(body.mfa_token)
+        ref = _ref(user_id)
+        await self._limiter.reserve(ref, address)
+        if not await self._mfa.consume(user_id, body.code):
+            raise Unauthenticated("the code is wrong or was already used", code="invalid_code")
+        user_id, role = await self._mfa.spend(body.mfa_token)
+        if await self._accounts._profile_item(user_id) is None:
+            raise Unauthenticated("wrong credentials", code="invalid_credentials")
+        # Two places were reserved for this login (the password step kept its place until
+        # the code was right): clear the account and give both back to the address.
+        await self._limiter.succeeded(ref, address)
+        await self._limiter.succeeded(ref, address)
+        return await self._accounts._issue(user_id, role)
+
+    # --- step-up -----------------------------------------------------------------------------
+    async def _check_password(self, item: Item, password: str) -> bool:
+        if len(password) > v.PASSWORD_MAX:
+            password = ""  # no stored password is this long; still spend a verify on it
+        return await self._passwords.verify(item.data.get("password_hash"), password)
+
+    async def step_up(
+        self, principal: Principal, password: str, code: str | None, address: str
+    ) -> None:
+        """The caller proves it again: the password, and a code when 2FA is on (422
+        ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)."""
+        item = await self._own_item(principal)
+        ref = _ref(principal.user_id)
+        await self._limiter.reserve(ref, address)
+        if not await self._check_password(item, password):
+            raise invalid_password()
+        if await self._mfa.active(principal.user_id) and (
+            not code or not await self._mfa.consume(principal.user_id, code)
+        ):
+            raise invalid_code()
+        await self._limiter.succeeded(ref, address)
+
+    # --- password change ---------------------------------------------------------------------
+    async def change_password(
+        self, principal: Principal, body: PasswordChange, address: str
+    ) -> None:
+        """The current password and a new one (422 ``invalid_password``, ``weak_password``);
+        every other login of the account ends, this one goes on."""
+        new = v.password(body.new_password)
+        item = await self._own_item(principal)
+        ref = _ref(principal.user_id)
+        await self._limiter.reserve(ref, address)
+        if not await self._check_password(item, body.current_password):
+            raise invalid_password()
+        await self._limiter.succeeded(ref, address)
+        await self.set_password(principal.user_id, new)
+        await self._accounts.revoke_sessions(principal.user_id, keep=principal.session)
+        await self._accounts.events.record(principal.user_id, "password.changed")
+        log.info("password changed: %s", principal.user_id)
+
+    async def set_password(self, user_id: str, password: str) -> None:
+        """Store a new hash for ``password`` (already validated); optimistic lock."""
+        digest = await self._passwords.hash(password)
+        for _ in range(_RETRIES):
+            item = await self._accounts._profile_item(user_id)
+            if item is None:
+                raise Unauthenticated("the account no longer exists", code="account_erased")
+            data: dict[str, Any] = {**item.data, "password_hash": digest}
+            try:
+                await self._accounts._store.put(
+                    msgspec.structs.replace(item, data=data), item.version
+                )
+            except ConditionFailed:
+                continue
+            return
+        raise Unavailable("the account is being changed concurrently; retry", code="busy")
