@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 N ?= 1000
 
-.PHONY: run test lint fmt unit integration e2e bench-booking bench-ws bench-login clean
+.PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws bench-login clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,15 @@ integration: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest -q tests/e2e
+
+contract: $(STAMP)
+	$(BIN)/pytest -q tests/contract
+
+browser: $(STAMP)
+	$(BIN)/pytest -q tests/browser
+
+walkthrough: $(STAMP)
+	$(BIN)/python docs/walkthrough.py $(URL)
 
 bench-login: $(STAMP)
 	$(BIN)/python loadtest/bench_login.py

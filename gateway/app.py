@@ -21,6 +21,8 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from engine.principal import Principal
 from engine.runtime import Engine
 from gateway import realtime
+from gateway._allow import complete_options_allow
+from gateway._contract import tighten
 from gateway.deps import DEPENDENCIES
 from gateway.docs import OfflineSwaggerPlugin
 from gateway.problems import EXCEPTION_HANDLERS
@@ -92,7 +94,7 @@ def create_app(settings: Settings) -> Litestar:
         security=[{"bearer": []}],
         use_handler_docstrings=True,  # every route's docstring is its operation description
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[*ROUTE_HANDLERS, MetricsController],
         dependencies=DEPENDENCIES,
         # Handlers and dependencies import these under TYPE_CHECKING; Litestar resolves
@@ -103,8 +105,11 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[prometheus.middleware],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
+        before_send=[complete_options_allow],
         debug=False,
     )
+    tighten(app)  # what the document says beyond Litestar's inference (gateway/_contract.py)
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,3 +167,19 @@ class ServerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def private_server(data_dir: Path, **env: str) -> Iterator[ServerProcess]:
+    """The real server on its own private redis-server, both stopped on exit."""
+    redis = RedisServer.start()
+    proc = ServerProcess(
+        port=free_port(),
+        data_dir=data_dir,
+        env={"HEALTHMED_REDIS_URL": redis.url, "HEALTHMED_ENV": "test", **env},
+    )
+    try:
+        yield proc.start()
+    finally:
+        proc.stop()
+        redis.stop()

@@ -15,22 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.support import RedisServer, ServerProcess, free_port
+from tests.support import ServerProcess, private_server
 
 CHROMIUM = os.environ.get("HEALTHMED_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    redis = RedisServer.start()
-    proc = ServerProcess(
-        port=free_port(),
-        data_dir=Path(tmp_path_factory.mktemp("server")),
-        env={"HEALTHMED_REDIS_URL": redis.url, "HEALTHMED_ENV": "test"},
-    ).start()
-    yield proc
-    proc.stop()
-    redis.stop()
+    with private_server(Path(tmp_path_factory.mktemp("server"))) as proc:
+        yield proc
 
 
 @pytest.fixture(scope="session")

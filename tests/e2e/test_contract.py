@@ -117,3 +117,23 @@ def test_the_schema_states_enforced_rules(http: httpx.Client) -> None:
     price = parts["DoctorRegistration"]["properties"]["price_cents"]
     assert (price["minimum"], price["maximum"]) == (0, 100_000_000)
     assert parts["Location"]["properties"]["lon"]["maximum"] == 180
+
+
+def test_options_lists_every_method_of_the_path(http: httpx.Client) -> None:
+    """OPTIONS answers ``Allow`` with every method the path serves, also when the methods
+    come from handlers in different modules (GET and POST /v1/appointments)."""
+    paths = http.get("/schema/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        served = {m for m in _METHODS if m in item}
+        r = http.options(_concrete(path))
+        assert r.status_code == 204, (path, r.status_code)
+        allowed = {m.strip().lower() for m in r.headers["allow"].split(",")}
+        assert allowed == served | {"options"}, (path, allowed)
+
+
+def test_closed_bodies_say_additional_properties_false(http: httpx.Client) -> None:
+    """Every request body that refuses unknown fields says so in the schema."""
+    schemas = http.get("/schema/openapi.json").json()["components"]["schemas"]
+    for name in ("DoctorRegistration", "PatientRegistration", "CancelBody", "CreateSlots"):
+        assert schemas[name]["additionalProperties"] is False, name
+    assert schemas["Location"]["additionalProperties"] is False
