@@ -161,6 +161,8 @@ class AccessEntry(msgspec.Struct, frozen=True, kw_only=True):
     doctor_id: str
     action: Action
     at: str
+    doctor_name: str | None = None
+    """The doctor's current name; ``null`` once that doctor's account is erased."""
 
 
 class RecordPage(msgspec.Struct, frozen=True, kw_only=True):

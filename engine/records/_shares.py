@@ -216,7 +216,19 @@ class ShareBook:
         items, next_cursor = await scan(
             self._store, record_pk(patient_id), "ACCESS#", cursor=cursor, limit=limit
         )
-        return AccessPage(items=[access_entry(i.data) for i in items], next_cursor=next_cursor)
+        entries = [access_entry(i.data) for i in items]
+        names = {d: await self._doctor_name(d) for d in {e.doctor_id for e in entries}}
+        named = [msgspec.structs.replace(e, doctor_name=names[e.doctor_id]) for e in entries]
+        return AccessPage(items=named, next_cursor=next_cursor)
+
+    async def _doctor_name(self, doctor_id: str) -> str | None:
+        """From the doctors' profile cache (one read a doctor and page at most)."""
+        try:
+            profile = await self._doctors.get_doctor(doctor_id)
+        except NotFound:
+            return None
+        name = getattr(profile, "name", None)
+        return name if isinstance(name, str) else None
 
 
 def access_entry(data: dict[str, Any]) -> AccessEntry:

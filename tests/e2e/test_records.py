@@ -1018,3 +1018,16 @@ def test_the_server_keeps_records_in_s3_under_kms(
         assert http.get(f"/v1/me/records/{info['id']}/content", headers=auth).content == secret
         assert http.delete(f"/v1/me/records/{info['id']}", headers=auth).status_code == 204
         assert s3.list_objects_v2(Bucket=bucket, Prefix="prontuario/").get("Contents") is None
+
+
+def test_the_access_log_names_the_doctor(http_module: httpx.Client, cast: Cast) -> None:
+    """Each access-log entry carries the reading doctor's name next to the id."""
+    http, owner_id, record_id = http_module, cast.owner_id, cast.record["id"]
+    doctor_id, auth = cast.doctors["doctor_active"]
+    name = http.get(f"/v1/doctors/{doctor_id}", headers=auth).json()["name"]
+    r = http.get(f"/v1/patients/{owner_id}/records/{record_id}/content", headers=auth)
+    assert r.status_code == 200
+    items = http.get("/v1/me/records/access-log", headers=cast.owner).json()["items"]
+    mine = [e for e in items if e["doctor_id"] == doctor_id]
+    assert mine
+    assert {e["doctor_name"] for e in mine} == {name}
