@@ -4,9 +4,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-runtime
+INFRA := .venv-infra
 N ?= 1000
 
-.PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws bench-login clean
+.PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
+	bench-login clean lock check-infra
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,13 +17,36 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# `make run` installs the runtime dependencies only; `make test` (through lint) adds the dev extras.
+$(RUN_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/healthmed serve
+
+# The image's locked runtime dependencies (hashes): rerun after changing [project] dependencies.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
+		--python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
+
+# checkov pins boto3 and others against ours, so it gets a virtualenv of its own.
+$(INFRA)/.installed: $(STAMP)
+	$(BIN)/uv venv --quiet --allow-existing --python $(PY) $(INFRA)
+	$(BIN)/uv pip install --quiet --python $(INFRA)/bin/python checkov==3.3.30
+	touch $(INFRA)/.installed
+
+# Terraform's static checks (checkov, zero failed checks); tests/infra covers the rest.
+check-infra: $(INFRA)/.installed
+	$(INFRA)/bin/checkov --quiet --compact --framework terraform -d infra/terraform
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine gateway tests loadtest
 	$(BIN)/ruff format --check engine gateway tests loadtest
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 fmt: $(STAMP)
 	$(BIN)/ruff format engine gateway tests loadtest
@@ -57,4 +83,4 @@ bench-ws: $(STAMP)
 	$(BIN)/python loadtest/ws_swarm.py -n $(N)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA) .pytest_cache .mypy_cache .ruff_cache
