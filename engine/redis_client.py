@@ -1,27 +1,65 @@
 """The Redis connection: a real server from ``HEALTHMED_REDIS_URL``, or in-process fakeredis.
 
-redis-py retries failed commands by default. A retried command whose first attempt did land
-would run twice, so retries are switched off here: the booking scripts are idempotent by
-appointment id and the engine retries them itself where a repeat is safe.
+Connection policy (:func:`connection_options`, for every client the engine opens):
+
+* **No command is ever repeated by the client.** redis-py's retries resend a command after an
+  error on its reply, when it may have landed: a reservation or a ``SET NX`` would run twice.
+  So its retries are off; the booking scripts are idempotent by appointment id and the engine
+  repeats them itself where that is safe.
+* **A connection that died is never handed to a request.** When Redis dies, every pooled
+  connection is closed by the peer. The pool's check on checkout (data or end-of-file already
+  on the socket: reconnect first, before the command is sent) finds those; redis-py 8 skips
+  that check while maintenance notifications are enabled (their default is "auto", for
+  Redis Enterprise), so they are switched off here. A connection idle for longer than
+  ``HEALTH_CHECK_SECONDS`` is also pinged before its command; if the ping fails (a peer that
+  vanished without closing, e.g. behind a network partition) the connection is reopened once
+  and only then the command sent: the command itself had not been sent, so nothing repeats.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
+
+HEALTH_CHECK_SECONDS = 10
+"""A connection idle this long is pinged before its next command."""
+
+
+class CheckedConnection(Connection):
+    """A connection whose failed health check reopens it (once) instead of failing the command
+    that was about to be sent on it."""
+
+    async def check_health(self) -> None:
+        try:
+            await super().check_health()  # type: ignore[no-untyped-call]
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            await self.disconnect()
+            await self.connect()  # type: ignore[no-untyped-call]
+
+
+def connection_options() -> dict[str, Any]:
+    """Keyword arguments of every Redis client (see the module docstring): no client retries,
+    dead connections replaced before use, bounded timeouts and pool."""
+    return {
+        "retry": Retry(NoBackoff(), 0),
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": HEALTH_CHECK_SECONDS,
+        "max_connections": 512,
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
 
 
 def connect_redis(url: str | None) -> Redis:
     if url:
-        return Redis.from_url(
-            url,
-            retry=Retry(NoBackoff(), 0),
-            socket_timeout=5,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-            max_connections=512,
-        )
+        return Redis.from_url(url, connection_class=CheckedConnection, **connection_options())
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7,)))
