@@ -55,11 +55,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls) -> RedisServer:
+    def start(cls, port: int | None = None) -> RedisServer:
+        """Start one on ``port`` (default: a free one)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (.ci/run installs it)")
-        port = free_port()
+        port = port or free_port()
         proc = subprocess.Popen(
             [
                 binary,
@@ -95,6 +96,16 @@ class RedisServer:
             self.proc.wait(timeout(5))
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def kill(self) -> None:
+        """``kill -9``: the server dies at once, every connection to it drops."""
+        self.proc.kill()
+        self.proc.wait(timeout(5))
+
+    def restart_empty(self) -> None:
+        """Kill it and start a new, empty one on the same port (a Redis lost and replaced)."""
+        self.kill()
+        self.proc = RedisServer.start(self.port).proc
 
 
 @dataclass

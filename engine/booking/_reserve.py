@@ -36,8 +36,10 @@ import logging
 from typing import TYPE_CHECKING
 
 import msgspec
+from redis.exceptions import RedisError
 
 from engine import keys
+from engine.booking import _idempotency as idem
 from engine.booking import _store as st
 from engine.booking._core import DECISION_LEAD_MS, doctor_of_slot, redis_guard
 from engine.booking._model import ACTIVE, Appointment, Slot
@@ -53,41 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("healthmed.booking")
 
-IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_TTL_S = idem.TTL_MS // 1000
 _encoder = msgspec.json.Encoder()
-_ERRORS: dict[int, type[EngineError]] = {
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
-}
-
-
-class _Remembered(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The first outcome of an ``Idempotency-Key``: a 201 body, or a 4xx error."""
-
-    body: str | None = None
-    status: int = 201
-    code: str = ""
-    detail: str = ""
-
-
-_remembered_decoder = msgspec.json.Decoder(_Remembered)
-
-
-def _replay(raw: bytes) -> bytes:
-    first = _remembered_decoder.decode(raw)
-    if first.body is not None:
-        return first.body.encode()
-    raise _ERRORS.get(first.status, Conflict)(first.detail, code=first.code)
-
-
-def _check_key(key: str) -> None:
-    if not 1 <= len(key) <= 200 or not key.isascii() or not key.isprintable():
-        raise Invalid(
-            "Idempotency-Key must be 1 to 200 printable ASCII characters",
-            code="invalid_idempotency_key",
-        )
 
 
 class _StaleRedis(Conflict):
@@ -103,56 +72,90 @@ class _Reserve(_Slots):
 
         409 ``slot_unavailable`` / ``patient_overlap``, 422 for a slot in the past, 404 for an
         unknown slot, 503 (nothing reserved) when Redis or the store fails. With an
-        ``idempotency_key``, the same key from the same patient returns the first outcome."""
+        ``idempotency_key``, the same key from the same patient returns the first outcome
+        (:mod:`engine.booking._idempotency`)."""
         if principal.role != "patient":
             raise Forbidden("only patients book appointments", code="wrong_role")
         if idempotency_key is None:
             appt = await self._request(principal.user_id, slot_id, new_id(), minted=True)
             return _encoder.encode(appt.view())
-        _check_key(idempotency_key)
-        bind = keys.patient_idempotency(principal.user_id, idempotency_key)
-        answer = keys.patient_idempotent_response(principal.user_id, idempotency_key)
+        idem.check_key(idempotency_key)
+        patient_id = principal.user_id
+        bind = keys.patient_idempotency(patient_id, idempotency_key)
+        answer = keys.patient_idempotent_response(patient_id, idempotency_key)
         fresh = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(answer)
             # The key is bound to its first appointment id and slot: a retry reuses the id
             # (the reservation is idempotent by it); the same key for another slot is refused.
             pipe.set(bind, f"{fresh} {slot_id}", nx=True, get=True, ex=IDEMPOTENCY_TTL_S)
-            stored, bound = await pipe.execute()
+            cached, bound = await pipe.execute()
         appointment_id = fresh
         if bound is not None:
             appointment_id, _, bound_slot = text(bound).partition(" ")
             if bound_slot != slot_id:
-                raise Invalid(
-                    "this Idempotency-Key was already used for another slot",
-                    code="idempotency_key_reused",
-                )
-        if stored is not None:
-            return _replay(stored)
-        try:
-            appt = await self._request(principal.user_id, slot_id, appointment_id, minted=False)
-        except EngineError as exc:
-            if exc.status in _ERRORS:  # deterministic outcomes only; a 503 can be retried
-                first = _Remembered(status=exc.status, code=exc.code, detail=exc.detail)
-                await self._remember(answer, first)
-            raise
-        body = _encoder.encode(appt.view())
-        return await self._remember(answer, _Remembered(body=body.decode())) or body
-
-    async def _remember(self, answer: str, outcome: _Remembered) -> bytes | None:
-        """Store the first outcome; if a concurrent duplicate stored one first, replay it."""
-        previous = await self.redis.set(
-            answer, _encoder.encode(outcome), nx=True, get=True, ex=IDEMPOTENCY_TTL_S
+                raise idem.reused()
+        if cached is not None:
+            return idem.replay(cached)
+        # Redis has no outcome: new key, first attempt in flight, or Redis lost. The store knows.
+        now = self.clock()
+        record, expect = await idem.load(self.store, patient_id, idempotency_key, now)
+        if record is not None:
+            return await self._replay_record(record, slot_id, bind, answer, now)
+        use = idem.KeyUse(
+            patient_id=patient_id, key=idempotency_key, slot_id=slot_id, now=now, expect=expect
         )
-        if previous is None:
-            return None
-        return _replay(previous if isinstance(previous, bytes) else str(previous).encode())
+        try:
+            appt = await self._request(patient_id, slot_id, appointment_id, minted=False, key=use)
+        except idem.Replayed as replayed:
+            return await self._replay_record(replayed.record, slot_id, bind, answer, now)
+        except EngineError as exc:
+            if exc.status not in idem.REPLAYABLE:
+                raise  # a 503 has no outcome: the key may be retried
+            outcome = idem.Outcome.of_error(exc)
+            try:
+                await self.store.put(use.put(appointment_id, outcome).item, expect=use.expect)
+            except ConditionFailed:
+                first, _ = await idem.load(self.store, patient_id, idempotency_key, now)
+                if first is not None:
+                    return await self._replay_record(first, slot_id, bind, answer, now)
+                raise
+            await self._cache(answer, outcome.encode(), idem.TTL_MS)
+            raise
+        body = self._body(appt)
+        await self._cache(answer, idem.Outcome(body=body).encode(), idem.TTL_MS)
+        return body.encode()
+
+    async def _replay_record(
+        self, record: idem.Record, slot_id: str, bind: str, answer: str, now: int
+    ) -> bytes:
+        """Replay a key's stored outcome, rebuilding its Redis copy (binding and outcome)."""
+        if record.slot_id != slot_id:
+            raise idem.reused()
+        left = record.expires_at - now
+        await self._cache(bind, f"{record.appointment_id} {record.slot_id}", left)
+        await self._cache(answer, record.outcome, left)
+        return idem.replay(record.outcome)
+
+    async def _cache(self, key: str, value: bytes | str, ttl_ms: int) -> None:
+        """Best effort: the store holds the record; a lost copy is rebuilt from it."""
+        try:
+            await self.redis.set(key, value, px=max(1, ttl_ms))
+        except RedisError:
+            log.warning("could not cache an idempotency record in redis", exc_info=True)
 
     async def _request(
-        self, patient_id: str, slot_id: str, appointment_id: str, *, minted: bool
+        self,
+        patient_id: str,
+        slot_id: str,
+        appointment_id: str,
+        *,
+        minted: bool,
+        key: idem.KeyUse | None = None,
     ) -> Appointment:
         """Reserve, claim, store (see the module docstring). ``minted``: ``appointment_id`` was
-        made by this very call (no ``Idempotency-Key``), so a reservation holding it is ours."""
+        made by this very call (no ``Idempotency-Key``), so a reservation holding it is ours.
+        ``key``: the ``Idempotency-Key`` whose record is stored with the request."""
         doctor_id = doctor_of_slot(slot_id)
         now = self.clock()
         channel, head, mid, tail_a, tail_b = self._taken_frame(doctor_id, slot_id)
@@ -206,11 +209,13 @@ class _Reserve(_Slots):
                 price_cents=int(profile.price.amount_cents),
                 currency=str(profile.price.currency),
             )
-            stored = await self._store_request(appt)
+            stored = await self._store_request(appt, key)
         except BaseException as exc:
+            if isinstance(exc, idem.Replayed) and exc.record.appointment_id == appointment_id:
+                raise  # a duplicate of this very request stored it: the reservation is right
             if fresh:  # only the call that made the reservation may undo it
                 await self._undo(stub, now)
-            if isinstance(exc, _StaleRedis):
+            if isinstance(exc, (_StaleRedis, idem.Replayed)):
                 await self.hydrate_doctor(doctor_id, force=True)
             raise
         if stored is not appt:
@@ -281,25 +286,37 @@ class _Reserve(_Slots):
             "you already have an appointment at an overlapping time", code="patient_overlap"
         )
 
-    async def _store_request(self, appt: Appointment) -> Appointment:
-        """Store the request durably; returns ``appt``, or the stored one if an earlier attempt
-        with the same id got there first. 409 if the store says another request holds the slot
-        (Redis was stale: the doctor is rebuilt from the store)."""
+    async def _store_request(self, appt: Appointment, key: idem.KeyUse | None) -> Appointment:
+        """Store the request durably, with its ``Idempotency-Key`` record if ``key``; returns
+        ``appt``, or the stored one if an earlier attempt with the same id got there first.
+        ``Replayed`` if another attempt with the key stored its outcome first; 409 if the store
+        says another request holds the slot (Redis was stale: the doctor is rebuilt from the
+        store)."""
         slot = Slot(
             id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
             status="requested", appointment_id=appt.id, patient_id=appt.patient_id,
             deadline=appt.deadline, requested_at=appt.requested_at,
         )  # fmt: skip
         main, *index = st.appointment_ops(appt, "absent")
+        record = [] if key is None else [key.put(appt.id, idem.Outcome(body=self._body(appt)))]
         try:
             await self.store.transact(
                 [main, st.hold_put(appt, "absent"), Put(item=st.slot_item(slot), expect="present"),
-                 *index]
+                 *index, *record]
             )  # fmt: skip
         except ConditionFailed as exc:
+            if key is not None:
+                first, _ = await idem.load(self.store, key.patient_id, key.key, key.now)
+                if first is not None:
+                    raise idem.Replayed(first) from exc
             if exc.index == 0:
                 stored, _ = await self._load_appointment(appt.id)
                 if stored.slot_id == appt.slot_id and stored.patient_id == appt.patient_id:
                     return stored
             raise _StaleRedis("the slot is not open", code="slot_unavailable") from exc
         return appt
+
+    @staticmethod
+    def _body(appt: Appointment) -> str:
+        """The 201 body of a new request (what an ``Idempotency-Key`` replays)."""
+        return _encoder.encode(appt.view()).decode()

@@ -12,6 +12,9 @@ pk                          sk                           what
 ``APPT#<id>``               ``RATING``                   the patient's rating (once)
 ``USER#<id>``               ``APPT#<start>#<id>``        copy of the appointment per
                                                          participant (listing, export)
+``USER#<id>``               ``IDEM#<sha256 of key>``     a patient's ``Idempotency-Key``:
+                                                         its first outcome, for 24 h
+                                                         (:mod:`._idempotency`)
 ==========================  ===========================  ==================================
 
 ``<start>`` and ``<deadline>`` are epoch ms, zero-padded to 13 digits so they sort as text.

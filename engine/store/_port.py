@@ -31,6 +31,7 @@ pk                          sk                           what
 ``USER#<id>``               ``REC#<id>``                 health record metadata + wrapped key
 ``USER#<id>``               ``SHARE#<id>``               a share of records/groups
 ``USER#<id>``               ``ACCESS#<ms>#<id>``         one doctor read (access log)
+``USER#<id>``               ``IDEM#<sha256 of key>``     a booking's Idempotency-Key record
 ``REVOKED#<redis key>``     ``REVOKED``                  revocation in force (GSI1 below)
 ==========================  ===========================  ==============================
 
