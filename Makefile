@@ -33,14 +33,14 @@ lock: $(STAMP)
 		--python-version 3.11 --custom-compile-command "make lock" -o requirements.lock
 
 # checkov pins boto3 and others against ours, so it gets a virtualenv of its own.
-$(INFRA)/.installed: $(STAMP)
+$(INFRA)/.installed: | $(STAMP)
 	$(BIN)/uv venv --quiet --allow-existing --python $(PY) $(INFRA)
 	$(BIN)/uv pip install --quiet --python $(INFRA)/bin/python checkov==3.3.30
 	touch $(INFRA)/.installed
 
 # Terraform's static checks (checkov, zero failed checks); tests/infra covers the rest.
 check-infra: $(INFRA)/.installed
-	$(INFRA)/bin/checkov --quiet --compact --framework terraform -d infra/terraform
+	$(INFRA)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/terraform
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine gateway tests loadtest
@@ -52,7 +52,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format engine gateway tests loadtest
 	$(BIN)/ruff check --fix engine gateway tests loadtest
 
-test: lint
+test: lint check-infra
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
