@@ -123,7 +123,11 @@ def test_service_role_allows_exactly_the_calls_engine_makes() -> None:
     assert {"dynamodb:Query", "s3:PutObject", "kms:Decrypt"} <= needed.keys()
     granted = _granted()
     missing = needed.keys() - granted - NOT_GRANTED.keys()
-    assert not missing, f"engine/ calls these, the role lacks them: {sorted(missing)}"
+    assert not missing, (
+        f"engine/ calls these, the role lacks them: {sorted(missing)}; grant them in "
+        "infra/terraform/modules/iam (for ses:SendEmail, pass ses_identity_arn and "
+        "ses_configuration_set_arn from module.ses in infra/terraform/envs/production/main.tf)"
+    )
     extra = granted - needed.keys()
     assert not extra, f"the role allows what engine/ never calls: {sorted(extra)}"
     assert not granted & NOT_GRANTED.keys()
