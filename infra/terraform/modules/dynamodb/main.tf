@@ -4,10 +4,11 @@
 # attributes and need no definition. On-demand billing, point-in-time recovery, encryption with
 # the project's KMS key, deletion protection.
 #
-# No TTL: no item of the store expires by time. Revocations carry their end in gsi1sk and the
-# engine deletes them itself when it restores revocations (engine/accounts); every other item
-# is written and removed by the engine. A TTL would delete items behind the engine's back.
-# (If a later item kind expires by time, name its attribute in a ttl block here.)
+# No TTL yet: DynamoDB's TTL needs a top-level number attribute (epoch seconds), and the store
+# writes none. Revocations carry their end in gsi1sk and the engine deletes them itself when it
+# restores revocations (engine/accounts); Idempotency-Key records (IDEM#) lapse with their
+# expiry inside "d" and are overwritten when the key is used again (engine/booking/_idempotency).
+# When the store writes a TTL attribute, name it here: ttl { attribute_name = "<it>" enabled = true }.
 
 resource "aws_dynamodb_table" "this" {
   name                        = var.name
