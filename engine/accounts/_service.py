@@ -122,6 +122,7 @@ class AccountService:
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
         self.revocations = Revocations(redis)
         self._doctors: dict[str, tuple[float, DoctorProfile]] = {}
+        self._patient_names: dict[str, tuple[float, str | None]] = {}
         # Imported here: the directory builds on account models, so a module-level import
         # would be circular whichever package is imported first.
         from engine.directory import DirectoryService
@@ -436,6 +437,20 @@ class AccountService:
             self._doctors.clear()
         self._doctors[doctor_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, profile)
         return profile
+
+    async def patient_name(self, patient_id: str) -> str | None:
+        """A patient's name for the doctor's view of an appointment (never more than the name);
+        ``None`` for unknown or erased patients. Remembered like doctors' profiles."""
+        cached = self._patient_names.get(patient_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        item = await self._profile_item(patient_id)
+        ok = item is not None and item.data.get("role") == "patient" and not item.data.get("erased")
+        name = str(item.data["name"]) if ok and item is not None else None
+        if len(self._patient_names) >= DOCTOR_CACHE_SIZE:
+            self._patient_names.clear()
+        self._patient_names[patient_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, name)
+        return name
 
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
         """PATCH /v1/me for doctors (patients: 403). Optimistic lock on the profile."""

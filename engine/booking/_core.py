@@ -15,13 +15,14 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
+import msgspec
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
 from engine.booking import _store as st
 from engine.booking._meeting import JitsiMeetings, MeetingProvider
-from engine.booking._model import ACTIVE, Appointment, Slot
+from engine.booking._model import ACTIVE, Appointment, AppointmentView, Slot
 from engine.booking._rules import MAX_SLOT_MS
 from engine.booking._scripts import Coalescer, Scripts, decode
 from engine.errors import NotFound, Unavailable
@@ -68,6 +69,8 @@ class AccountsPort(Protocol):
     """What booking needs from accounts (:class:`engine.accounts.AccountService`)."""
 
     async def get_doctor(self, doctor_id: str) -> Any: ...
+
+    async def patient_name(self, patient_id: str) -> str | None: ...
 
     async def rate_doctor(
         self, doctor_id: str, stars: int, extra_ops: Sequence[Op] = ()
@@ -138,6 +141,21 @@ class _Core:
             except RedisError as exc:
                 raise Unavailable("redis failed", code="redis_unavailable") from exc
         raise AssertionError("unreachable")
+
+    async def named(self, view: AppointmentView, appt: Appointment, viewer: str) -> AppointmentView:
+        """``view`` with the other party's name: the doctor's view names the patient (the name
+        only, never the CPF), the patient's names the doctor and the specialty. A party whose
+        account is gone stays unnamed."""
+        if viewer == appt.doctor_id:
+            name = await self.accounts.patient_name(appt.patient_id)
+            return msgspec.structs.replace(view, patient_name=name) if name else view
+        try:
+            doctor = await self.accounts.get_doctor(appt.doctor_id)
+        except NotFound:
+            return view
+        return msgspec.structs.replace(
+            view, doctor_name=str(doctor.name), doctor_specialty=str(doctor.specialty)
+        )
 
     async def _doctor_eval(
         self,

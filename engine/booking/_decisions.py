@@ -103,16 +103,20 @@ class _Decisions(_Reserve):
         meeting = self.meeting_view(appt, user_id)
         return msgspec.structs.replace(view, meeting=meeting) if meeting else view
 
-    def _frames(
+    async def view_named(self, appt: Appointment, user_id: str) -> AppointmentView:
+        """What ``user_id`` sees: its meeting link and the other party's name."""
+        return await self.named(self.view_for(appt, user_id), appt, user_id)
+
+    async def _frames(
         self, appt: Appointment, event: str, *, patient: bool, doctor: bool
     ) -> list[tuple[str, bytes]]:
         pairs: list[tuple[str, bytes]] = []
         if patient:
             topic = events.patient_appointments_topic(appt.patient_id)
-            pairs += events.frames([topic], event, self.view_for(appt, appt.patient_id))
+            pairs += events.frames([topic], event, await self.view_named(appt, appt.patient_id))
         if doctor:
             topic = events.doctor_appointments_topic(appt.doctor_id)
-            pairs += events.frames([topic], event, self.view_for(appt, appt.doctor_id))
+            pairs += events.frames([topic], event, await self.view_named(appt, appt.doctor_id))
         return pairs
 
     # --- accept -------------------------------------------------------------------------------
@@ -156,9 +160,9 @@ class _Decisions(_Reserve):
             raise _transition_error("the appointment changed meanwhile") from exc
         await self._after_commit(appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id])
         await self._publish(
-            self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
+            await self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
         )
-        return self.view_for(confirmed, principal.user_id)
+        return await self.view_named(confirmed, principal.user_id)
 
     async def _mark_booked(self, appt: Appointment) -> None:
         """Redis side of a stored confirmation: the slot booked, its deadline gone (idempotent).
@@ -191,9 +195,9 @@ class _Decisions(_Reserve):
         )
         await self._close(refused, version, now)
         await self._publish(
-            self._frames(refused, "appointment.refused", patient=True, doctor=False)
+            await self._frames(refused, "appointment.refused", patient=True, doctor=False)
         )
-        return self.view_for(refused, principal.user_id)
+        return await self.view_named(refused, principal.user_id)
 
     @redis_guard
     async def cancel(
@@ -226,9 +230,9 @@ class _Decisions(_Reserve):
         )
         await self._close(cancelled, version, now)
         await self._publish(
-            self._frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
+            await self._frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
         )
-        return self.view_for(cancelled, viewer)
+        return await self.view_named(cancelled, viewer)
 
     async def _close(self, closed: Appointment, version: int, now: int) -> None:
         """Store the end of an active appointment (freeing its slot and hold), then free the
@@ -291,7 +295,9 @@ class _Decisions(_Reserve):
             await self._close(expired, version, now)
         except Conflict:
             return False
-        await self._publish(self._frames(expired, "appointment.expired", patient=True, doctor=True))
+        await self._publish(
+            await self._frames(expired, "appointment.expired", patient=True, doctor=True)
+        )
         return True
 
     async def _resync_confirmed(self, appt: Appointment, now: int) -> None:

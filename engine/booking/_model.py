@@ -145,6 +145,12 @@ class AppointmentView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     meeting: MeetingView | None = None
     cancellation: CancellationView | None = None
     refusal: RefusalView | None = None
+    patient_name: str | None = None
+    """In the doctor's view only: who is coming (never the CPF)."""
+    doctor_name: str | None = None
+    """In the patient's view only."""
+    doctor_specialty: str | None = None
+    """In the patient's view only."""
 
 
 class AppointmentPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -78,7 +78,7 @@ class _Reserve(_Slots):
             raise Forbidden("only patients book appointments", code="wrong_role")
         if idempotency_key is None:
             appt = await self._request(principal.user_id, slot_id, new_id(), minted=True)
-            return _encoder.encode(appt.view())
+            return (await self._body(appt)).encode()
         idem.check_key(idempotency_key)
         patient_id = principal.user_id
         bind = keys.patient_idempotency(patient_id, idempotency_key)
@@ -122,7 +122,7 @@ class _Reserve(_Slots):
                 raise
             await self._cache(answer, outcome.encode(), idem.TTL_MS)
             raise
-        body = self._body(appt)
+        body = await self._body(appt)
         await self._cache(answer, idem.Outcome(body=body).encode(), idem.TTL_MS)
         return body.encode()
 
@@ -221,7 +221,9 @@ class _Reserve(_Slots):
         if stored is not appt:
             return stored  # an earlier attempt with this id already stored it
         pairs = events.frames(
-            [events.doctor_appointments_topic(doctor_id)], "appointment.requested", appt.view()
+            [events.doctor_appointments_topic(doctor_id)],
+            "appointment.requested",
+            await self.named(appt.view(), appt, doctor_id),
         )
         await self._publish(pairs)
         return appt
@@ -298,7 +300,9 @@ class _Reserve(_Slots):
             deadline=appt.deadline, requested_at=appt.requested_at,
         )  # fmt: skip
         main, *index = st.appointment_ops(appt, "absent")
-        record = [] if key is None else [key.put(appt.id, idem.Outcome(body=self._body(appt)))]
+        record = (
+            [] if key is None else [key.put(appt.id, idem.Outcome(body=await self._body(appt)))]
+        )
         try:
             await self.store.transact(
                 [main, st.hold_put(appt, "absent"), Put(item=st.slot_item(slot), expect="present"),
@@ -316,7 +320,7 @@ class _Reserve(_Slots):
             raise _StaleRedis("the slot is not open", code="slot_unavailable") from exc
         return appt
 
-    @staticmethod
-    def _body(appt: Appointment) -> str:
-        """The 201 body of a new request (what an ``Idempotency-Key`` replays)."""
-        return _encoder.encode(appt.view()).decode()
+    async def _body(self, appt: Appointment) -> str:
+        """The 201 body of a new request (what an ``Idempotency-Key`` replays), as the
+        patient sees it: with the doctor's name and specialty."""
+        return _encoder.encode(await self.named(appt.view(), appt, appt.patient_id)).decode()

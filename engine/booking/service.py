@@ -76,7 +76,7 @@ class BookingService(_Decisions):
     async def get_appointment(self, principal: Principal, appointment_id: str) -> AppointmentView:
         """One appointment for either participant (404 for anyone else)."""
         appt, _ = await self._participant(principal, appointment_id)
-        return self.view_for(appt, principal.user_id)
+        return await self.view_named(appt, principal.user_id)
 
     async def list_appointments(
         self,
@@ -112,7 +112,7 @@ class BookingService(_Decisions):
             for item in batch:
                 appt = Appointment.from_data(item.data)
                 if status is None or appt.status == status:
-                    items.append(self.view_for(appt, principal.user_id))
+                    items.append(await self.view_named(appt, principal.user_id))
                     if len(items) == limit:
                         return AppointmentPage(items=items, next_cursor=_encode_cursor(item.sk))
             if len(batch) < fetch:
@@ -127,7 +127,8 @@ class BookingService(_Decisions):
     async def export_user(self, principal: Principal) -> dict[str, Any]:
         """``{"appointments": [...]}``: every appointment the user took part in."""
         appointments = [
-            self.view_for(appt, principal.user_id) for appt in await self._all_of(principal.user_id)
+            await self.view_named(appt, principal.user_id)
+            for appt in await self._all_of(principal.user_id)
         ]
         return {"appointments": msgspec.to_builtins(appointments)}
 

@@ -1,12 +1,23 @@
-"""The HTTP contract around the routes: 405 with ``Allow``, every invalid field reported."""
+"""The HTTP contract around the routes: 405 with ``Allow``, every invalid field reported, the
+schema's rules and examples, names where each side needs them."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
+from websockets.sync.client import connect
 
-from tests.e2e._accounts import doctor_body, patient_body
+from tests.e2e._accounts import (
+    doctor_body,
+    login_doctor,
+    login_patient,
+    patient_body,
+    register_doctor,
+    register_patient,
+)
 
 _METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -137,3 +148,43 @@ def test_closed_bodies_say_additional_properties_false(http: httpx.Client) -> No
     for name in ("DoctorRegistration", "PatientRegistration", "CancelBody", "CreateSlots"):
         assert schemas[name]["additionalProperties"] is False, name
     assert schemas["Location"]["additionalProperties"] is False
+
+
+def test_each_side_sees_the_other_partys_name(http: httpx.Client) -> None:
+    """The doctor's view of an appointment (REST and the requested event) names the patient,
+    never with the CPF; the patient's view names the doctor and the specialty."""
+    doctor = register_doctor(http, 11_000_010, name="Dra. Marta Reis", specialty="dermatologia")
+    patient = register_patient(http, 11_000_011, name="Caio Prado")
+    doc = {"Authorization": f"Bearer {login_doctor(http, doctor)['access_token']}"}
+    pat_token = login_patient(http, patient)["access_token"]
+    pat = {"Authorization": f"Bearer {pat_token}"}
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    slot = {"start": start.isoformat().replace("+00:00", "Z"),
+            "end": (start + timedelta(minutes=50)).isoformat().replace("+00:00", "Z")}  # fmt: skip
+    r = http.post("/v1/me/slots", headers=doc, json={"slots": [slot]})
+    assert r.status_code == 201, r.text
+    slot_id = r.json()["items"][0]["id"]
+    url = str(http.base_url).replace("http", "ws", 1).rstrip("/") + "/v1/ws"
+    with connect(url, open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "auth", "token": doc["Authorization"][7:]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        booked = http.post("/v1/appointments", headers=pat, json={"slot_id": slot_id})
+        assert booked.status_code == 201, booked.text
+        event = json.loads(ws.recv(timeout=10))
+    assert event["data"]["patient_name"] == "Caio Prado"
+    assert (booked.json()["doctor_name"], booked.json()["doctor_specialty"]) == (
+        "Dra. Marta Reis",
+        "dermatologia",
+    )
+    appt_id = booked.json()["id"]
+    as_doctor = http.get(f"/v1/appointments/{appt_id}", headers=doc).json()
+    assert as_doctor["patient_name"] == "Caio Prado"
+    assert "cpf" not in json.dumps(as_doctor)
+    assert "doctor_name" not in as_doctor
+    listed = http.get("/v1/appointments", headers=doc).json()["items"]
+    assert [a["patient_name"] for a in listed if a["id"] == appt_id] == ["Caio Prado"]
+    accepted = http.post(f"/v1/appointments/{appt_id}/accept", headers=doc).json()
+    assert accepted["patient_name"] == "Caio Prado"
+    as_patient = http.get(f"/v1/appointments/{appt_id}", headers=pat).json()
+    assert as_patient["doctor_name"] == "Dra. Marta Reis"
+    assert "patient_name" not in as_patient

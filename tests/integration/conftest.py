@@ -44,8 +44,9 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 
 class FakeAccounts:
-    """The two calls booking makes on accounts: a doctor's price, and a rating applied with
-    booking's extra ops in one store transaction (as AccountService.rate_doctor does)."""
+    """The calls booking makes on accounts: a doctor's profile (price, name, specialty), a
+    patient's name, and a rating applied with booking's extra ops in one store transaction
+    (as AccountService.rate_doctor does)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -55,8 +56,14 @@ class FakeAccounts:
         if doctor_id in self.missing:
             raise NotFound("doctor not found", code="doctor_not_found")
         return SimpleNamespace(
-            id=doctor_id, price=SimpleNamespace(amount_cents=25_000, currency="BRL")
+            id=doctor_id,
+            name=f"Dr. {doctor_id[:6]}",
+            specialty="cardiologia",
+            price=SimpleNamespace(amount_cents=25_000, currency="BRL"),
         )
+
+    async def patient_name(self, patient_id: str) -> str | None:
+        return f"Patient {patient_id[:6]}"
 
     async def rate_doctor(self, doctor_id: str, stars: int, extra_ops: Sequence[Op] = ()) -> None:
         item = await self.store.get(f"USER#{doctor_id}", "RATINGS")
