@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-runtime
 INFRA := .venv-infra
 N ?= 1000
+# axe-core (the browser tests' accessibility check) from the npm registry; not committed.
+AXE_VERSION := 4.14.1
+AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
-	bench-login clean lock check-infra
+	bench-login clean lock check-infra axe screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -52,7 +55,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format engine gateway tests loadtest
 	$(BIN)/ruff check --fix engine gateway tests loadtest
 
-test: lint check-infra
+test: lint check-infra $(AXE)
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
@@ -67,11 +70,20 @@ e2e: $(STAMP)
 contract: $(STAMP)
 	$(BIN)/pytest -q tests/contract
 
-browser: $(STAMP)
+browser: $(STAMP) $(AXE)
 	$(BIN)/pytest -q tests/browser
 
 walkthrough: $(STAMP)
 	$(BIN)/python docs/walkthrough.py $(URL)
+
+$(AXE):
+	npm install --prefix .cache/axe --no-save --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION)
+
+axe: $(AXE)
+
+# Desktop and phone screenshots of the main pages, taken by the browser tests (docs/screenshots).
+screenshots: $(STAMP) $(AXE)
+	HEALTHMED_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/browser
 
 bench-login: $(STAMP)
 	$(BIN)/python loadtest/bench_login.py
@@ -83,4 +95,4 @@ bench-ws: $(STAMP)
 	$(BIN)/python loadtest/ws_swarm.py -n $(N)
 
 clean:
-	rm -rf $(VENV) $(INFRA) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA) .pytest_cache .mypy_cache .ruff_cache .cache/axe

@@ -27,6 +27,7 @@ from gateway.deps import DEPENDENCIES
 from gateway.docs import OfflineSwaggerPlugin
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
+from gateway.webapp import route_handlers as WEB_APP
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -95,7 +96,7 @@ def create_app(settings: Settings) -> Litestar:
         use_handler_docstrings=True,  # every route's docstring is its operation description
     )
     app = Litestar(
-        route_handlers=[*ROUTE_HANDLERS, MetricsController],
+        route_handlers=[*ROUTE_HANDLERS, MetricsController, *WEB_APP],
         dependencies=DEPENDENCIES,
         # Handlers and dependencies import these under TYPE_CHECKING; Litestar resolves
         # annotations at registration, so it needs them by name.

@@ -1,0 +1,339 @@
+// Patient views: search doctors, a doctor's live agenda and booking, own appointments live.
+
+import { call, current, qs } from "./api.js";
+import { CITIES, city } from "./cities.js";
+import { live } from "./live.js";
+import {
+  act,
+  announce,
+  badge,
+  doctorName,
+  empty,
+  field,
+  fmt,
+  h,
+  section,
+  select,
+} from "./ui.js";
+
+const AGENDA_DAYS = 14;
+const km1 = new Intl.NumberFormat("pt-BR", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+
+// --- search ---------------------------------------------------------------------------------
+
+function card(doctor) {
+  const rating = doctor.rating && doctor.rating.count
+    ? `${doctor.rating.average.toFixed(1)} de 5 (${doctor.rating.count} avaliações)`
+    : "Sem avaliações ainda";
+  const facts = [
+    ["Especialidade", doctor.specialty],
+    ["CRM", `${doctor.crm}/${doctor.uf}`],
+    ["Cidade", doctor.city || "—"],
+    ["Avaliação", rating],
+    ["Consulta", fmt.money(doctor.price)],
+  ];
+  if (doctor.distance_km !== undefined) facts.push(["Distância", `${km1.format(doctor.distance_km)} km`]);
+  facts.push([
+    "Próximo horário livre",
+    doctor.next_open_slot ? fmt.dateTime(doctor.next_open_slot) : "nenhum no momento",
+  ]);
+  return h(
+    "li",
+    { class: "card doctor", dataset: { doctorId: doctor.id } },
+    h("h3", {}, doctor.name),
+    h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("a", { class: "button", href: `#/medico/${encodeURIComponent(doctor.id)}` }, "Ver agenda e reservar"),
+  );
+}
+
+export async function searchView(root) {
+  const specialties = await call("GET", "/v1/specialties");
+  const spec = select("specialty", [["", "Todas"], ...specialties.items.map((s) => [s.slug, s.slug])], "");
+  const where = select("city", [["", "Sem localização"], ["here", "Minha localização"], ...CITIES.map((c) => [c[0], `${c[0]} (${c[1]})`])], "");
+  const km = h("input", { name: "max_km", type: "number", min: 1, step: 1, inputmode: "numeric" });
+  const rating = select("min_rating", [["", "Qualquer"], ["3", "3 ou mais"], ["4", "4 ou mais"], ["4.5", "4,5 ou mais"]], "");
+  const results = h("ul", { class: "cards", "aria-live": "polite", id: "resultados" });
+  const form = h(
+    "form",
+    { class: "filters", role: "search" },
+    field("Especialidade", spec),
+    field("Perto de", where, "“Minha localização” pede permissão ao navegador"),
+    field("Distância máxima (km)", km),
+    field("Avaliação mínima", rating),
+    h("button", { type: "submit" }, "Buscar"),
+  );
+
+  async function position() {
+    if (where.value === "here") {
+      const pos = await new Promise((resolve, reject) =>
+        navigator.geolocation.getCurrentPosition(resolve, reject, { timeout: 10_000 }),
+      ).catch(() => null);
+      if (!pos) {
+        announce("Não foi possível obter sua localização: escolha uma cidade.", "error");
+        return null;
+      }
+      return [pos.coords.latitude, pos.coords.longitude];
+    }
+    const place = city(where.value);
+    return place ? [place[2], place[3]] : null;
+  }
+
+  async function run() {
+    const at = await position();
+    if (km.value && !at) {
+      announce("Para filtrar por distância, escolha uma cidade ou sua localização.", "error");
+      return;
+    }
+    const query = {
+      specialty: spec.value,
+      min_rating: rating.value,
+      lat: at && at[0],
+      lon: at && at[1],
+      max_km: at ? km.value : "",
+      limit: 50,
+    };
+    const page = await call("GET", `/v1/doctors${qs(query)}`);
+    results.replaceChildren(...page.items.map(card));
+    if (!page.items.length) results.append(h("li", {}, empty("Nenhum médico encontrado com esses filtros.")));
+    announce(`${page.items.length} médico(s) encontrado(s).`);
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(form.querySelector("button"), run);
+  });
+  root.replaceChildren(h("h1", {}, "Encontrar um médico"), section("Filtros", form), h("h2", { class: "sr-only" }, "Resultados"), results);
+  await run();
+}
+
+// --- a doctor's agenda ------------------------------------------------------------------------
+
+function dayKey(iso) {
+  const d = new Date(iso);
+  return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+}
+
+export async function agendaView(root, doctorId) {
+  const doctor = await call("GET", `/v1/doctors/${encodeURIComponent(doctorId)}`);
+  const slots = new Map();
+  let price = null;
+  const grid = h("div", { class: "agenda", id: "agenda" });
+  const confirm = h("div", { class: "confirm", hidden: true, role: "region", "aria-label": "Confirmar reserva" });
+  let chosen = null;
+
+  function slotButton(slot) {
+    const taken = slot.status !== "open";
+    const label = `${fmt.time(slot.start)}${taken ? " (ocupado)" : ""}`;
+    return h(
+      "button",
+      {
+        type: "button",
+        class: `slot${taken ? " taken" : ""}`,
+        disabled: taken,
+        "aria-disabled": taken ? "true" : undefined,
+        "aria-pressed": chosen === slot.id ? "true" : "false",
+        dataset: { slotId: slot.id, status: slot.status },
+        onclick: () => choose(slot.id),
+      },
+      label,
+    );
+  }
+
+  function render() {
+    const days = new Map();
+    for (const slot of [...slots.values()].sort((a, b) => a.start.localeCompare(b.start))) {
+      const key = dayKey(slot.start);
+      if (!days.has(key)) days.set(key, []);
+      days.get(key).push(slot);
+    }
+    if (chosen && (!slots.has(chosen) || slots.get(chosen).status !== "open")) {
+      if (chosen) announce("O horário escolhido acabou de ser reservado por outra pessoa.", "error");
+      chosen = null;
+      confirm.hidden = true;
+    }
+    grid.replaceChildren(
+      ...(days.size
+        ? [...days].map(([key, list]) =>
+            h(
+              "section",
+              { class: "day", "aria-label": fmt.day(new Date(key)) },
+              h("h3", {}, fmt.day(new Date(key))),
+              h("div", { class: "slots" }, list.map(slotButton)),
+            ),
+          )
+        : [empty("Nenhum horário nos próximos 14 dias.")]),
+    );
+  }
+
+  function choose(id) {
+    chosen = id;
+    const slot = slots.get(id);
+    const button = h("button", { type: "button", id: "confirmar" }, "Confirmar reserva");
+    button.addEventListener("click", () => act(button, () => book(slot)));
+    confirm.replaceChildren(
+      h("p", {}, `Consulta em ${fmt.dateTime(slot.start)} (até ${fmt.time(slot.end)}) por ${fmt.money(price)}.`),
+      button,
+      h("button", { type: "button", class: "secondary", onclick: () => { chosen = null; confirm.hidden = true; render(); } }, "Escolher outro"),
+    );
+    confirm.hidden = false;
+    render();
+    button.focus();
+  }
+
+  async function book(slot) {
+    await call("POST", "/v1/appointments", {
+      body: { slot_id: slot.id },
+      headers: { "Idempotency-Key": crypto.randomUUID() },
+    });
+    announce("Pedido enviado. O médico tem até o prazo indicado para responder.");
+    location.hash = "#/consultas";
+  }
+
+  async function resync() {
+    const from = new Date();
+    const to = new Date(from.getTime() + AGENDA_DAYS * 86_400_000);
+    const agenda = await call("GET", `/v1/doctors/${encodeURIComponent(doctorId)}/slots${qs({ from: from.toISOString(), to: to.toISOString() })}`);
+    price = agenda.price;
+    slots.clear();
+    for (const slot of agenda.slots) slots.set(slot.id, slot);
+    render();
+  }
+
+  const topic = `doctor.${doctorId}.slots`;
+  const off = live.onEvent((msg) => {
+    if (msg.topic !== topic || msg.event !== "slot.updated") return;
+    const d = msg.data;
+    if (d.status === "removed") slots.delete(d.slot_id);
+    else if (slots.has(d.slot_id) || new Date(d.start) > new Date()) {
+      slots.set(d.slot_id, { id: d.slot_id, start: d.start, end: d.end, status: d.status });
+    }
+    render();
+  });
+
+  root.replaceChildren(
+    h("p", {}, h("a", { href: "#/buscar" }, "← Voltar à busca")),
+    h("h1", {}, doctor.name),
+    h("p", { class: "lead" }, `${doctor.specialty} · CRM ${doctor.crm}/${doctor.uf}${doctor.city ? ` · ${doctor.city}` : ""}`),
+    section(
+      "Horários",
+      h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}); a agenda se atualiza sozinha.`),
+      grid,
+      confirm,
+    ),
+  );
+  await resync();
+  // data-live marks the agenda as following events (after the resync that `subscribed` starts).
+  live.subscribe(topic, () =>
+    resync().then(
+      () => (grid.dataset.live = "on"),
+      () => {},
+    ),
+  );
+  return () => {
+    off();
+    live.unsubscribe(topic);
+  };
+}
+
+// --- own appointments ---------------------------------------------------------------------------
+
+/** The list of own appointments, kept current by events; shared by patients and doctors. */
+export function appointmentList({ filter = () => true, actions }) {
+  const items = new Map();
+  const list = h("ul", { class: "appointments", "aria-live": "polite" });
+
+  function row(appt) {
+    const who = h("span", { class: "who" }, "…");
+    const me = current();
+    if (me.role === "patient") doctorName(call, appt.doctor_id).then((n) => (who.textContent = n));
+    else who.textContent = `Paciente ${appt.patient_id.slice(-6)}`;
+    const details = [
+      h("p", { class: "when" }, `${fmt.dateTime(appt.slot.start)} – ${fmt.time(appt.slot.end)}`),
+      h("p", {}, who, " · ", fmt.money(appt.price)),
+    ];
+    if (appt.status === "requested") details.push(h("p", { class: "hint" }, `Resposta até ${fmt.dateTime(appt.decision_deadline)}`));
+    if (appt.meeting) {
+      details.push(
+        h(
+          "p",
+          { class: "meeting" },
+          h("a", { href: appt.meeting.url, target: "_blank", rel: "noopener noreferrer", class: "button meeting-link" }, "Entrar na teleconsulta"),
+          h("span", { class: "hint" }, ` começa às ${fmt.time(appt.meeting.starts_at)}; o link funciona a partir de 10 minutos antes`),
+        ),
+      );
+    }
+    if (appt.cancellation) {
+      const by = { patient: "pelo paciente", doctor: "pelo médico", system: "pelo sistema" }[appt.cancellation.by] || "";
+      details.push(h("p", { class: "hint" }, `Cancelada ${by}: ${appt.cancellation.justification}`));
+    }
+    if (appt.refusal && appt.refusal.reason) details.push(h("p", { class: "hint" }, `Motivo: ${appt.refusal.reason}`));
+    return h(
+      "li",
+      { class: "card appointment", dataset: { appointmentId: appt.id, status: appt.status } },
+      h("div", { class: "row" }, badge(appt.status)),
+      details,
+      actions(appt),
+    );
+  }
+
+  function render() {
+    const shown = [...items.values()].filter(filter).sort((a, b) => a.slot.start.localeCompare(b.slot.start));
+    list.replaceChildren(...(shown.length ? shown.map(row) : [h("li", {}, empty("Nada por aqui."))]));
+  }
+
+  async function resync() {
+    const page = await call("GET", `/v1/appointments${qs({ limit: 100, from: new Date(Date.now() - 86_400_000).toISOString() })}`);
+    items.clear();
+    for (const a of page.items) items.set(a.id, a);
+    render();
+  }
+
+  const off = live.onEvent((msg) => {
+    if (!msg.event.startsWith("appointment.")) return;
+    items.set(msg.data.id, msg.data);
+    render();
+  });
+
+  function update(appt) {
+    items.set(appt.id, appt);
+    render();
+  }
+
+  return { list, resync, update, stop: off };
+}
+
+/** A cancel disclosure: a justification (10-1000 characters) and a confirm button. */
+export function cancelControl(appt, done) {
+  if (appt.status !== "requested" && appt.status !== "confirmed") return null;
+  const text = h("textarea", { name: "justification", required: true, minlength: 10, maxlength: 1000, rows: 3 });
+  const form = h(
+    "form",
+    { class: "cancel" },
+    field("Justificativa (10 a 1000 caracteres)", text),
+    h("button", { type: "submit", class: "danger" }, "Confirmar cancelamento"),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(form.querySelector("button"), async () => {
+      const updated = await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/cancel`, {
+        body: { justification: text.value.trim() },
+      });
+      announce("Consulta cancelada.");
+      done(updated);
+    });
+  });
+  return h("details", { class: "cancel-box" }, h("summary", {}, "Cancelar consulta"), form);
+}
+
+export async function appointmentsView(root) {
+  const view = appointmentList({
+    actions: (appt) => cancelControl(appt, (updated) => view.update(updated)),
+  });
+  root.replaceChildren(h("h1", {}, "Minhas consultas"), h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}). As respostas dos médicos aparecem aqui na hora.`), view.list);
+  await view.resync();
+  const offReady = live.onReady(() => view.resync().catch(() => {}));
+  return () => {
+    view.stop();
+    offReady();
+  };
+}
