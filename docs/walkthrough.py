@@ -154,7 +154,9 @@ def main(base: str) -> None:
             json={"slot_id": slot["id"]},
         )
         event = json.loads(ws.recv(timeout=10))
-        print(f"  doctor is told: {event['event']} for {event['data']['slot']['start']}")
+        data = event["data"]
+        who, start = data.get("patient_name"), data["slot"]["start"]
+        print(f"  doctor is told: {event['event']}, {who} at {start}")
         assert event["event"] == "appointment.requested"
 
     # 5. accept, meeting link
@@ -201,7 +203,7 @@ def main(base: str) -> None:
     log = w.call(
         "the patient reads the access log", "GET", "/v1/me/records/access-log", 200, headers=pat
     )["items"]
-    print(f"  {[(e['action'], e['doctor_id'] == doctor['id']) for e in log]}")
+    print(f"  {[(e['action'], e.get('doctor_name')) for e in log]}")
 
     # 7. cancel, export, erase
     w.call(
