@@ -35,6 +35,15 @@ PriceCents = Annotated[
         "centavos, 0 to 100000000 (422 `invalid_price`)", minimum=0, maximum=_rules.PRICE_MAX_CENTS
     ),
 ]
+Name = Annotated[
+    str,
+    _doc(
+        f"at least one visible character; spaces collapsed, at most {_rules.NAME_MAX} "
+        "characters (422 `invalid_name`)",
+        pattern=r"\S",
+        examples=["Dra. Ana Souza"],
+    ),
+]
 Crm = Annotated[str, _doc("4 to 8 digits (422 `invalid_crm`)", examples=["123456"])]
 Uf = Annotated[
     str, _doc("a Brazilian state code, case-insensitive (422 `invalid_uf`)", examples=["SP"])
@@ -65,7 +74,7 @@ class Rating(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
+    name: Name
     crm: Crm
     uf: Uf
     email: str
@@ -77,7 +86,7 @@ class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
 
 
 class PatientRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
+    name: Name
     email: str
     cpf: Annotated[
         str, _doc("11 digits, punctuation allowed, check digits validated (422 `invalid_cpf`)")
@@ -106,7 +115,7 @@ class RefreshRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """PATCH /v1/me for doctors: only the fields sent change."""
 
-    name: str | msgspec.UnsetType = msgspec.UNSET
+    name: Name | msgspec.UnsetType = msgspec.UNSET
     price_cents: PriceCents | msgspec.UnsetType = msgspec.UNSET
     specialty: str | msgspec.UnsetType = msgspec.UNSET
     location: Location | msgspec.UnsetType = msgspec.UNSET

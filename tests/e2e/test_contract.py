@@ -128,6 +128,7 @@ def test_the_schema_states_enforced_rules(http: httpx.Client) -> None:
     price = parts["DoctorRegistration"]["properties"]["price_cents"]
     assert (price["minimum"], price["maximum"]) == (0, 100_000_000)
     assert parts["Location"]["properties"]["lon"]["maximum"] == 180
+    assert parts["DoctorRegistration"]["properties"]["name"]["pattern"] == r"\S"
 
 
 def test_options_lists_every_method_of_the_path(http: httpx.Client) -> None:
