@@ -12,7 +12,7 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
-	bench-login clean lock check-infra axe screenshots
+	chaos bench-login clean lock check-infra axe screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -93,6 +93,9 @@ bench-booking: $(STAMP)
 
 bench-ws: $(STAMP)
 	$(BIN)/python loadtest/ws_swarm.py -n $(N)
+
+chaos: $(STAMP)
+	$(BIN)/python loadtest/chaos_redis.py
 
 clean:
 	rm -rf $(VENV) $(INFRA) .pytest_cache .mypy_cache .ruff_cache .cache/axe

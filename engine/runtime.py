@@ -25,7 +25,7 @@ from engine.redis_client import connect_redis
 from engine.store import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Awaitable, Coroutine
 
     from redis.asyncio import Redis
 
@@ -34,6 +34,12 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 log = logging.getLogger("healthmed.engine")
+
+READY_TIMEOUT_SECONDS = 2.0
+NEEDS_REDIS = ("booking", "availability", "search", "realtime")
+"""What answers 503 while Redis is down (README "Degraded mode"): reservations, slot edits and
+agendas, the directory, websockets. Accounts, appointments and decisions, records and shares
+need only the store."""
 
 
 class PrivacyPart(Protocol):
@@ -111,11 +117,13 @@ class Engine:
         log.info("rehydrated redis from the store: %d doctors", count)
 
     async def _watch_redis(self) -> None:
-        """Notice a flushed or replaced Redis between requests and rebuild it."""
+        """Notice a flushed or replaced Redis between requests and rebuild it; once Redis
+        answers again, apply the invalidations that could not reach it."""
         while True:
             await asyncio.sleep(1.0)
             try:
                 await self.rehydrate_if_empty()
+                await self.booking.retry_invalidations()
             except Exception:  # a broken Redis is reported by /health/ready; keep watching
                 log.warning("redis watch: rehydration failed", exc_info=True)
 
@@ -144,13 +152,32 @@ class Engine:
             await part.erase_user(principal)
 
     async def ready(self) -> dict[str, str]:
-        """Ping every dependency; ``Unavailable`` naming the first that fails."""
-        try:
-            await self.redis.ping()
-        except Exception as exc:
-            raise Unavailable("redis does not answer", code="redis_unavailable") from exc
-        await self.store.ping()
-        return {"redis": "ok", "store": "ok"}
+        """Ping every dependency (at once, each for at most ``READY_TIMEOUT_SECONDS``): their
+        states when all answer, else ``Unavailable`` (``redis_unavailable`` or
+        ``store_unavailable``) with every state (``checks``) and the parts that cannot serve
+        meanwhile (``degraded``, README "Degraded mode")."""
+
+        async def probe(ping: Awaitable[object]) -> str:
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                    await ping
+            except Exception:
+                return "down"
+            return "ok"
+
+        redis, store = await asyncio.gather(probe(self.redis.ping()), probe(self.store.ping()))
+        checks = {"redis": redis, "store": store}
+        if store != "ok":
+            raise Unavailable(
+                "the durable store does not answer", code="store_unavailable",
+                checks=checks, degraded=["all"],
+            )  # fmt: skip
+        if redis != "ok":
+            raise Unavailable(
+                "redis does not answer", code="redis_unavailable",
+                checks=checks, degraded=list(NEEDS_REDIS),
+            )  # fmt: skip
+        return checks
 
     async def close(self) -> None:
         for task in self._tasks:

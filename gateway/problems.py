@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("healthmed.gateway")
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks clients to wait before retrying (``Retry-After``): a dependency is down."""
 
 _TITLES = {
     400: ("Bad request", "bad_request"),
@@ -55,6 +57,10 @@ class Problem(msgspec.Struct, kw_only=True):
     type: str = "about:blank"
     errors: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
     retry_after: int | msgspec.UnsetType = msgspec.UNSET
+    checks: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    """``/health/ready``: the state of each dependency."""
+    degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
+    """``/health/ready``: the parts that cannot serve meanwhile (README "Degraded mode")."""
 
 
 def _problem(status: int, detail: str, code: str | None = None, **extra: Any) -> Problem:
@@ -83,6 +89,9 @@ def problem_of(exc: EngineError) -> Problem:
     extra: dict[str, Any] = {}
     if isinstance(exc, RateLimited):
         extra["retry_after"] = exc.retry_after
+    elif exc.status == 503:
+        extra["retry_after"] = RETRY_AFTER_SECONDS
+        extra.update({k: exc.fields[k] for k in ("checks", "degraded") if k in exc.fields})
     if isinstance(exc, Invalid):
         if entries := error_entries(exc):
             extra["errors"] = entries
@@ -94,7 +103,11 @@ def problem_of(exc: EngineError) -> Problem:
 def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
     if exc.status >= 500:
         log.warning("engine error %s: %s", exc.code, exc.detail)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif exc.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return Response(
         problem_of(exc), status_code=exc.status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -151,7 +164,11 @@ def redis_error_handler(_: Request[Any, Any, Any], exc: RedisError) -> Response[
     """Redis did not answer or failed: the request changed nothing the client can rely on."""
     log.warning("redis error: %s", type(exc).__name__)
     return problem_response(
-        503, "the hot-state store is unavailable, retry later", "redis_unavailable"
+        503,
+        "the hot-state store is unavailable, retry later",
+        "redis_unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        retry_after=RETRY_AFTER_SECONDS,
     )
 
 

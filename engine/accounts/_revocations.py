@@ -11,7 +11,10 @@ process keeps all of those still in force in memory:
 * each process subscribes to that channel and, after every (re)subscription, loads the whole
   sorted set, so nothing published while it was disconnected is missed;
 * while the subscription is not live, :meth:`AccountService.check_not_revoked` reads Redis
-  instead (one MGET), so a process never trusts a copy it cannot keep current.
+  instead (one MGET), so a process never trusts a copy it cannot keep current; with Redis down
+  too (degraded mode) it reads the store's copy, where a revocation made meanwhile is written
+  first. Each (re)subscription also reloads the store's revocations, so one made while Redis
+  was away is known once the copy is live again.
 
 A revocation reaches the other processes within the pub/sub delay (milliseconds).
 """
@@ -29,6 +32,8 @@ from engine.errors import Unauthenticated
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from redis.asyncio import Redis
 
     from engine.principal import Principal
@@ -47,8 +52,13 @@ def member(kind: str, subject: str, value: str) -> str:
 
 
 class Revocations:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        durable: Callable[[], Awaitable[list[tuple[str, int]]]] | None = None,
+    ) -> None:
         self._redis = redis
+        self._durable = durable
         self._jti: dict[str, int] = {}
         self._sid: dict[str, int] = {}
         self._before: dict[str, tuple[int, int]] = {}
@@ -100,6 +110,9 @@ class Revocations:
         pairs: list[Any] = await self._redis.zrangebyscore(CHANNEL, now, "+inf", withscores=True)
         for raw, score in pairs:
             self.add(raw.decode() if isinstance(raw, bytes) else str(raw), int(score))
+        if self._durable is not None:
+            for entry, until in await self._durable():
+                self.add(entry, until)
 
     async def run(self) -> None:
         """Follow revocations until cancelled, resubscribing (and reloading) after failures."""

@@ -9,6 +9,7 @@ registrations with the same e-mail exactly one lands, whatever the replica.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -120,7 +121,7 @@ class AccountService:
             window_seconds=settings.login_fail_window_seconds,
         )
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
-        self.revocations = Revocations(redis)
+        self.revocations = Revocations(redis, durable=self.durable_revocations)
         self._doctors: dict[str, tuple[float, DoctorProfile]] = {}
         self._patient_names: dict[str, tuple[float, str | None]] = {}
         # Imported here: the directory builds on account models, so a module-level import
@@ -345,8 +346,23 @@ class AccountService:
                 gsi1sk=f"{until_ms:015d}",
             )
         )
-        await self._redis.set(self._revocation_key(kind, subject), value, pxat=until_ms)
-        await self.revocations.publish(member(kind, subject, value), until_ms)
+        try:
+            await self._redis.set(self._revocation_key(kind, subject), value, pxat=until_ms)
+            await self.revocations.publish(member(kind, subject, value), until_ms)
+        except RedisError:
+            # Degraded mode: stored, so every process finds it (they read the store while
+            # their copy is not live, and reload it from the store when it is live again).
+            self.revocations.add(member(kind, subject, value), until_ms)
+            log.warning("revocation stored, but redis is unreachable")
+
+    async def durable_revocations(self) -> list[tuple[str, int]]:
+        """Every revocation still in force in the store, as ``(member, until ms)``."""
+        live = await self._store.query_index("REVOCATIONS", start=f"{now_ms():015d}")
+        return [
+            (member(*(str(item.data[k]) for k in ("kind", "subject", "value"))),
+             int(item.gsi1sk or 0))
+            for item in live
+        ]  # fmt: skip
 
     async def revoke_sessions(self, user_id: str, *, keep: str = "") -> None:
         """Every login of ``user_id`` but ``keep`` (a refresh family) ends: its refresh
@@ -384,22 +400,43 @@ class AccountService:
     async def check_not_revoked(self, principal: Principal) -> None:
         """The token's jti is not revoked and its user was not revoked (erasure, refresh
         reuse) after the token's ``iat``. From memory while the process follows revocations
-        (:mod:`engine.accounts._revocations`), else one Redis round trip."""
+        (:mod:`engine.accounts._revocations`), else one Redis round trip; with Redis down
+        (degraded mode) or not rebuilt yet (its ``hydrated`` marker missing: a revocation
+        would be missing too), the store's durable copy of the same two entries."""
         if self.revocations.live:
             self.revocations.check(principal)
             return
         try:
-            denied, before, session = await self._redis.mget(
+            denied, before, session, built = await self._redis.mget(
                 keys.revoked_access(principal.jti),
                 keys.user_revoked_before(principal.user_id),
                 keys.revoked_session(principal.session or "-"),
+                keys.hydrated(),
             )
-        except RedisError as exc:
-            raise Unavailable("redis does not answer", code="redis_unavailable") from exc
+        except RedisError:
+            built = None
+        if built is None:  # Redis down, or back empty and not rebuilt yet: the store knows
+            denied, before, session = await self._revoked_in_store(principal)
         if denied is not None or (principal.session and session is not None):
             raise Unauthenticated("token revoked", code="token_revoked")
         if before is not None and principal.issued_at * 1000 <= int(before):
             raise Unauthenticated("token revoked", code="token_revoked")
+
+    async def _revoked_in_store(
+        self, principal: Principal
+    ) -> tuple[str | None, str | None, str | None]:
+        """The token's jti, its user's ``before`` and its session's entries, from the store."""
+        now = now_ms()
+        items = await asyncio.gather(
+            self._store.get(f"REVOKED#jti#{principal.jti}", "REVOKED"),
+            self._store.get(f"REVOKED#before#{principal.user_id}", "REVOKED"),
+            self._store.get(f"REVOKED#sid#{principal.session or '-'}", "REVOKED"),
+        )
+        jti, before, session = (
+            str(item.data["value"]) if item and int(item.gsi1sk or 0) > now else None
+            for item in items
+        )
+        return jti, before, session
 
     # --- profiles ---------------------------------------------------------------------------
     async def _profile_item(self, user_id: str) -> Item | None:

@@ -264,6 +264,12 @@ class _Core:
             if not left:
                 del self._stale[doctor_id]
 
+    async def retry_invalidations(self) -> None:
+        """Invalidate now every doctor a committed change could not reach while Redis was
+        down (the Redis watcher calls this once Redis answers again)."""
+        for doctor_id in list(self._stale):
+            await self._invalidate_doctor(doctor_id)
+
     async def _check_stale(self, doctor_id: str) -> None:
         """Before using a doctor a committed change could not reach: invalidate it now (503 if
         Redis still fails)."""

@@ -17,7 +17,9 @@ bare ``websockets`` broadcast server. Here an idle connection is this object, we
 One connection, in order:
 
 1. **Handshake** (:meth:`RealtimeProtocol._on_request`): only ``/v1/ws``; 503 while the app
-   is not started (or already stopped), else websockets' own checks (400/426...) and 101.
+   is not started (or already stopped), and 503 with ``Retry-After`` while the hub has no
+   live Redis subscription (degraded mode: no event could reach the client), else
+   websockets' own checks (400/426...) and 101.
    No extensions are offered, so no permessage-deflate (its state is ~32 KiB a connection).
 2. **Auth**: the first message must be ``auth`` within ``ws_auth_seconds`` (a timer, released
    after auth), else 4401. The token check may wait on Redis, so it runs in a short task
@@ -69,6 +71,7 @@ from websockets.server import ServerProtocol
 
 from engine.errors import EngineError, Unauthenticated
 from engine.realtime import Subscriber
+from gateway.problems import RETRY_AFTER_SECONDS
 from gateway.realtime._binding import Edge, _current
 from gateway.realtime.messages import (
     CLOSES,
@@ -263,6 +266,9 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             response = conn.reject(404, "Not Found\n")
         elif edge is None or self.closing:
             response = conn.reject(503, "Service Unavailable: starting or stopping\n")
+        elif not edge.hub.connected.is_set():
+            response = conn.reject(503, "Service Unavailable: real-time events are down\n")
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         else:
             response = conn.accept(request)
         conn.send_response(response)

@@ -522,16 +522,22 @@ async def test_concurrent_wrong_passwords_are_limited(accounts: AccountService) 
 
 
 async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) -> None:
-    """With Redis down, token checks and login limits raise ``Unavailable`` (503)."""
+    """With Redis down, token checks answer from the store (a revocation made meanwhile is
+    stored and holds); login limits and search raise ``Unavailable`` (503)."""
     from engine.errors import Unavailable
     from tests.support import free_port
 
     dead = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
     service = AccountService(SETTINGS, store, dead, AccessTokens(SETTINGS))
     _, principal = service._tokens.issue("user-1", "patient")
+    _, other = service._tokens.issue("user-2", "patient")
     try:
-        with pytest.raises(Unavailable):
-            await service.check_not_revoked(principal)
+        await service.check_not_revoked(principal)
+        await service.revoke_access_tokens("user-2")
+        fresh = AccountService(SETTINGS, store, dead, AccessTokens(SETTINGS))  # another process
+        await fresh.check_not_revoked(principal)
+        with pytest.raises(Unauthenticated):
+            await fresh.check_not_revoked(other)
         with pytest.raises(Unavailable):
             await service.login_patient(
                 PatientLogin(email="a@example.com", password=PASSWORD), ADDRESS
@@ -543,7 +549,8 @@ async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) 
 
 
 async def test_revocations_survive_a_flushed_redis(accounts: AccountService, redis: Redis) -> None:
-    """Logout and erasure revocations come back from the store after Redis is flushed."""
+    """Logout and erasure revocations hold after Redis is flushed: from the store while the
+    flushed Redis is not rebuilt (no ``hydrated`` marker), and restored into it."""
     a, b = patient_reg(1), patient_reg(2)
     await accounts.register_patient(a)
     await accounts.register_patient(b)
@@ -554,8 +561,11 @@ async def test_revocations_survive_a_flushed_redis(accounts: AccountService, red
     await accounts.logout(logged_out, pa.refresh_token)
     await accounts.erase_user(erased)
     await redis.flushdb()
-    await accounts.check_not_revoked(logged_out)  # the flush alone forgot the revocation
+    for principal in (logged_out, erased):
+        with pytest.raises(Unauthenticated):
+            await accounts.check_not_revoked(principal)
     assert await accounts.restore_revocations() == 2
+    await redis.set(keys.hydrated(), "1")
     for principal in (logged_out, erased):
         with pytest.raises(Unauthenticated):
             await accounts.check_not_revoked(principal)

@@ -120,6 +120,7 @@ class FakeEngine:
     def __init__(self, settings: Any) -> None:
         self.settings = settings
         self.hub = Hub(redis=None, queue_size=settings.ws_queue_size)  # type: ignore[arg-type]
+        self.hub.connected.set()  # as if its Redis subscription were live
         self.accounts = SimpleNamespace(revocations=Revocations(redis=None))  # type: ignore[arg-type]
         self.accounts.revocations.live = True
         self.delay = 0.0
@@ -196,6 +197,19 @@ async def test_the_handshake_is_503_while_the_app_is_not_serving(engine: FakeEng
     realtime.unbind()
     peer = Peer()
     assert bytes(peer.transport.written).startswith(b"HTTP/1.1 503")
+    assert peer.transport.closed
+
+
+async def test_the_handshake_is_503_with_retry_after_while_redis_events_are_down(
+    engine: FakeEngine,
+) -> None:
+    """Degraded mode: with no live Redis subscription no event could reach a client, so the
+    upgrade is refused with 503 and Retry-After."""
+    engine.hub.connected.clear()
+    peer = Peer()
+    head = bytes(peer.transport.written)
+    assert head.startswith(b"HTTP/1.1 503")
+    assert b"\r\nRetry-After: 5\r\n" in head
     assert peer.transport.closed
 
 
