@@ -62,6 +62,23 @@ class Settings:
     ws_rate_burst: int = 60
     sweep_interval_seconds: float = 1.0
     log_level: str = "INFO"
+    # --- notifications (engine/notifications) ---
+    mail_url: str = ""
+    """Where e-mail goes: smtp://, smtps://, ses://<region> or file://<folder> (default)."""
+    mail_from: str = "Health&Med <no-reply@healthmed.local>"
+    mail_max_attempts: int = 8
+    """Sends of one message before it is marked ``failed``."""
+    mail_retry_seconds: float = 5.0
+    """First retry delay; doubled each attempt (capped at an hour), jittered down to half."""
+    mail_lease_seconds: float = 60.0
+    """How long a replica's claim on a message hides it from the others (a send times out at
+    half of it); a replica killed mid-send lets another one resend after this."""
+    mail_poll_seconds: float = 1.0
+    """How often every replica looks for due messages (at once after a local change)."""
+    mail_timezone: str = "America/Sao_Paulo"
+    """Time zone of the times written in e-mails (the iCalendar parts are in UTC)."""
+    reminder_minutes: tuple[int, ...] = (1440, 60)
+    """Reminders go this many minutes before a confirmed appointment starts."""
 
     @property
     def production(self) -> bool:
@@ -92,6 +109,58 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _minutes(raw: str | None) -> tuple[int, ...]:
+    if raw is None or raw.strip() == "":
+        return (1440, 60)
+    try:
+        values = sorted({int(part) for part in raw.split(",") if part.strip()}, reverse=True)
+    except ValueError:
+        raise SettingsError(
+            f"HEALTHMED_REMINDER_MINUTES must be comma-separated minutes, got {raw!r}"
+        ) from None
+    if any(not 0 < value <= 60 * 24 * 60 for value in values) or len(values) > 5:
+        raise SettingsError("HEALTHMED_REMINDER_MINUTES: at most 5 values of 1 to 86400 minutes")
+    return tuple(values)
+
+
+def _mail(env: Mapping[str, str], data_dir: Path) -> tuple[str, str, str]:
+    """``HEALTHMED_MAIL_URL``, ``HEALTHMED_MAIL_FROM``, ``HEALTHMED_MAIL_TIMEZONE``, checked."""
+    from email.utils import parseaddr
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from engine.notifications import parse_mail_url
+
+    url = env.get("HEALTHMED_MAIL_URL") or f"file://{data_dir / 'mail'}"
+    try:
+        parse_mail_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"HEALTHMED_MAIL_URL: {exc}") from None
+    sender = env.get("HEALTHMED_MAIL_FROM") or "Health&Med <no-reply@healthmed.local>"
+    if "@" not in parseaddr(sender)[1] or "\n" in sender or "\r" in sender:
+        raise SettingsError(
+            f"HEALTHMED_MAIL_FROM must be an address such as 'Name <a@b.c>', got {sender!r}"
+        )
+    zone = env.get("HEALTHMED_MAIL_TIMEZONE") or "America/Sao_Paulo"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"HEALTHMED_MAIL_TIMEZONE: unknown time zone {zone!r}") from None
+    return url, sender, zone
 
 
 def _master_key(raw: str) -> bytes:
@@ -156,6 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"HEALTHMED_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
             ) from None
     master = values.get("HEALTHMED_MASTER_KEY")
+    mail_url, mail_from, mail_timezone = _mail(env, data_dir)
     return Settings(
         env=mode,  # type: ignore[arg-type]
         host=env.get("HEALTHMED_HOST") or "127.0.0.1",
@@ -188,4 +258,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_rate_per_second=_int(env, "HEALTHMED_WS_RATE_PER_SECOND", 10),
         ws_rate_burst=_int(env, "HEALTHMED_WS_RATE_BURST", 60),
         log_level=env.get("HEALTHMED_LOG_LEVEL") or "INFO",
+        mail_url=mail_url,
+        mail_from=mail_from,
+        mail_timezone=mail_timezone,
+        mail_max_attempts=_int(env, "HEALTHMED_MAIL_MAX_ATTEMPTS", 8),
+        mail_retry_seconds=_float(env, "HEALTHMED_MAIL_RETRY_SECONDS", 5.0),
+        mail_lease_seconds=_float(env, "HEALTHMED_MAIL_LEASE_SECONDS", 60.0),
+        mail_poll_seconds=_float(env, "HEALTHMED_MAIL_POLL_SECONDS", 1.0),
+        reminder_minutes=_minutes(env.get("HEALTHMED_REMINDER_MINUTES")),
     )

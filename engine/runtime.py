@@ -2,8 +2,8 @@
 
 ``Engine.start(settings)`` opens Redis (real or in-process), the durable store and the blob
 store, rebuilds Redis from the store when it is empty, and starts the background tasks (the
-expiry sweeper). ``close()`` stops them and closes every client. The gateway opens one Engine in
-its lifespan; a plain asyncio script can do the same.
+expiry sweeper, the outbox drainer). ``close()`` stops them and closes every client. The
+gateway opens one Engine in its lifespan; a plain asyncio script can do the same.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from engine.accounts.tokens import AccessTokens
 from engine.booking import BookingService
 from engine.directory import DirectoryService
 from engine.errors import Unavailable
+from engine.notifications import Notifications
 from engine.realtime import Hub
 from engine.records import RecordService
 from engine.redis_client import connect_redis
@@ -72,8 +73,17 @@ class Engine:
         self.accounts.use_sealer(self.records.sealer)  # TOTP secrets: the records' key wrapper
         self.privacy_parts.insert(0, self.records)
         # Booking: slots and appointments (erasure cancels the user's future appointments).
-        self.booking = BookingService(settings, store, redis, self.accounts)
+        # Notifications: the outbox every change writes to, drained by every replica; the
+        # user's messages are exported and erased after booking's erasure queued its own.
+        self.notifications = Notifications(settings, store, self.accounts)
+        self.booking = BookingService(
+            settings, store, redis, self.accounts, outbox=self.notifications.outbox
+        )
         self.privacy_parts.insert(0, self.booking)
+        self.notifications.attach(
+            self.booking, {"appointment.reminder": self.booking.reminder_current}
+        )
+        self.privacy_parts.insert(-1, self.notifications)
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:
@@ -90,6 +100,7 @@ class Engine:
             engine._spawn(engine._watch_redis(), "redis-watch")
             engine._spawn(engine.accounts.revocations.run(), "revocations")
             engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
+            engine._spawn(engine.notifications.outbox.run(), "outbox-drainer")
             await engine.hub.start()
         return engine
 
@@ -189,6 +200,8 @@ class Engine:
         await self.hub.close()
         with contextlib.suppress(Exception):
             await self.records.close()
+        with contextlib.suppress(Exception):
+            await self.notifications.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         await self.store.close()

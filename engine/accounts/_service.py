@@ -35,6 +35,7 @@ from engine.accounts.models import (
     rating_of,
 )
 from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated, Unavailable
+from engine.notifications import Contact
 from engine.store import ConditionFailed, Delete, Item, Put
 from engine.timeutil import new_id, now_ms
 
@@ -453,6 +454,14 @@ class AccountService:
         if item.data.get("role") == "doctor":
             return doctor_profile(item.data, own=True)
         return patient_profile(item.data, own=True)
+
+    async def contact(self, user_id: str) -> Contact | None:
+        """Name and e-mail of a live account (where its notifications go); None if unknown
+        or erased."""
+        item = await self._profile_item(user_id)
+        if item is None or not item.data.get("email"):
+            return None
+        return Contact(name=str(item.data.get("name", "")), email=str(item.data["email"]))
 
     async def get_doctor(self, doctor_id: str) -> DoctorProfile:
         """A doctor's public profile; ``NotFound`` for unknown, erased or non-doctor ids.

@@ -23,6 +23,7 @@ from engine import keys
 from engine.booking import _store as st
 from engine.booking._meeting import JitsiMeetings, MeetingProvider
 from engine.booking._model import ACTIVE, Appointment, AppointmentView, Slot
+from engine.booking._notices import BookingNotices
 from engine.booking._rules import MAX_SLOT_MS
 from engine.booking._scripts import Coalescer, Scripts, decode
 from engine.errors import NotFound, Unavailable
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
 
     from engine.config import Settings
+    from engine.notifications import Outbox
     from engine.store import Op, Store
 
 log = logging.getLogger("healthmed.booking")
@@ -106,6 +108,7 @@ class _Core:
         *,
         meetings: MeetingProvider | None = None,
         clock: Callable[[], int] = now_ms,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -114,6 +117,7 @@ class _Core:
         self.scripts = Scripts(redis)
         self._run_script = Coalescer(redis)
         self.meetings: MeetingProvider = meetings or JitsiMeetings(settings)
+        self.notices = BookingNotices(settings, outbox, self.meetings)
         self.clock = clock
         self.ttl_ms = settings.request_ttl_seconds * 1000
         self.meeting_ms = settings.meeting_minutes * 60_000

@@ -153,11 +153,13 @@ class _Decisions(_Reserve):
             st.hold_put(confirmed, hold.version),
             Put(item=st.slot_item(booked), expect="present"),
             *index,
+            *self.notices.confirmed(confirmed, now),
         ]
         try:
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
+        self.notices.wake()
         await self._after_commit(appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id])
         await self._publish(
             await self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
@@ -227,6 +229,7 @@ class _Decisions(_Reserve):
             status="cancelled",
             decided_at=appt.decided_at or now,
             cancellation=Cancellation(by=by, justification=text, at=now),
+            sequence=appt.sequence + 1,
         )
         await self._close(cancelled, version, now)
         await self._publish(
@@ -248,11 +251,13 @@ class _Decisions(_Reserve):
             st.hold_delete(closed),
             Put(item=st.slot_item(free), expect="present"),
             *index,
+            *self.notices.closed(closed, now),
         ]
         try:
             await self.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
+        self.notices.wake()
         # The slot's Redis hash goes with the marker if this fails: a fresh "requested" there
         # would otherwise survive the rebuild as an in-flight reservation (rebuild.lua).
         if not await self._after_commit(

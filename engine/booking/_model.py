@@ -189,6 +189,9 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
     meeting: MeetingDoc | None = None
     cancellation: Cancellation | None = None
     refusal_reason: str | None = None
+    sequence: int = 0
+    """iCalendar ``SEQUENCE`` of its invitations: bumped by every change a participant's
+    calendar must follow after the confirmation (a cancellation, a move)."""
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = msgspec.to_builtins(self)

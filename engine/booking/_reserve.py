@@ -306,7 +306,7 @@ class _Reserve(_Slots):
         try:
             await self.store.transact(
                 [main, st.hold_put(appt, "absent"), Put(item=st.slot_item(slot), expect="present"),
-                 *index, *record]
+                 *index, *record, *self.notices.requested(appt)]
             )  # fmt: skip
         except ConditionFailed as exc:
             if key is not None:
@@ -318,6 +318,7 @@ class _Reserve(_Slots):
                 if stored.slot_id == appt.slot_id and stored.patient_id == appt.patient_id:
                     return stored
             raise _StaleRedis("the slot is not open", code="slot_unavailable") from exc
+        self.notices.wake()
         return appt
 
     async def _body(self, appt: Appointment) -> str:

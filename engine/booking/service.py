@@ -45,7 +45,8 @@ from engine.errors import Conflict, EngineError, Invalid, NotFound
 from engine.timeutil import parse_rfc3339
 
 if TYPE_CHECKING:
-    from engine.principal import Principal
+    from engine.notifications import CalendarEvent, OutboxItem
+    from engine.principal import Principal, Role
 
 log = logging.getLogger("healthmed.booking")
 
@@ -122,6 +123,32 @@ class BookingService(_Decisions):
     async def _all_of(self, user_id: str) -> list[Appointment]:
         items = await self.store.query(st.user_pk(user_id), prefix="APPT#")
         return [Appointment.from_data(item.data) for item in items]
+
+    # --- notifications and calendar -----------------------------------------------------------
+    async def reminder_current(self, item: OutboxItem) -> bool:
+        """Outbox guard: a reminder is sent only while its appointment is confirmed and still
+        starts when the reminder was made for (a cancelled or moved one sends none)."""
+        context = item.context or {}
+        try:
+            appt, _ = await self._load_appointment(str(context.get("appointment_id", "")))
+        except NotFound:
+            return False
+        return appt.status == "confirmed" and appt.start == context.get("start_ms")
+
+    async def calendar_events(self, user_id: str, start: int, end: int) -> list[CalendarEvent]:
+        """The user's requested and confirmed appointments starting in ``[start, end)``, as
+        their calendar feed shows them (with their own meeting link)."""
+        items = await self.store.query(
+            st.user_pk(user_id), prefix="APPT#", start=st.index_sk(start, ""),
+            end=st.index_sk(end, ""),
+        )  # fmt: skip
+        events = []
+        for item in items:
+            appt = Appointment.from_data(item.data)
+            if appt.status in ACTIVE:
+                role: Role = "doctor" if appt.doctor_id == user_id else "patient"
+                events.append(self.notices.calendar_event(appt, role))
+        return events
 
     # --- LGPD ---------------------------------------------------------------------------------
     async def export_user(self, principal: Principal) -> dict[str, Any]:

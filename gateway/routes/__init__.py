@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.routes import accounts, booking, directory, health, realtime, records
+from gateway.routes import accounts, booking, directory, health, notifications, realtime, records
 
 ROUTE_HANDLERS = [
     *health.route_handlers,
@@ -11,6 +11,7 @@ ROUTE_HANDLERS = [
     *realtime.route_handlers,
     *records.route_handlers,
     *booking.route_handlers,
+    *notifications.route_handlers,
 ]
 
 
