@@ -190,6 +190,7 @@ def test_booking_flows_live_between_patient_and_doctor(
 
     request = doc.locator("#pedidos li.appointment")
     expect(request).to_have_attribute("data-status", "requested")
+    expect(request).to_contain_text(body["name"])  # who is coming, from the event itself
     not_reloaded(doc)
     accessible(doc)
     screenshot(doc, "doctor-inbox")
@@ -284,6 +285,7 @@ def test_a_shared_record_is_downloadable_by_the_doctor(
     go(doc, "#/compartilhados")
     shared = doc.locator("li.shared-record")
     expect(shared).to_contain_text("Hemograma")
+    expect(doc.locator("#compartilhados h2")).to_have_text(patient_body(n)["name"])
     accessible(doc)
     screenshot(doc, "doctor-shared")
     with doc.expect_download() as info:

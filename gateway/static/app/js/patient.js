@@ -244,9 +244,13 @@ export function appointmentList({ filter = () => true, actions }) {
 
   function row(appt) {
     const who = h("span", { class: "who" }, "…");
-    const me = current();
-    if (me.role === "patient") doctorName(call, appt.doctor_id).then((n) => (who.textContent = n));
-    else who.textContent = `Paciente ${appt.patient_id.slice(-6)}`;
+    if (current().role === "patient") {
+      const spec = appt.doctor_specialty ? ` (${appt.doctor_specialty})` : "";
+      if (appt.doctor_name) who.textContent = appt.doctor_name + spec;
+      else doctorName(call, appt.doctor_id).then((n) => (who.textContent = n));
+    } else {
+      who.textContent = appt.patient_name || `Paciente ${appt.patient_id.slice(-6)}`;
+    }
     const details = [
       h("p", { class: "when" }, `${fmt.dateTime(appt.slot.start)} – ${fmt.time(appt.slot.end)}`),
       h("p", {}, who, " · ", fmt.money(appt.price)),

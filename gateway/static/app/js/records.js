@@ -181,7 +181,7 @@ export async function recordsView(root) {
     const title = new Map(records.map((r) => [r.id, recordTitle(r)]));
     const rows = await Promise.all(
       page.items.map(async (e) =>
-        h("tr", {}, h("td", {}, fmt.dateTime(e.at)), h("td", {}, await doctorName(call, e.doctor_id)), h("td", {}, title.get(e.record_id) || "documento apagado"), h("td", {}, e.action)),
+        h("tr", {}, h("td", {}, fmt.dateTime(e.at)), h("td", {}, e.doctor_name || (await doctorName(call, e.doctor_id))), h("td", {}, title.get(e.record_id) || "documento apagado"), h("td", {}, e.action)),
       ),
     );
     logBox.replaceChildren(
@@ -207,13 +207,14 @@ export async function sharedView(root) {
   const box = h("div", { id: "compartilhados" });
   root.replaceChildren(h("h1", {}, "Prontuários compartilhados"), h("p", { class: "hint" }, "Documentos que seus pacientes compartilharam com você, enquanto o compartilhamento valer. Cada acesso fica registrado para o paciente."), box);
   const page = await call("GET", `/v1/appointments${qs({ limit: 100 })}`);
-  const patients = [...new Set(page.items.map((a) => a.patient_id))];
+  const names = new Map(page.items.map((a) => [a.patient_id, a.patient_name]));
+  const patients = [...names.keys()];
   const groups = await Promise.all(
     patients.map(async (pid) => {
       const recs = await call("GET", `/v1/patients/${encodeURIComponent(pid)}/records${qs({ limit: 100 })}`).catch(() => ({ items: [] }));
       if (!recs.items.length) return null;
       return section(
-        `Paciente ${pid.slice(-6)}`,
+        names.get(pid) || `Paciente ${pid.slice(-6)}`,
         h(
           "ul",
           { class: "plain" },
