@@ -77,6 +77,7 @@ PREFIX = "NOTIF#"
 BATCH = 64
 """Items read from the index per look; a full batch is followed by another look at once."""
 MAX_BACKOFF_MS = 3_600_000
+MIN_GAP = 0.5
 
 
 class ContactsPort(Protocol):
@@ -134,7 +135,7 @@ class Outbox:
         self.lease_ms = int(settings.mail_lease_seconds * 1000)
         self.send_timeout = settings.mail_lease_seconds / 2
         self._wake = asyncio.Event()
-        self._sending = asyncio.Semaphore(8)
+        self._sending = asyncio.Semaphore(2)
         self.last_due = 0
         """Due items the last look of this replica found (at most ``BATCH``): a cheap gauge."""
         self.sent = 0
@@ -228,13 +229,19 @@ class Outbox:
                 raise
             except Exception:
                 log.warning("outbox drain failed", exc_info=True)
+            # At most one look every MIN_GAP seconds even when woken: under a burst of bookings
+            # the drainer works in batches instead of competing with every store write.
+            await asyncio.sleep(min(MIN_GAP, self.settings.mail_poll_seconds))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.mail_poll_seconds)
             self._wake.clear()
 
     async def _deliver(self, stored: Item) -> None:
         try:
-            await self._deliver_one(stored)
+            # A few deliveries at a time: each makes store calls, and on the embedded SQLite
+            # store (one writer thread) 64 at once queued every booking's write behind them.
+            async with self._sending:
+                await self._deliver_one(stored)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -260,8 +267,7 @@ class Outbox:
             message = self.messages.build(claimed, to, names)
             if self.transport is None:
                 raise RuntimeError("no mail transport")
-            async with self._sending:
-                await asyncio.wait_for(self.transport.send(message, to.email), self.send_timeout)
+            await asyncio.wait_for(self.transport.send(message, to.email), self.send_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
