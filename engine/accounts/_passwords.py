@@ -11,9 +11,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 TIME_COST = 2
 MEMORY_COST_KIB = 19456
@@ -42,14 +46,22 @@ class Passwords:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, self._hasher.hash, password)
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
+    async def verify(
+        self,
+        stored_hash: str | None,
+        password: str,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
         """True if ``password`` matches. With ``stored_hash=None`` (unknown account) a dummy
         hash is verified instead, so the time taken does not reveal whether the account
-        exists."""
+        exists. ``admit`` runs once a permit is held, right before the hash; whatever it
+        raises ends the call without hashing."""
         if stored_hash is None:
             stored_hash = self._dummy
             password = "\x00" + password  # can never match the random dummy
         async with self._permits:
+            if admit is not None:
+                await admit()
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, self._check, stored_hash, password)
 

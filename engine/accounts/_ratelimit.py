@@ -1,15 +1,17 @@
 """Failed-login limits per account and per client address, in Redis.
 
-Each login attempt first *reserves* a place in both counters, atomically (``MULTI``: ``INCR``
-then ``EXPIRE ... NX``, so a counter's fixed window starts with its first attempt and no
-counter is ever left without an expiry). If either count is then over its limit the attempt
-is refused with 429 before the password is checked. Reserving before verifying is what makes
-the limit hold under concurrency: of 100 simultaneous guesses at an account limited to 5, at
-most 5 reach the password check.
+Per account, each attempt first *reserves* a place in the account's counter, atomically
+(``MULTI``: ``INCR`` then ``EXPIRE ... NX``, so the fixed window starts with the first attempt
+and no counter is left without an expiry), and is refused with 429 past the limit before the
+password is checked: of 100 simultaneous guesses at an account limited to 5, at most 5 reach
+the password check. A success clears the account's counter.
 
-The counters count failures: a successful login clears the account's counter and gives back
-its place in the address's counter (so a proxy carrying many good logins is never limited;
-one address guessing many accounts stays limited).
+Per address, only failures count: a wrong password adds one (``failed``), a correct one adds
+nothing, so any number of good logins in flight from one address (a proxy, a clinic's NAT, a
+load test) is never refused by the address limit. The address's count is read when the
+password check is about to run (``check_address``, called once the hash permit is held), so
+at most the limit plus the checks already running (``hash_concurrency`` per process) get past
+it while failures are still being counted.
 
 These keys belong to no doctor, so no multi-key script and no hash tag. Account identifiers are
 hashed before they become key names: no e-mail or CPF in Redis.
@@ -17,24 +19,19 @@ hashed before they become key names: no e-mail or CPF in Redis.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from engine import keys
-from engine.errors import RateLimited, Unavailable
+from engine.errors import Invalid, RateLimited, Unauthenticated, Unavailable
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from collections.abc import AsyncIterator
 
-# KEYS[1] counter  returns the new count, or nothing when the counter has expired already
-_GIVE_BACK = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    return redis.call('DECR', KEYS[1])
-end
-return false
-"""
+    from redis.asyncio import Redis
 
 
 def account_key(identifier: str) -> str:
@@ -50,7 +47,6 @@ class LoginLimiter:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.window = window_seconds
-        self._give_back = redis.register_script(_GIVE_BACK)
 
     def _keys(self, account: str, address: str) -> tuple[str, str]:
         return (
@@ -58,37 +54,72 @@ class LoginLimiter:
             keys.login_failures_address(address),
         )
 
-    async def reserve(self, account: str, address: str) -> None:
-        """Count this attempt against both limits; ``RateLimited`` (``too_many_attempts``)
-        if either is exceeded. Call before checking the password."""
-        acct_key, addr_key = self._keys(account, address)
+    async def reserve(self, account: str) -> None:
+        """Count this attempt against the account's limit; ``RateLimited``
+        (``too_many_attempts``) past it. Call before checking the password."""
+        key = keys.login_failures_account(account_key(account))
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for key in (acct_key, addr_key):
-                    pipe.incr(key)
-                    pipe.expire(key, self.window, nx=True)
-                    pipe.ttl(key)
-                acct, _, acct_ttl, addr, _, addr_ttl = await pipe.execute()
+                pipe.incr(key)
+                pipe.expire(key, self.window, nx=True)
+                pipe.ttl(key)
+                count, _, ttl = await pipe.execute()
         except RedisError as exc:
             # Fail closed: without the counters a guesser would be unlimited.
-            raise Unavailable("redis does not answer", code="redis_unavailable") from exc
-        waits = [
-            int(ttl)
-            for count, limit, ttl in (
-                (acct, self.account_limit, acct_ttl),
-                (addr, self.address_limit, addr_ttl),
-            )
-            if int(count) > limit
-        ]
-        if waits:
-            raise RateLimited(
-                "too many failed login attempts; try again later",
-                code="too_many_attempts",
-                retry_after=max(1, *waits),
-            )
+            raise _unavailable() from exc
+        if int(count) > self.account_limit:
+            raise _limited(int(ttl))
 
-    async def succeeded(self, account: str, address: str) -> None:
-        """The attempt was good: forget the account's failures, give the address its place back."""
-        acct_key, addr_key = self._keys(account, address)
-        await self._redis.delete(acct_key)
-        await self._give_back(keys=[addr_key])
+    async def check_address(self, address: str) -> None:
+        """``RateLimited`` if ``address`` has reached its limit of failures in this window."""
+        key = keys.login_failures_address(address)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.ttl(key)
+                count, ttl = await pipe.execute()
+        except RedisError as exc:
+            raise _unavailable() from exc
+        if count is not None and int(count) >= self.address_limit:
+            raise _limited(int(ttl))
+
+    async def attempt(self, account: str, address: str) -> None:
+        """``reserve`` then ``check_address``: for checks that take no hash permit (codes)."""
+        await self.reserve(account)
+        await self.check_address(address)
+
+    @contextlib.asynccontextmanager
+    async def counting_failure(self, address: str) -> AsyncIterator[None]:
+        """A wrong credential (401 or 422) raised inside counts one failure on the address."""
+        try:
+            yield
+        except (Unauthenticated, Invalid):
+            await self.failed(address)
+            raise
+
+    async def failed(self, address: str) -> None:
+        """A wrong password (or unknown account): one more failure for the address."""
+        key = keys.login_failures_address(address)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, self.window, nx=True)
+                await pipe.execute()
+        except RedisError as exc:
+            raise _unavailable() from exc
+
+    async def succeeded(self, account: str) -> None:
+        """The attempt was good: forget the account's failures."""
+        await self._redis.delete(keys.login_failures_account(account_key(account)))
+
+
+def _limited(ttl: int) -> RateLimited:
+    return RateLimited(
+        "too many failed login attempts; try again later",
+        code="too_many_attempts",
+        retry_after=max(1, ttl),
+    )
+
+
+def _unavailable() -> Unavailable:
+    return Unavailable("redis does not answer", code="redis_unavailable")

@@ -61,18 +61,20 @@ class Security:
     async def activate_totp(self, principal: Principal, code: str, address: str) -> list[str]:
         await self._own_item(principal)
         ref = _ref(principal.user_id)
-        await self._limiter.reserve(ref, address)
-        codes = await self._mfa.activate(principal.user_id, code)
-        await self._limiter.succeeded(ref, address)
+        await self._limiter.attempt(ref, address)
+        async with self._limiter.counting_failure(address):
+            codes = await self._mfa.activate(principal.user_id, code)
+        await self._limiter.succeeded(ref)
         log.info("2fa activated: %s", principal.user_id)
         return codes
 
     async def disable_mfa(self, principal: Principal, code: str, address: str) -> None:
         await self._own_item(principal)
         ref = _ref(principal.user_id)
-        await self._limiter.reserve(ref, address)
-        await self._mfa.disable(principal.user_id, code)
-        await self._limiter.succeeded(ref, address)
+        await self._limiter.attempt(ref, address)
+        async with self._limiter.counting_failure(address):
+            await self._mfa.disable(principal.user_id, code)
+        await self._limiter.succeeded(ref)
         log.info("2fa disabled: %s", principal.user_id)
 
     # --- the second login step ---------------------------------------------------------------
@@ -85,16 +87,15 @@ class Security:
             )
         user_id, role = await self._mfa.challenged(body.mfa_token)
         ref = _ref(user_id)
-        await self._limiter.reserve(ref, address)
+        await self._limiter.attempt(ref, address)
         if not await self._mfa.consume(user_id, body.code):
+            await self._limiter.failed(address)
             raise Unauthenticated("the code is wrong or was already used", code="invalid_code")
         user_id, role = await self._mfa.spend(body.mfa_token)
         if await self._accounts._profile_item(user_id) is None:
             raise Unauthenticated("wrong credentials", code="invalid_credentials")
-        # Two places were reserved for this login (the password step kept its place until
-        # the code was right): clear the account and give both back to the address.
-        await self._limiter.succeeded(ref, address)
-        await self._limiter.succeeded(ref, address)
+        # The password step kept its place on the account until the code was right.
+        await self._limiter.succeeded(ref)
         return await self._accounts._issue(user_id, role)
 
     # --- step-up -----------------------------------------------------------------------------
@@ -110,14 +111,15 @@ class Security:
         ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)."""
         item = await self._own_item(principal)
         ref = _ref(principal.user_id)
-        await self._limiter.reserve(ref, address)
-        if not await self._check_password(item, password):
-            raise invalid_password()
-        if await self._mfa.active(principal.user_id) and (
-            not code or not await self._mfa.consume(principal.user_id, code)
-        ):
-            raise invalid_code()
-        await self._limiter.succeeded(ref, address)
+        await self._limiter.attempt(ref, address)
+        async with self._limiter.counting_failure(address):
+            if not await self._check_password(item, password):
+                raise invalid_password()
+            if await self._mfa.active(principal.user_id) and (
+                not code or not await self._mfa.consume(principal.user_id, code)
+            ):
+                raise invalid_code()
+        await self._limiter.succeeded(ref)
 
     # --- password change ---------------------------------------------------------------------
     async def change_password(
@@ -128,10 +130,11 @@ class Security:
         new = v.password(body.new_password)
         item = await self._own_item(principal)
         ref = _ref(principal.user_id)
-        await self._limiter.reserve(ref, address)
+        await self._limiter.attempt(ref, address)
         if not await self._check_password(item, body.current_password):
+            await self._limiter.failed(address)
             raise invalid_password()
-        await self._limiter.succeeded(ref, address)
+        await self._limiter.succeeded(ref)
         await self.set_password(principal.user_id, new)
         await self._accounts.revoke_sessions(principal.user_id, keep=principal.session)
         await self._accounts.events.record(principal.user_id, "password.changed")

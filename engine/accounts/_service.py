@@ -147,15 +147,24 @@ class AccountService:
         return self._sealer
 
     # --- registration -----------------------------------------------------------------------
+    async def hash_password(self, password: str) -> str:
+        """The Argon2id hash of a valid password, for ``register_*(..., password_hash=)``."""
+        return await self._passwords.hash(v.password(password))
+
     async def _create(
-        self, data: dict[str, Any], guards: list[tuple[str, str]], doctor: bool
+        self,
+        data: dict[str, Any],
+        guards: list[tuple[str, str]],
+        doctor: bool,
+        password_hash: str | None,
     ) -> None:
         """Write the profile and its guards in one transaction; 409 naming the taken field."""
         existing = [await self._store.get(pk, "UNIQUE") for _, pk in guards]
         for (field, _), item in zip(guards, existing, strict=True):
             if item is not None:  # fast path only; the conditional write below decides
                 raise _duplicate(field)
-        data["password_hash"] = await self._passwords.hash(data.pop("password"))
+        password = data.pop("password")
+        data["password_hash"] = password_hash or await self._passwords.hash(password)
         user_id = data["id"]
         profile = Item(
             pk=profile_pk(user_id),
@@ -176,7 +185,11 @@ class AccountService:
                 raise
             raise _duplicate(guards[exc.index - 1][0]) from None
 
-    async def register_doctor(self, reg: DoctorRegistration) -> DoctorProfile:
+    async def register_doctor(
+        self, reg: DoctorRegistration, *, password_hash: str | None = None
+    ) -> DoctorProfile:
+        """``password_hash``: ``hash_password(reg.password)`` computed once and reused for
+        many accounts with one password (seeding); it is not checked against ``reg``."""
         ok = v.check_all(
             {
                 "name": reg.name,
@@ -207,13 +220,16 @@ class AccountService:
             ("email", email_guard(data["email"])),
             ("crm", crm_guard(data["uf"], data["crm"])),
         ]
-        await self._create(data, guards, doctor=True)
+        await self._create(data, guards, doctor=True, password_hash=password_hash)
         profile = doctor_profile(data, own=True)
         await self._list(profile)
         log.info("doctor registered: %s", data["id"])
         return profile
 
-    async def register_patient(self, reg: PatientRegistration) -> PatientProfile:
+    async def register_patient(
+        self, reg: PatientRegistration, *, password_hash: str | None = None
+    ) -> PatientProfile:
+        """``password_hash`` as in ``register_doctor``."""
         ok = v.check_all(
             {"name": reg.name, "email": reg.email, "cpf": reg.cpf, "password": reg.password}
         )
@@ -224,7 +240,7 @@ class AccountService:
             "created_at": now_ms(),
         }
         guards = [("email", email_guard(data["email"])), ("cpf", cpf_guard(data["cpf"]))]
-        await self._create(data, guards, doctor=False)
+        await self._create(data, guards, doctor=False, password_hash=password_hash)
         log.info("patient registered: %s", data["id"])
         return patient_profile(data, own=True)
 
@@ -249,21 +265,25 @@ class AccountService:
     async def _login(
         self, user: dict[str, Any] | None, account: str, password: str, address: str, role: Role
     ) -> TokenPair | MfaChallenge:
-        """Reserve an attempt (429 past the limits), then verify (a dummy hash for unknown
-        accounts), then issue a pair, or with 2FA active a challenge for the code
-        (:meth:`Security.complete_mfa`). A failure keeps its place in the counters; so does
-        a password right with 2FA on, until the code is right too."""
+        """Reserve an attempt on the account (429 past its limit), check the address's
+        failures (429 past its limit), verify (a dummy hash for unknown accounts), then issue
+        a pair, or with 2FA active a challenge for the code (:meth:`Security.complete_mfa`).
+        A failure keeps its place on the account and counts one on the address; a password
+        right with 2FA on keeps its place on the account until the code is right too."""
         ref = f"user:{user['id']}" if user is not None else account
-        await self._limiter.reserve(ref, address)
+        await self._limiter.reserve(ref)
         stored = user.get("password_hash") if user is not None else None
         if len(password) > v.PASSWORD_MAX:
             password = ""  # no stored password is this long; still spend a verify on it
-        ok = await self._passwords.verify(stored, password)
+        ok = await self._passwords.verify(
+            stored, password, admit=lambda: self._limiter.check_address(address)
+        )
         if not ok or user is None or user.get("role") != role:
+            await self._limiter.failed(address)
             raise _bad_credentials()
         if await self.mfa.active(user["id"]):
             return await self.mfa.challenge(user["id"], role)
-        await self._limiter.succeeded(ref, address)
+        await self._limiter.succeeded(ref)
         return await self._issue(user["id"], role)
 
     async def _issue(self, user_id: str, role: Role) -> TokenPair:

@@ -88,6 +88,7 @@ from engine.store._port import (
     Put,
     StoreUnavailable,
     check_ops,
+    prefix_end,
 )
 
 if TYPE_CHECKING:
@@ -180,20 +181,6 @@ def _item(raw: Mapping[str, AttributeValueTypeDef]) -> Item:
         version=int(raw["v"]["N"]),
         data=_decode(raw["d"]["S"]),
     )
-
-
-def _successor(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (None: there is none).
-
-    DynamoDB orders strings by UTF-8 bytes, which is code point order, as Python does.
-    """
-    stripped = prefix.rstrip("\U0010ffff")
-    if not stripped:
-        return None
-    code = ord(stripped[-1]) + 1
-    if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be encoded; none is stored
-        code = 0xE000
-    return stripped[:-1] + chr(code)
 
 
 def _key_condition(
@@ -519,7 +506,7 @@ class DynamoDBStore:
         if limit == 0:
             return []
         lowers = [(b, True) for b in (prefix or None, start) if b is not None]
-        uppers = [b for b in (_successor(prefix) if prefix else None, end) if b is not None]
+        uppers = [b for b in (prefix_end(prefix) if prefix else None, end) if b is not None]
         if after is not None:
             if descending:
                 uppers.append(after)

@@ -173,3 +173,18 @@ def check_ops(ops: Sequence[Op]) -> None:
         if key in seen:
             raise ValueError(f"item {key} appears twice in one transaction")
         seen.add(key)
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (None: there is none).
+
+    Both stores order strings by UTF-8 bytes (DynamoDB, SQLite's binary collation), which is
+    code point order, as Python does.
+    """
+    stripped = prefix.rstrip("\U0010ffff")
+    if not stripped:
+        return None
+    code = ord(stripped[-1]) + 1
+    if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be encoded; none is stored
+        code = 0xE000
+    return stripped[:-1] + chr(code)

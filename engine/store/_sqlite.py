@@ -3,12 +3,26 @@
 One connection, driven by one dedicated thread, so statements never interleave and a
 transaction is a real ``BEGIN IMMEDIATE ... COMMIT``: all-or-nothing, and serialised against
 every other write of this process. WAL mode keeps reads cheap.
+
+Every statement reaches items by key: a write's version check is one primary-key lookup per
+key (a constant list joined to the table, so SQLite plans ``SEARCH ... USING PRIMARY KEY``),
+never a scan, so a write costs the same at ten thousand and at ten million rows
+(``tests/integration/test_sqlite_store.py`` reads the plans; ``loadtest/bench_store.py``
+times it).
+
+Several processes (``serve --workers``) share the file. A writer that finds it locked waits
+``busy_ms`` inside SQLite; if that runs out, the whole call is retried with a short backoff
+for up to ``retry_seconds``. That is safe: a failed transaction is rolled back before the
+retry, so nothing of it was written. Only past that budget does the caller get
+``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +38,7 @@ from engine.store._port import (
     StoreUnavailable,
     check_items,
     check_ops,
+    prefix_end,
 )
 
 if TYPE_CHECKING:
@@ -45,9 +60,20 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk) WHERE gsi1pk IS NOT NULL;
 """
 
-_VERSIONS = "SELECT pk, sk, version FROM items WHERE (pk, sk) IN (VALUES {})"
+_VERSIONS = (
+    "WITH keys(pk, sk) AS (VALUES {}) "
+    "SELECT items.pk, items.sk, items.version FROM keys CROSS JOIN items "
+    "ON items.pk = keys.pk AND items.sk = keys.sk"
+)
+"""Versions of a list of keys. ``CROSS JOIN`` fixes the join order (the constant list
+outside), so each key is one primary-key lookup; ``(pk, sk) IN (VALUES ...)`` is planned as a
+full scan of ``items`` by SQLite 3.40."""
 _SELECT_CHUNK = 400
 """Keys per version lookup: two parameters each, well under SQLite's parameter limit."""
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+CACHE_KIB = 64 * 1024
+"""Page cache per connection (SQLite's default is 2 MiB): the upper levels of the key B-tree
+of a table of millions of rows stay in memory, so a key lookup's cost barely grows."""
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -63,36 +89,58 @@ def _holds(current: int | None, expect: Expect) -> bool:
     return current == expect
 
 
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF in _BUSY
+
+
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_ms: int = 2000, retry_seconds: float = 10.0) -> None:
         self._path = path
+        self._busy_ms = busy_ms
+        self._retry_seconds = retry_seconds
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path) -> SQLiteStore:
+    async def open(
+        cls, path: Path, *, busy_ms: int = 2000, retry_seconds: float = 10.0
+    ) -> SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(path)
+        store = cls(path, busy_ms=busy_ms, retry_seconds=retry_seconds)
         await store._run(store._connect)
         return store
 
     def _connect(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(self._busy_ms)}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+            db.executescript(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     async def _run(self, fn: Callable[[], T]) -> T:
-        if self._closed:
-            raise StoreUnavailable("sqlite store is closed")
+        """Run ``fn`` on the store thread; retry it while the file is locked by another
+        process. ``fn`` must leave nothing behind when it raises (``_apply`` rolls back)."""
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, fn)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"sqlite store failed: {type(exc).__name__}") from exc
+        deadline = time.monotonic() + self._retry_seconds
+        pause = 0.005
+        while True:
+            if self._closed:
+                raise StoreUnavailable("sqlite store is closed")
+            try:
+                return await loop.run_in_executor(self._pool, fn)
+            except sqlite3.Error as exc:
+                if not _busy(exc) or time.monotonic() + pause > deadline:
+                    raise StoreUnavailable(f"sqlite store failed: {type(exc).__name__}") from exc
+            await asyncio.sleep(pause * (0.5 + random.random()))  # noqa: S311 (jitter)
+            pause = min(pause * 2, 0.2)
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -157,7 +205,8 @@ class SQLiteStore:
                 db.executemany("DELETE FROM items WHERE pk=? AND sk=?", deletes)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     async def transact(self, ops: Sequence[Op]) -> None:
@@ -191,8 +240,14 @@ class SQLiteStore:
         sql = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE pk=?"
         args: list[Any] = [pk]
         if prefix:
-            sql += " AND substr(sk, 1, ?) = ?"
-            args += [len(prefix), prefix]
+            # A key range, so the primary key bounds the read (substr() would read the whole
+            # partition and filter it).
+            sql += " AND sk >= ?"
+            args.append(prefix)
+            upper = prefix_end(prefix)
+            if upper is not None:
+                sql += " AND sk < ?"
+                args.append(upper)
         if start is not None:
             sql += " AND sk >= ?"
             args.append(start)

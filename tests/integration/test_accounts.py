@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import msgspec
 import pytest
@@ -453,40 +454,45 @@ async def test_erasure_anonymises_revokes_and_frees_identifiers(
 
 # --- the limiter on its own ---------------------------------------------------------------
 async def test_address_limit_spans_accounts(redis: Redis) -> None:
-    """One address failing on many accounts is limited at the address limit."""
+    """One address failing on many accounts is limited at the address limit, that address only."""
     limiter = LoginLimiter(redis, account_limit=100, address_limit=4, window_seconds=60)
     for i in range(4):
-        await limiter.reserve(f"acct-{i}", ADDRESS)  # each attempt fails: its place is kept
-    with pytest.raises(RateLimited):
-        await limiter.reserve("acct-new", ADDRESS)
-    await limiter.reserve("acct-new", "198.51.100.1")
+        await limiter.reserve(f"acct-{i}")
+        await limiter.check_address(ADDRESS)
+        await limiter.failed(ADDRESS)
+    with pytest.raises(RateLimited) as info:
+        await limiter.check_address(ADDRESS)
+    assert 0 < info.value.retry_after <= 60
+    await limiter.check_address("198.51.100.1")
 
 
 async def test_successful_logins_never_fill_the_address_limit(redis: Redis) -> None:
     """An address (a proxy) carrying many good logins is never limited."""
     limiter = LoginLimiter(redis, account_limit=3, address_limit=3, window_seconds=60)
     for i in range(20):
-        await limiter.reserve(f"acct-{i}", ADDRESS)
-        await limiter.succeeded(f"acct-{i}", ADDRESS)
-    await limiter.reserve("acct-last", ADDRESS)
+        await limiter.reserve(f"acct-{i}")
+        await limiter.check_address(ADDRESS)
+        await limiter.succeeded(f"acct-{i}")
+    await limiter.check_address(ADDRESS)
 
 
 async def test_counters_expire_after_the_window(redis: Redis) -> None:
     """The window is fixed from the first failure: after it the account may try again."""
     limiter = LoginLimiter(redis, account_limit=2, address_limit=100, window_seconds=1)
     for _ in range(2):
-        await limiter.reserve("acct", ADDRESS)
+        await limiter.reserve("acct")
     with pytest.raises(RateLimited) as info:
-        await limiter.reserve("acct", ADDRESS)
+        await limiter.reserve("acct")
     assert info.value.retry_after == 1
     await asyncio.sleep(timeout(1.3))
-    await limiter.reserve("acct", ADDRESS)
+    await limiter.reserve("acct")
 
 
 async def test_counter_keys_carry_no_identifier(redis: Redis) -> None:
     """E-mails never appear in Redis key names; every counter has an expiry."""
     limiter = LoginLimiter(redis, account_limit=5, address_limit=5, window_seconds=60)
-    await limiter.reserve("email:someone@example.com", ADDRESS)
+    await limiter.reserve("email:someone@example.com")
+    await limiter.failed(ADDRESS)
     names = [k.decode() for k in await redis.keys("*")]
     assert len(names) == 2
     assert not any("someone" in n for n in names)
@@ -501,10 +507,10 @@ async def test_concurrent_wrong_passwords_are_limited(accounts: AccountService) 
     verified = 0
     real_verify = accounts._passwords.verify
 
-    async def counting_verify(stored: str | None, password: str) -> bool:
+    async def counting_verify(stored: str | None, password: str, admit: Any = None) -> bool:
         nonlocal verified
         verified += 1
-        return await real_verify(stored, password)
+        return await real_verify(stored, password, admit)
 
     accounts._passwords.verify = counting_verify  # type: ignore[method-assign]
     results = await asyncio.gather(
@@ -519,6 +525,72 @@ async def test_concurrent_wrong_passwords_are_limited(accounts: AccountService) 
     assert verified == SETTINGS.login_fail_limit_account
     assert len(refused) == SETTINGS.login_fail_limit_account
     assert len(limited) == 100 - SETTINGS.login_fail_limit_account
+
+
+@pytest.fixture
+def cheap_accounts(accounts: AccountService) -> AccountService:
+    """Accounts whose Argon2id costs the minimum: the limit tests need hundreds of real
+    verifies in flight, not OWASP's cost of each."""
+    from argon2 import PasswordHasher, Type
+
+    accounts._passwords._hasher = PasswordHasher(
+        time_cost=1, memory_cost=8, parallelism=1, type=Type.ID
+    )
+    return accounts
+
+
+async def test_concurrent_correct_logins_from_one_address_all_succeed(
+    cheap_accounts: AccountService,
+) -> None:
+    """200 simultaneous correct logins from one address (a proxy, a NAT, a load test) all
+    succeed, though the address limit is 10: logins in flight are not failures."""
+    hashed = await cheap_accounts.hash_password(PASSWORD)
+    regs = [patient_reg(i) for i in range(200)]
+    for reg in regs:
+        await cheap_accounts.register_patient(reg, password_hash=hashed)
+    results = await asyncio.gather(
+        *(
+            cheap_accounts.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
+            for reg in regs
+        ),
+        return_exceptions=True,
+    )
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert SETTINGS.login_fail_limit_address < 200
+
+
+async def test_concurrent_wrong_logins_from_one_address_reach_429(
+    cheap_accounts: AccountService,
+) -> None:
+    """60 simultaneous wrong logins on 60 accounts from one address: past the address limit
+    (10) the rest are 429, and at most the limit plus the running checks are verified."""
+    hashed = await cheap_accounts.hash_password(PASSWORD)
+    regs = [patient_reg(i) for i in range(60)]
+    for reg in regs:
+        await cheap_accounts.register_patient(reg, password_hash=hashed)
+    results = await asyncio.gather(
+        *(
+            cheap_accounts.login_patient(
+                PatientLogin(email=reg.email, password="wrong guess!"), ADDRESS
+            )
+            for reg in regs
+        ),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, Unauthenticated)]
+    limited = [r for r in results if isinstance(r, RateLimited)]
+    assert len(refused) + len(limited) == 60
+    limit = SETTINGS.login_fail_limit_address
+    assert limit <= len(refused) <= limit + SETTINGS.hash_concurrency
+    assert {r.code for r in limited} == {"too_many_attempts"}
+    with pytest.raises(RateLimited):  # the address stays limited, even for a good password
+        await cheap_accounts.login_patient(
+            PatientLogin(email=regs[0].email, password=PASSWORD), ADDRESS
+        )
+    other = await cheap_accounts.login_patient(
+        PatientLogin(email=regs[0].email, password=PASSWORD), "198.51.100.9"
+    )
+    assert other.token_type == "Bearer"
 
 
 async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) -> None:

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.store import ConditionFailed, Item, Put, StoreUnavailable
-from engine.store._dynamodb import DynamoDBStore, _successor
+from engine.store._dynamodb import DynamoDBStore
+from engine.store._port import prefix_end as _successor
 
 
 def cancelled(*codes: str) -> ClientError:
