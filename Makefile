@@ -12,7 +12,7 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
-	chaos bench-login clean lock check-infra axe screenshots
+	chaos bench-login clean lock check-infra axe screenshots demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,12 @@ $(INFRA)/.installed: | $(STAMP)
 # Terraform's static checks (checkov, zero failed checks); tests/infra covers the rest.
 check-infra: $(INFRA)/.installed
 	$(INFRA)/bin/checkov --quiet --compact --skip-download --framework terraform -d infra/terraform
+
+# The demo cast (doctors, patients, a confirmed and a requested appointment, a shared record),
+# its logins printed, then the server on the same data directory.
+demo: $(RUN_STAMP)
+	$(BIN)/healthmed seed --demo
+	$(BIN)/healthmed serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine gateway tests loadtest

@@ -1,4 +1,5 @@
-"""``healthmed`` command: ``serve`` runs the gateway, ``rehydrate`` rebuilds Redis on demand."""
+"""``healthmed`` command: ``serve`` runs the gateway, ``rehydrate`` rebuilds Redis on demand,
+``seed`` fills a development or test deployment (refused in production)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from engine.config import Settings, SettingsError, load_settings
 
@@ -63,12 +65,47 @@ async def _rehydrate(settings: Settings) -> None:
         await engine.close()
 
 
+async def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    from engine import seed
+    from engine.runtime import Engine
+
+    seed.refuse_production(settings.env)
+    logging.getLogger("healthmed").setLevel(logging.WARNING)  # not a line per account
+    engine = await Engine.start(settings, background=False)
+    try:
+        if args.demo:
+            cast = await seed.demo(engine)
+            print("demo cast " + ("created" if cast.created else "already there"))
+            for login in cast.logins:
+                detail = f" ({login.detail})" if login.detail else ""
+                print(f"  {login.role:8} {login.login:34} {login.name}{detail}")
+            print(f"  password for all: {cast.password}")
+        if args.doctors or args.patients:
+            out = args.out or settings.data_dir / "seed-credentials.json"
+            creds = await seed.seed(
+                engine, doctors=args.doctors, patients=args.patients, days=args.days
+            )
+            seed.write_credentials(out, creds)
+            print(
+                f"seeded {len(creds.doctors)} doctors ({creds.slots} slots) and "
+                f"{len(creds.patients)} patients; credentials in {out}"
+            )
+    finally:
+        await engine.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="healthmed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the HTTP and websocket API")
     serve.add_argument("--workers", type=int, default=1)
     sub.add_parser("rehydrate", help="rebuild Redis from the durable store")
+    seed = sub.add_parser("seed", help="create seed accounts and slots (not in production)")
+    seed.add_argument("--doctors", type=int, default=0, help="doctors, with slots")
+    seed.add_argument("--patients", type=int, default=0)
+    seed.add_argument("--days", type=int, default=14, help="days of slots per doctor")
+    seed.add_argument("--out", type=Path, help="credentials file (default: data dir)")
+    seed.add_argument("--demo", action="store_true", help="the small demo cast, printed")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -87,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "rehydrate":
         asyncio.run(_rehydrate(settings))
         print("rehydrated")
+    elif args.command == "seed":
+        if settings.production:
+            print("healthmed: seed refuses to run with HEALTHMED_ENV=production", file=sys.stderr)
+            return 2
+        if not (args.demo or args.doctors or args.patients):
+            parser.error("seed needs --demo or --doctors/--patients")
+        asyncio.run(_seed(settings, args))
     return 0
 
 
