@@ -12,7 +12,7 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
-	chaos bench-login clean lock check-infra axe screenshots demo
+	chaos bench-login clean lock check-infra axe screenshots demo loadtest bench-store
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -96,6 +96,17 @@ bench-login: $(STAMP)
 
 bench-booking: $(STAMP)
 	$(BIN)/python loadtest/bench_booking.py
+
+bench-store: $(STAMP)
+	$(BIN)/python loadtest/bench_store.py
+
+# The locust mix on this machine: private redis-server, WORKERS gateway processes, the seed,
+# distributed headless locust, then the end state checked through the API (loadtest/README.md).
+USERS ?= 200
+MINUTES ?= 1
+WORKERS ?= 2
+loadtest: $(STAMP)
+	$(BIN)/python loadtest/run_locust.py --users $(USERS) --minutes $(MINUTES) --workers $(WORKERS) $(LOADTEST_ARGS)
 
 bench-ws: $(STAMP)
 	$(BIN)/python loadtest/ws_swarm.py -n $(N)

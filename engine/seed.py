@@ -6,8 +6,12 @@ engine's own services (validation, uniqueness guards, the directory, Redis and t
 consistent). It is fast because every seeded account shares one password and so one Argon2id
 hash, computed once (``AccountService.hash_password``), instead of one hash per account.
 Identifiers are random per run, so seeding a store that already holds earlier runs works.
-The result (``Credentials``) is what a load test logs in with; ``write_credentials`` saves it
-with mode 0600.
+The result (``Credentials``) is what a load test logs in with: identifiers, the password,
+and a token pair per account (so that thousands of simulated users need not each pay an
+Argon2id verify to start; a load test still logs some of them in with the password).
+``past=K`` also gives K patients a confirmed appointment that has already ended (booked and
+accepted through the booking service on a clock set 30 days back), for them to rate.
+``write_credentials`` saves it all with mode 0600.
 
 ``demo(engine)`` seeds a small, fixed cast for a walkthrough: doctors in several specialties
 and cities with a fortnight of slots, a few patients, one confirmed and one requested
@@ -76,6 +80,8 @@ class ProductionRefused(RuntimeError):
 
 class SeededDoctor(msgspec.Struct, frozen=True, kw_only=True):
     id: str
+    access_token: str
+    refresh_token: str
     crm: str
     uf: str
     email: str
@@ -89,6 +95,10 @@ class SeededPatient(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     email: str
     cpf: str
+    access_token: str
+    refresh_token: str
+    past_appointment: str | None = None
+    """A confirmed appointment of this patient that has ended: it can be rated once."""
 
 
 class Credentials(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,10 +166,17 @@ async def _bounded(coros: Sequence[Awaitable[None]]) -> None:
 
 
 async def seed(
-    engine: Engine, *, doctors: int, patients: int, days: int = 14, password: str = SEED_PASSWORD
+    engine: Engine,
+    *,
+    doctors: int,
+    patients: int,
+    days: int = 14,
+    past: int = 0,
+    password: str = SEED_PASSWORD,
 ) -> Credentials:
     """Register ``doctors`` doctors (with ``days`` days of slots each) and ``patients``
-    patients; the first doctor is the hot one. Refused in production."""
+    patients, ``past`` of them with an ended appointment; the first doctor is the hot one.
+    Refused in production."""
     refuse_production(engine.settings.env)
     hashed = await engine.accounts.hash_password(password)
     tag = secrets.token_hex(4)
@@ -186,8 +203,11 @@ async def seed(
                 city=city,
             )
             profile = await engine.accounts.register_doctor(reg, password_hash=hashed)
+            pair = await engine.accounts.issue_without_password(profile.id, "doctor")
             return SeededDoctor(
                 id=profile.id,
+                access_token=pair.access_token,
+                refresh_token=pair.refresh_token,
                 crm=reg.crm,
                 uf=uf,
                 email=reg.email,
@@ -214,19 +234,78 @@ async def seed(
                 password=password,
             )
             profile = await engine.accounts.register_patient(reg, password_hash=hashed)
-            return SeededPatient(id=profile.id, email=reg.email, cpf=reg.cpf)
+            pair = await engine.accounts.issue_without_password(profile.id, "patient")
+            return SeededPatient(
+                id=profile.id,
+                email=reg.email,
+                cpf=reg.cpf,
+                access_token=pair.access_token,
+                refresh_token=pair.refresh_token,
+            )
 
         seeded_patients[i] = await _unique(register)
 
     await _bounded([doctor(i) for i in range(doctors)] + [patient(i) for i in range(patients)])
     done_doctors = [d for d in seeded_doctors if d is not None]
+    done_patients = [p for p in seeded_patients if p is not None]
+    if past and done_doctors:
+        done_patients = await _past_appointments(engine, done_doctors, done_patients, past)
     return Credentials(
         password=password,
         doctors=done_doctors,
-        patients=[p for p in seeded_patients if p is not None],
+        patients=done_patients,
         hot_doctor=done_doctors[0].id if done_doctors else None,
         slots=slots,
     )
+
+
+PAST_DAYS = 30
+
+
+async def _past_appointments(
+    engine: Engine, doctors: list[SeededDoctor], patients: list[SeededPatient], count: int
+) -> list[SeededPatient]:
+    """Give the first ``count`` patients one ended, confirmed appointment each: slots are
+    published, requested and accepted through the booking service on a clock set
+    ``PAST_DAYS`` back, so every rule (no past slot, decision lead) holds as it did then."""
+    count = min(count, len(patients))
+    booking = engine.booking
+    real_clock = booking.clock
+    offset = PAST_DAYS * 86_400_000
+    booking.clock = lambda: real_clock() - offset
+    try:
+        per_doctor = -(-count // len(doctors))
+        days = max(1, -(-per_doctor // 10))  # ten slots a day, 08:00-18:00
+        first = dt.date.today() - dt.timedelta(days=PAST_DAYS - 1)
+        rule = CreateSlots(
+            rule=WeeklyRule(
+                from_=first.isoformat(),
+                to=(first + dt.timedelta(days=days - 1)).isoformat(),
+                weekdays=[1, 2, 3, 4, 5, 6, 7],
+                start_time="08:00",
+                end_time="18:00",
+                timezone=TIMEZONE,
+            )
+        )
+        free: list[tuple[str, str]] = []
+        for d in doctors[: -(-count // per_doctor)]:
+            made = await booking.create_slots(_principal(d.id, "doctor"), rule)
+            free += [(d.id, slot.id) for slot in made[:per_doctor]]
+        booked: dict[str, str] = {}
+
+        async def one(patient: SeededPatient, doctor_id: str, slot_id: str) -> None:
+            body = await booking.request_appointment(_principal(patient.id, "patient"), slot_id)
+            appointment_id = msgspec.json.decode(body)["id"]
+            await booking.accept(_principal(doctor_id, "doctor"), appointment_id)
+            booked[patient.id] = appointment_id
+
+        await _bounded([one(p, d, s) for p, (d, s) in zip(patients[:count], free, strict=False)])
+    finally:
+        booking.clock = real_clock
+    return [
+        msgspec.structs.replace(p, past_appointment=booked.get(p.id)) if p.id in booked else p
+        for p in patients
+    ]
 
 
 def write_credentials(path: Path, credentials: Credentials) -> None:

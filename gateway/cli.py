@@ -83,7 +83,11 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
         if args.doctors or args.patients:
             out = args.out or settings.data_dir / "seed-credentials.json"
             creds = await seed.seed(
-                engine, doctors=args.doctors, patients=args.patients, days=args.days
+                engine,
+                doctors=args.doctors,
+                patients=args.patients,
+                days=args.days,
+                past=args.past,
             )
             seed.write_credentials(out, creds)
             print(
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     seed.add_argument("--doctors", type=int, default=0, help="doctors, with slots")
     seed.add_argument("--patients", type=int, default=0)
     seed.add_argument("--days", type=int, default=14, help="days of slots per doctor")
+    seed.add_argument("--past", type=int, default=0, help="patients with an ended appointment")
     seed.add_argument("--out", type=Path, help="credentials file (default: data dir)")
     seed.add_argument("--demo", action="store_true", help="the small demo cast, printed")
     args = parser.parse_args(argv)

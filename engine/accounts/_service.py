@@ -286,6 +286,11 @@ class AccountService:
         await self._limiter.succeeded(ref)
         return await self._issue(user["id"], role)
 
+    async def issue_without_password(self, user_id: str, role: Role) -> TokenPair:
+        """A token pair for an account that exists, with no password step: for seeding load
+        tests and demos only (``engine.seed`` refuses production). Never reachable by HTTP."""
+        return await self._issue(user_id, role)
+
     async def _issue(self, user_id: str, role: Role) -> TokenPair:
         refresh = await self._refresh.start_family(user_id, role)
         access, _ = self._tokens.issue(user_id, role, session=refresh.partition(".")[0])

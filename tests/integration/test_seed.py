@@ -73,6 +73,26 @@ async def test_seeding_twice_adds_new_accounts(engine: Engine) -> None:
     assert second.slots == 0
 
 
+async def test_seeded_tokens_work_and_past_appointments_can_be_rated(engine: Engine) -> None:
+    """Seeded token pairs are valid; ``past`` patients hold an ended, confirmed appointment
+    that they can rate once; the others hold none."""
+    creds = await seed.seed(engine, doctors=2, patients=3, days=1, past=2)
+    rated = [p for p in creds.patients if p.past_appointment]
+    assert len(rated) == 2
+    for p in creds.patients:
+        principal = engine.tokens.verify(p.access_token)
+        assert principal.user_id == p.id
+        assert (await engine.accounts.refresh(p.refresh_token)).access_token
+    for p in rated:
+        assert p.past_appointment is not None
+        principal = engine.tokens.verify(p.access_token)
+        view = await engine.booking.get_appointment(principal, p.past_appointment)
+        assert view.status == "confirmed"
+        await engine.booking.rate(principal, p.past_appointment, 5, None)
+    doctor = engine.tokens.verify(creds.doctors[0].access_token)
+    assert doctor.role == "doctor"
+
+
 async def test_demo_cast_has_its_appointments_and_a_share(engine: Engine) -> None:
     """The demo seeds a confirmed and a requested appointment and a share; a second run
     finds the cast and changes nothing."""
