@@ -89,6 +89,15 @@ def _options(parser: Any) -> None:
     parser.add_argument("--login-fraction", type=float, default=0.02, include_in_web_ui=True)
     parser.add_argument("--decide-seconds", type=float, default=2.0, include_in_web_ui=True)
     parser.add_argument("--event-timeout", type=float, default=30.0, include_in_web_ui=True)
+    parser.add_argument(
+        "--patient-wait", default="1,4", help="seconds between a patient's actions: MIN,MAX"
+    )
+    parser.add_argument(
+        "--http-close",
+        action="store_true",
+        help="close each HTTP connection after its request (20,000 users: file descriptors "
+        "and loopback ports cannot also hold a keep-alive connection per user)",
+    )
     parser.add_argument("--locust-workers", type=int, default=1, help="worker processes")
     parser.add_argument("--summary", default="", help="write the run's figures here (JSON)")
 
@@ -105,6 +114,8 @@ def _init(environment: Any, **_: Any) -> None:
     path = Path(options.credentials)
     if path.exists():
         _credentials.update(json.loads(path.read_bytes()))
+    low, _, high = options.patient_wait.partition(",")
+    Patient.wait_time = between(float(low), float(high or low))
     Patient.weight = max(0, options.patient_weight)
     Doctor.weight = max(0, options.doctor_weight)
     doctors = len(_credentials.get("doctors", []))
@@ -210,6 +221,8 @@ class ApiUser(FastHttpUser):
     refresh = ""
 
     def headers(self) -> dict[str, str]:
+        if self.environment.parsed_options.http_close:
+            return {"Authorization": f"Bearer {self.access}", "Connection": "close"}
         return {"Authorization": f"Bearer {self.access}"}
 
     def call(self, method: str, path: str, name: str | None = None, **kw: Any) -> Any:

@@ -106,7 +106,11 @@ def check_end_state(url: str, creds: dict[str, Any], since: str) -> dict[str, in
                     state = "held" if appt is None else state
                 if slot["status"] != state or (appt and slot.get("appointment_id") != appt["id"]):
                     agenda_errors += 1
+                    if agenda_errors <= 5:
+                        print(f"agenda error: slot {slot} appointment {appt}", flush=True)
             agenda_errors += len(by_slot)  # an active appointment whose slot is missing
+            for appt in list(by_slot.values())[:3]:
+                print(f"agenda error: no slot for appointment {appt}", flush=True)
     return {"bookings": bookings, "double_bookings": double, "agenda_errors": agenda_errors}
 
 
@@ -120,6 +124,7 @@ def main() -> int:
     parser.add_argument("--spawn-rate", type=float, default=0, help="default: users / 20 s")
     parser.add_argument("--data-dir", type=Path, help="keep the store here (and reuse it)")
     parser.add_argument("--shape", choices=["steady", "rush"], default="")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway; collapsed stacks here")
     parser.add_argument("--locust-args", default="", help="more locust options")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -202,6 +207,15 @@ def main() -> int:
             "--host",
             url,
         ]
+        if args.profile:
+            procs.append(
+                subprocess.Popen(
+                    [BIN / "py-spy", "record", "--pid", str(procs[1].pid), "--subprocesses",
+                     "--rate", "40", "--format", "raw", "--nonblocking", "-o", str(args.profile),
+                     "--duration", str(int(args.minutes * 60) + 30)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
         master_port = free_port()
         workers = [
             subprocess.Popen(
