@@ -46,6 +46,11 @@ def _serve(settings: Settings, workers: int) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
+        # With --workers, uvicorn kills a worker that does not answer its supervisor's ping
+        # within this many seconds (default 5) and starts another. On a busy machine a worker's
+        # start-up (imports, app build) or a burst of load outlasts 5 s: workers were killed in
+        # a loop, dropping every connection they held. A hung worker is still replaced.
+        timeout_worker_healthcheck=60,
         # The client address is decided in one place, gateway.deps.client_address, which
         # believes X-Forwarded-For only from HEALTHMED_TRUSTED_PROXIES. uvicorn's own proxy
         # handling (on by default, trusting loopback) would rewrite the address before it and
