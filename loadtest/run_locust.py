@@ -77,7 +77,7 @@ def check_end_state(url: str, creds: dict[str, Any], since: str) -> dict[str, in
         (today, today + dt.timedelta(days=60)),
         (today + dt.timedelta(days=60), today + dt.timedelta(days=120)),
     ]
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=300) as http:
         for doctor in creds["doctors"]:
             r = http.post(
                 "/v1/auth/doctors/login",
