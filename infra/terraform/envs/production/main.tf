@@ -20,11 +20,9 @@ module "iam" {
   bucket_arn        = module.s3.bucket_arn
   bucket_prefix     = module.s3.prefix
   kms_key_arn       = module.kms.key_arn
-  # SES v2 SendEmail is granted once engine/ sends through SES (tests/infra/test_terraform.py
-  # fails both ways): then ses_identity_arn = module.ses.identity_arn and
-  # ses_configuration_set_arn = module.ses.configuration_set_arn.
-  ses_identity_arn          = null
-  ses_configuration_set_arn = null
+  # SES v2 SendEmail from the identity, with the configuration set (engine/notifications).
+  ses_identity_arn          = module.ses.identity_arn
+  ses_configuration_set_arn = module.ses.configuration_set_arn
 }
 
 module "kms" {
