@@ -61,6 +61,12 @@ class Settings:
     ws_rate_per_second: int = 10
     ws_rate_burst: int = 60
     sweep_interval_seconds: float = 1.0
+    max_future_slots: int = 5000
+    """Future slots one doctor may hold (409 ``slot_limit`` past it)."""
+    max_header_bytes: int = 32 * 1024
+    """Request line plus headers of one HTTP request (431 past it)."""
+    header_timeout_seconds: int = 10
+    """Time a client has to send a request's head (408 and close past it)."""
     log_level: str = "INFO"
     # --- notifications (engine/notifications) ---
     mail_url: str = ""
@@ -266,4 +272,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_lease_seconds=_float(env, "HEALTHMED_MAIL_LEASE_SECONDS", 60.0),
         mail_poll_seconds=_float(env, "HEALTHMED_MAIL_POLL_SECONDS", 1.0),
         reminder_minutes=_minutes(env.get("HEALTHMED_REMINDER_MINUTES")),
+        max_future_slots=_int(env, "HEALTHMED_MAX_FUTURE_SLOTS", 5000),
+        max_header_bytes=_int(env, "HEALTHMED_MAX_HEADER_BYTES", 32 * 1024),
+        header_timeout_seconds=_int(env, "HEALTHMED_HEADER_TIMEOUT_SECONDS", 10),
     )

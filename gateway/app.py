@@ -116,5 +116,8 @@ def create_app(settings: Settings) -> Litestar:
 def app_from_env() -> Litestar:
     """The app configured from the environment (the factory each uvicorn worker calls)."""
     from engine.config import load_settings
+    from gateway.http_limits import configure
 
-    return create_app(load_settings())
+    settings = load_settings()
+    configure(settings)  # this worker's HTTP protocol limits (gateway/http_limits.py)
+    return create_app(settings)

@@ -16,6 +16,7 @@ def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.http_limits import concurrency_limit, configure
     from gateway.realtime import RealtimeProtocol
 
     print(
@@ -35,7 +36,10 @@ def _serve(settings: Settings, workers: int) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        # httptools plus a cap on the request head's size and on the time to read it
+        # (gateway/http_limits.py); past the file limit, 503 at once rather than EMFILE.
+        http=configure(settings),
+        limit_concurrency=concurrency_limit(),
         # GET /v1/ws is served by the gateway's own websocket protocol (websockets' Sans-I/O
         # parser, no ASGI task per connection): gateway/realtime/edge.py says why.
         ws=RealtimeProtocol,

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 MAX_SLOTS_PER_CALL = 500
 MAX_SLOT_MS = 4 * 3600 * 1000
+MIN_SLOT_MS = 5 * 60 * 1000
+"""A slot lasts 5 minutes at least: a real consultation, and a bound on how many slots fit a
+day (a flood of 1 ms slots made overlap checks and agendas costly)."""
 MAX_RULE_DAYS = 366
 HORIZON_DAYS = 730
 """How far ahead a slot may start: two years (a real agenda; also keeps dates computable)."""
@@ -35,10 +38,13 @@ Interval = tuple[int, int]
 
 
 def check_interval(start: int, end: int, now: int, *, index: int | None = None) -> None:
-    """422 for a slot that is zero or negative length, over 4 h, or starts in the past."""
+    """422 for a slot that is zero or negative length, under 5 min, over 4 h, or starts in the
+    past."""
     where = f"slot {index}: " if index is not None else ""
     if end <= start:
         raise Invalid(f"{where}end must be after start", code="invalid_slot", index=index)
+    if end - start < MIN_SLOT_MS:
+        raise Invalid(f"{where}a slot lasts at least 5 minutes", code="slot_too_short", index=index)
     if end - start > MAX_SLOT_MS:
         raise Invalid(f"{where}a slot lasts at most 4 hours", code="slot_too_long", index=index)
     if start <= now:
@@ -124,8 +130,8 @@ def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
     finish = _clock(rule.end_time, "end_time")
     if finish <= begin:
         raise Invalid("end_time must be after start_time", code="invalid_rule")
-    if not 1 <= rule.duration_minutes <= 240:
-        raise Invalid("duration_minutes must be 1 to 240", code="invalid_rule")
+    if not MIN_SLOT_MS // MINUTE_MS <= rule.duration_minutes <= 240:
+        raise Invalid("duration_minutes must be 5 to 240", code="invalid_rule")
     if not 0 <= rule.gap_minutes <= 1440:
         raise Invalid("gap_minutes must be 0 to 1440", code="invalid_rule")
     if now is not None:

@@ -95,7 +95,7 @@ class _Slots(_Core):
             Slot(id=f"{doctor_id}.{new_id()}", doctor_id=doctor_id, start=s, end=e)
             for s, e in intervals
         ]
-        args: list[Any] = [MAX_SLOT_MS, len(slots)]
+        args: list[Any] = [self.settings.max_future_slots, len(slots), now]
         for slot in slots:
             args += [slot.id, slot.start, slot.end, to_rfc3339(slot.start), to_rfc3339(slot.end)]
         slot_keys = [keys.slot(doctor_id, s.id) for s in slots]
@@ -106,6 +106,14 @@ class _Slots(_Core):
              keys.doctor_hydrated(doctor_id), *slot_keys],
             args,
         )  # fmt: skip
+        if result[0] == 0 and result[1] == "slot_limit":
+            raise Conflict(
+                f"a doctor holds at most {self.settings.max_future_slots} future slots; "
+                "none was created",
+                code="slot_limit",
+                limit=self.settings.max_future_slots,
+                future_slots=int(result[2]),
+            )
         if result[0] == 0:
             other = str(result[3])
             raise Conflict(

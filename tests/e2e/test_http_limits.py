@@ -1,0 +1,73 @@
+"""The real server bounds a request head's size and the time to send it (raw sockets)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tests.support import ServerProcess, timeout
+
+
+def _connect(server: ServerProcess) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout(10))
+    sock.settimeout(timeout(10))
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return b"".join(chunks)
+
+
+def test_an_oversized_head_is_refused_with_431(server: ServerProcess) -> None:
+    """A 1 MiB header gets 431 and a closed connection; the server serves the next client,
+    and a head under the limit (24 KiB of headers) is served."""
+    with _connect(server) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            for _ in range(16):
+                sock.sendall(b"a" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    headers = {f"x-h{i}": "v" * 1000 for i in range(24)}
+    r = httpx.get(server.url + "/health/live", headers=headers, timeout=timeout(10))
+    assert r.status_code == 200
+
+
+def test_a_silent_or_trickling_client_is_cut_off(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    """With a 1 s head timeout: a socket that sends nothing, and one that sends its head a
+    byte every 0.2 s, are both closed within a few seconds; a normal request still works."""
+    server = start_server(HEALTHMED_HEADER_TIMEOUT_SECONDS="1", HEALTHMED_ENV="test")
+    silent = _connect(server)
+    trickle = _connect(server)
+    began = time.monotonic()
+    head = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    closed_at = None
+    for byte in head:
+        try:
+            trickle.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            closed_at = time.monotonic() - began
+            break
+        time.sleep(0.2)
+        if time.monotonic() - began > timeout(8):
+            break
+    answer = _read_all(trickle)
+    trickle.close()
+    assert closed_at is not None or answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert time.monotonic() - began < timeout(8)
+    assert _read_all(silent).startswith(b"HTTP/1.1 408")
+    silent.close()
+    assert httpx.get(server.url + "/health/live", timeout=timeout(10)).status_code == 200
