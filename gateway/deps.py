@@ -67,14 +67,18 @@ def _trusted(
 
 
 def client_address(request: Request[Any, Any, Any], trusted_proxies: frozenset[str]) -> str:
-    """The client's address: the peer, or the last untrusted hop of ``X-Forwarded-For`` when the
-    peer is a configured trusted proxy (addresses or CIDR networks), so a client cannot spoof
-    its way past a per-address limit by sending the header itself."""
+    """The client's address: the peer, or the last untrusted hop of ``X-Forwarded-For`` (all
+    its lines joined in order) when the peer is a configured trusted proxy (addresses or CIDR
+    networks): the address the nearest trusted proxy saw, so a client cannot spoof its way past
+    a per-address limit by sending the header, or a line of it, itself."""
     peer = request.client.host if request.client else "unknown"
     networks = _networks(trusted_proxies)
     if not networks or not _trusted(peer, networks):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    # Every header line, in the order received: a proxy may append its own line rather than
+    # extend the client's, and reading only the first line would believe the client's.
+    lines = request.headers.getall("x-forwarded-for", [])
+    hops = [h.strip() for line in lines for h in line.split(",") if h.strip()]
     for hop in reversed(hops):
         if _trusted(hop, networks):
             continue
