@@ -179,6 +179,41 @@ def _master_key(raw: str) -> bytes:
     return key
 
 
+SECRET_MIN_BYTES = 32
+
+
+def _weak(raw: bytes) -> str | None:
+    """Why ``raw`` cannot be a random secret of 32 bytes or more, or None if it can: too short,
+    too few distinct values (all zeros, ``aaaa...``), or a short pattern repeated."""
+    if len(raw) < SECRET_MIN_BYTES:
+        return f"is {len(raw)} bytes; at least {SECRET_MIN_BYTES} random bytes are needed"
+    if len(set(raw)) < 12:
+        return "repeats too few distinct values to be random"
+    for period in range(1, len(raw) // 2 + 1):
+        if len(raw) % period == 0 and raw == raw[:period] * (len(raw) // period):
+            return "is a short pattern repeated"
+    return None
+
+
+def check_production_secrets(jwt_secret: str, meeting_secret: str, master_key: bytes) -> None:
+    """Production refuses secrets that are short, all zeros, repeated patterns or shared:
+    each secret must look like at least 32 random bytes and the JWT and meeting secrets differ
+    (one leaked must not forge the other)."""
+    checks = [("HEALTHMED_JWT_SECRET", jwt_secret.encode()),
+              ("HEALTHMED_MEETING_SECRET", meeting_secret.encode())]  # fmt: skip
+    if master_key:
+        checks.append(("HEALTHMED_MASTER_KEY", master_key))
+    for name, raw in checks:
+        reason = _weak(raw)
+        if reason is not None:
+            raise SettingsError(
+                f"{name} {reason} (generate one with: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')"
+            )
+    if jwt_secret == meeting_secret:
+        raise SettingsError("HEALTHMED_JWT_SECRET and HEALTHMED_MEETING_SECRET must differ")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default ``os.environ``); raise ``SettingsError`` if invalid."""
     env = os.environ if env is None else env
@@ -231,6 +266,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"HEALTHMED_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
             ) from None
     master = values.get("HEALTHMED_MASTER_KEY")
+    if production:
+        check_production_secrets(
+            values["HEALTHMED_JWT_SECRET"],
+            values["HEALTHMED_MEETING_SECRET"],
+            _master_key(master) if master else b"",
+        )
     mail_url, mail_from, mail_timezone = _mail(env, data_dir)
     return Settings(
         env=mode,  # type: ignore[arg-type]

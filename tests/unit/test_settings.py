@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
 import stat
 from pathlib import Path
 
@@ -63,13 +65,58 @@ def test_production_starts_with_every_secret(tmp_path: Path) -> None:
         {
             "HEALTHMED_ENV": "production",
             "HEALTHMED_DATA_DIR": str(tmp_path),
-            "HEALTHMED_JWT_SECRET": "j" * 40,
-            "HEALTHMED_MEETING_SECRET": "m" * 40,
-            "HEALTHMED_MASTER_KEY": "A" * 43,
+            **_strong_secrets(),
         }
     )
     assert settings.production
     assert len(settings.master_key) == 32
+
+
+def _strong_secrets() -> dict[str, str]:
+    return {
+        "HEALTHMED_JWT_SECRET": secrets.token_urlsafe(32),
+        "HEALTHMED_MEETING_SECRET": secrets.token_urlsafe(32),
+        "HEALTHMED_MASTER_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        pytest.param("HEALTHMED_JWT_SECRET", "j" * 40, "distinct", id="jwt-repeated-char"),
+        pytest.param("HEALTHMED_JWT_SECRET", "abcdefghijklmnop" * 3, "pattern", id="jwt-pattern"),
+        pytest.param("HEALTHMED_MEETING_SECRET", "0123456789abcdefghijk", "bytes", id="short"),
+        pytest.param(
+            "HEALTHMED_MASTER_KEY",
+            base64.urlsafe_b64encode(bytes(32)).decode(),
+            "distinct",
+            id="zero-master-key",
+        ),
+        pytest.param(
+            "HEALTHMED_MASTER_KEY",
+            base64.urlsafe_b64encode(bytes(range(16)) * 2).decode(),
+            "pattern",
+            id="repeated-master-key",
+        ),
+    ],
+)
+def test_production_refuses_weak_secrets(
+    tmp_path: Path, name: str, value: str, reason: str
+) -> None:
+    """All-zero, repeated or short secrets stop a production start, naming the variable."""
+    env = {"HEALTHMED_ENV": "production", "HEALTHMED_DATA_DIR": str(tmp_path), **_strong_secrets()}
+    env[name] = value
+    with pytest.raises(SettingsError, match=reason) as info:
+        load_settings(env)
+    assert name in str(info.value)
+
+
+def test_production_refuses_one_secret_for_jwt_and_meetings(tmp_path: Path) -> None:
+    """The JWT and meeting secrets must differ in production."""
+    env = {"HEALTHMED_ENV": "production", "HEALTHMED_DATA_DIR": str(tmp_path), **_strong_secrets()}
+    env["HEALTHMED_MEETING_SECRET"] = env["HEALTHMED_JWT_SECRET"]
+    with pytest.raises(SettingsError, match="differ"):
+        load_settings(env)
 
 
 def test_short_jwt_secret_is_refused(tmp_path: Path) -> None:
