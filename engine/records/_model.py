@@ -245,14 +245,16 @@ def check_title(title: str | None) -> str | None:
 
 def clean_filename(raw: str | None, content_type: str) -> str:
     """The client's file name reduced to safe metadata: last path component only (``/`` and
-    ``\\``), printable characters, no leading dots, at most 255 characters with the extension
-    kept. Never used as a path. A name with nothing left becomes ``record.<ext>``."""
+    ``\\``), printable characters, no leading dots, at most 255 characters, and the extension
+    of the *detected* type in place of the client's (``laudo.bat`` that is text is
+    ``laudo.txt``; ``exame.pdf.js`` is ``exame.pdf.txt``): the name a doctor's browser saves
+    never makes the file something it is not. Never used as a path. A name with nothing left
+    becomes ``record.<ext>``. Idempotent, so it is applied again when a record is served."""
+    ext = _EXTENSIONS.get(content_type, "bin")
     value = _printable(raw or "")
     value = re.split(r"[\\/]", value)[-1].strip().lstrip(".").strip()
-    if len(value) > FILENAME_MAX:
-        stem, dot, ext = value.rpartition(".")
-        if dot and 0 < len(ext) <= 16 and stem:
-            value = stem[: FILENAME_MAX - len(ext) - 1].rstrip() + "." + ext
-        else:
-            value = value[:FILENAME_MAX].rstrip()
-    return value or f"record.{_EXTENSIONS.get(content_type, 'bin')}"
+    stem, dot, old_ext = value.rpartition(".")
+    if dot and stem and 0 < len(old_ext) <= 16 and " " not in old_ext:
+        value = stem.rstrip()
+    value = value[: FILENAME_MAX - len(ext) - 1].rstrip().rstrip(".")
+    return f"{value or 'record'}.{ext}"

@@ -9,7 +9,8 @@ named explicitly, and checked first, so a polyglot cannot slip through as an acc
   (an ``MZ`` header in the preamble makes the file both a valid DICOM and a Windows program);
   a preamble that starts with any executable or archive signature is refused;
 * a ``#!`` script is valid UTF-8, but it is an executable, not a document: refused;
-* markup that a browser would render as active content (HTML, SVG, XML) is refused as text.
+* markup that a browser would render as active content (HTML, SVG, XML) is refused as text,
+  wherever it opens in the first ``SNIFF_BYTES`` (after a comment or a line of text too).
 
 Plain text is checked over the *whole* file, not only its head: :class:`TextGuard` is fed every
 chunk and refuses NUL and control characters other than tab, CR and LF, and invalid UTF-8.
@@ -60,10 +61,11 @@ _REFUSED: tuple[tuple[bytes, int, str], ...] = (
     (b"ustar", 257, "tar archive"),
 )
 
-_ACTIVE_MARKUP = re.compile(
-    rb"\A(?:\xef\xbb\xbf)?\s*<(?:!doctype\s+html|html|head|body|script|svg|\?xml|iframe)\b",
-    re.IGNORECASE,
-)
+_MARKUP = re.compile(rb"<[A-Za-z!?/]")
+"""A tag, comment, doctype or processing instruction opening anywhere in the sniffed head:
+HTML, SVG or XML hidden after a comment or some text would still render as active content,
+so a "text" file holding one is refused. A ``<`` before a space or a digit (``PA < 120``,
+``<7%``) is text."""
 
 # C0 controls other than \t \n \r, DEL and the C1 range: binary data, never text.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -102,7 +104,7 @@ def sniff(head: bytes) -> str:
         if preamble_what is not None:
             raise _reject(f"DICOM with a {preamble_what} in its preamble")
         return DICOM
-    if _ACTIVE_MARKUP.match(head):
+    if _MARKUP.search(head):
         raise _reject("HTML, SVG or XML markup")
     guard = TextGuard()
     if guard.feed(head):

@@ -52,6 +52,7 @@ from engine.records import (
     ShareInfo,
     SharePage,
     check_upload_fields,
+    clean_filename,
 )
 from gateway.problems import problems
 
@@ -293,7 +294,10 @@ def _download(content: RecordContent) -> Stream:
         media_type=info.content_type.split(";", 1)[0],
         headers={
             "Content-Length": str(info.size),
-            "Content-Disposition": content_disposition(info.filename),
+            # Cleaned again: records stored before names took their detected type's extension.
+            "Content-Disposition": content_disposition(
+                clean_filename(info.filename, info.content_type)
+            ),
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": "default-src 'none'; sandbox",
             "Cache-Control": "no-store",
