@@ -27,6 +27,7 @@ from gateway.deps import DEPENDENCIES
 from gateway.docs import OfflineSwaggerPlugin
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
+from gateway.security_headers import security_headers_middleware
 from gateway.webapp import route_handlers as WEB_APP
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ def create_app(settings: Settings) -> Litestar:
         signature_namespace={"Engine": Engine, "Principal": Principal, "State": State},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
-        middleware=[prometheus.middleware],
+        middleware=[prometheus.middleware, security_headers_middleware],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         before_send=[complete_options_allow],

@@ -1,4 +1,5 @@
-"""The real server bounds a request head's size and the time to send it (raw sockets)."""
+"""The real server bounds a request head's size and the time to send it (raw sockets), and
+sends the security headers on every response."""
 
 from __future__ import annotations
 
@@ -71,3 +72,15 @@ def test_a_silent_or_trickling_client_is_cut_off(
     assert _read_all(silent).startswith(b"HTTP/1.1 408")
     silent.close()
     assert httpx.get(server.url + "/health/live", timeout=timeout(10)).status_code == 200
+
+
+def test_every_response_carries_the_security_headers(server: ServerProcess) -> None:
+    """HSTS, nosniff and frame-ancestors on an API answer, an error and the API viewer (whose
+    own CSP keeps its directives and gains frame-ancestors)."""
+    for path in ("/health/live", "/v1/me", "/schema"):
+        r = httpx.get(server.url + path, timeout=timeout(10))
+        assert r.headers["strict-transport-security"].startswith("max-age="), path
+        assert r.headers["x-content-type-options"] == "nosniff", path
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
+    schema = httpx.get(server.url + "/schema", timeout=timeout(10))
+    assert "default-src" in schema.headers["content-security-policy"]
