@@ -87,6 +87,10 @@ class Engine:
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:
+        # The data directory holds the database, the encrypted blobs, generated secrets and
+        # the mail folder: the server's user only (0700), whoever created it.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.data_dir.chmod(0o700)
         store = await open_store(settings.store_url)
         redis = connect_redis(settings.redis_url)
         engine = cls(settings, redis, store)

@@ -20,6 +20,8 @@ retry, so nothing of it was written. Only past that budget does the caller get
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import sqlite3
 import time
@@ -94,6 +96,14 @@ def _busy(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF in _BUSY
 
 
+def _private_files(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(each, 0o600)
+
+
 class SQLiteStore:
     def __init__(self, path: Path, *, busy_ms: int = 2000, retry_seconds: float = 10.0) -> None:
         self._path = path
@@ -107,7 +117,11 @@ class SQLiteStore:
     async def open(
         cls, path: Path, *, busy_ms: int = 2000, retry_seconds: float = 10.0
     ) -> SQLiteStore:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (creating) the database at ``path``: the file and its WAL and shared-memory
+        files are private to the server's user (0600; SQLite gives the WAL and -shm files the
+        database file's mode), a new parent directory too (0700)."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_files(path)
         store = cls(path, busy_ms=busy_ms, retry_seconds=retry_seconds)
         await store._run(store._connect)
         return store
