@@ -62,6 +62,10 @@ class Settings:
     ws_rate_burst: int = 60
     sweep_interval_seconds: float = 1.0
     max_future_slots: int = 5000
+    request_limit_per_doctor: int = 3
+    """Undecided requests one patient may hold with one doctor (409 ``request_limit``)."""
+    request_limit_total: int = 10
+    """Undecided requests one patient may hold in all."""
     """Future slots one doctor may hold (409 ``slot_limit`` past it)."""
     max_header_bytes: int = 32 * 1024
     """Request line plus headers of one HTTP request (431 past it)."""
@@ -314,6 +318,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_poll_seconds=_float(env, "HEALTHMED_MAIL_POLL_SECONDS", 1.0),
         reminder_minutes=_minutes(env.get("HEALTHMED_REMINDER_MINUTES")),
         max_future_slots=_int(env, "HEALTHMED_MAX_FUTURE_SLOTS", 5000),
+        request_limit_per_doctor=_int(env, "HEALTHMED_REQUEST_LIMIT_PER_DOCTOR", 3),
+        request_limit_total=_int(env, "HEALTHMED_REQUEST_LIMIT_TOTAL", 10),
         max_header_bytes=_int(env, "HEALTHMED_MAX_HEADER_BYTES", 32 * 1024),
         header_timeout_seconds=_int(env, "HEALTHMED_HEADER_TIMEOUT_SECONDS", 10),
     )

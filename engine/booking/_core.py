@@ -98,6 +98,14 @@ def doctor_of_slot(slot_id: str) -> str:
     return doctor_id
 
 
+def hold_value(appt: Appointment) -> str:
+    """A patient's holds entry (claim.lua): ``start:end``, plus ``:doctor:deadline`` while it
+    is a request (counted toward the patient's request caps)."""
+    if appt.status == "requested":
+        return f"{appt.start}:{appt.end}:{appt.doctor_id}:{appt.deadline}"
+    return f"{appt.start}:{appt.end}"
+
+
 class _Core:
     def __init__(
         self,
@@ -369,7 +377,7 @@ class _Core:
         for item in items:
             appt = Appointment.from_data(item.data)
             if appt.patient_id == patient_id and appt.status in ACTIVE and appt.end > now:
-                mapping[appt.id] = f"{appt.start}:{appt.end}"
+                mapping[appt.id] = hold_value(appt)
         await self.redis.hset(keys.patient_holds(patient_id), mapping=mapping)
 
     async def _load_appointment(self, appointment_id: str) -> tuple[Appointment, int]:

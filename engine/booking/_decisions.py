@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.booking import _store as st
-from engine.booking._core import doctor_of_slot, redis_guard
+from engine.booking._core import doctor_of_slot, hold_value, redis_guard
 from engine.booking._model import (
     ACTIVE,
     JUSTIFICATION_MAX,
@@ -161,6 +161,12 @@ class _Decisions(_Reserve):
             raise _transition_error("the appointment changed meanwhile") from exc
         self.notices.wake()
         await self._after_commit(appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id])
+        try:  # no longer a request: it stops counting toward the patient's request caps
+            await self.redis.hset(
+                keys.patient_holds(appt.patient_id), appt.id, hold_value(confirmed)
+            )
+        except RedisError:  # it stops counting at its deadline anyway (claim.lua)
+            log.warning("could not update the patient's hold %s", appt.id, exc_info=True)
         await self._publish(
             await self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
         )
@@ -310,9 +316,7 @@ class _Decisions(_Reserve):
         store if Redis holds something else) and make sure its patient's hold is there."""
         await self._mark_booked(appt)
         if appt.end > now:
-            await self.redis.hset(
-                keys.patient_holds(appt.patient_id), appt.id, f"{appt.start}:{appt.end}"
-            )
+            await self.redis.hset(keys.patient_holds(appt.patient_id), appt.id, hold_value(appt))
 
     async def _release_ghost(self, ghost: Appointment, now: int) -> None:
         """Release a reservation the store does not know, once it is ``GHOST_GRACE_MS`` old.

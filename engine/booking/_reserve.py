@@ -265,17 +265,34 @@ class _Reserve(_Slots):
 
     async def _claim(self, appt: Appointment, now: int) -> None:
         """The patient half (claim.lua), hydrating the patient's holdings when needed and
-        dropping a stale hold (its appointment is over in the store) that blocks it."""
+        dropping a stale hold (its appointment is over in the store) that blocks it. 409
+        ``request_limit`` past the patient's caps (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``,
+        ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient cannot hold a whole agenda."""
         holds = keys.patient_holds(appt.patient_id)
+        caps = [self.settings.request_limit_per_doctor, self.settings.request_limit_total]
+        args = [appt.id, appt.start, appt.end, now, appt.doctor_id, appt.deadline, *caps]
         for _ in range(4):
-            result = await self._eval(
-                self.scripts.claim, [holds], [appt.id, appt.start, appt.end, now], retry=True
-            )
+            result = await self._eval(self.scripts.claim, [holds], args, retry=True)
             if result[0] == 1:
                 return
             if result[1] == "not_hydrated":
                 await self.hydrate_patient(appt.patient_id)
                 continue
+            if result[1] == "request_limit":
+                per_doctor = str(result[2]) == "doctor"
+                limit = (
+                    self.settings.request_limit_per_doctor
+                    if per_doctor
+                    else self.settings.request_limit_total
+                )
+                raise Conflict(
+                    f"you already have {limit} undecided requests"
+                    + (" with this doctor" if per_doctor else "")
+                    + "; wait for a decision or cancel one",
+                    code="request_limit",
+                    limit=limit,
+                    scope="doctor" if per_doctor else "total",
+                )
             other = str(result[2])
             try:
                 blocking, _ = await self._load_appointment(other)

@@ -123,6 +123,10 @@ def booking_settings(**overrides: Any) -> Settings:
         "meeting_secret": "m" * 48,
         "jwt_secret": "j" * 48,
         "meeting_base_url": "https://meet.example.test",
+        # The request caps have their own tests (test_request_caps.py); elsewhere one
+        # patient books as many slots as a test needs.
+        "request_limit_per_doctor": 1000,
+        "request_limit_total": 1000,
     }
     values.update(overrides)
     return Settings(**values)

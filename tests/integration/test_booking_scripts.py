@@ -197,16 +197,35 @@ async def test_fifty_concurrent_overlapping_creations_store_no_overlap(
 
 async def test_claim_script_contract(booking: BookingService, booking_redis: Redis) -> None:
     """claim.lua: not_hydrated without the marker; claims, is idempotent, refuses an overlap,
-    prunes ended holds."""
+    prunes ended holds; counts undecided requests per doctor and in all until their
+    deadline."""
     key = keys.patient_holds("p")
     claim = booking.scripts.claim
-    assert await booking._eval(claim, [key], ["a", 100, 200, 0]) == [0, "not_hydrated"]
+
+    def args(appt: str, start: int, end: int, now: int, doc: str = "d1") -> list[Any]:
+        return [appt, start, end, now, doc, now + 1000, 2, 3]
+
+    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [0, "not_hydrated"]
     await booking_redis.hset(key, "~h", "1")
-    assert await booking._eval(claim, [key], ["a", 100, 200, 0]) == [1, "claimed"]
-    assert await booking._eval(claim, [key], ["a", 100, 200, 0]) == [1, "already"]
-    assert await booking._eval(claim, [key], ["b", 150, 250, 0]) == [0, "patient_overlap", "a"]
-    assert await booking._eval(claim, [key], ["b", 150, 250, 300]) == [1, "claimed"]
+    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [1, "claimed"]
+    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [1, "already"]
+    assert await booking._eval(claim, [key], args("b", 150, 250, 0)) == [
+        0, "patient_overlap", "a",
+    ]  # fmt: skip
+    assert await booking._eval(claim, [key], args("b", 150, 250, 300)) == [1, "claimed"]
     assert await booking_redis.hexists(key, "a") == 0
+    # Requests (deadline 1300 here): two at d1 reach the per-doctor cap, a third anywhere
+    # the cap in all.
+    assert await booking._eval(claim, [key], args("c", 4000, 5000, 300)) == [1, "claimed"]
+    assert await booking._eval(claim, [key], args("c2", 5000, 6000, 300)) == [1, "claimed"]
+    doctor_cap = [0, "request_limit", "doctor"]
+    assert await booking._eval(claim, [key], args("d", 6000, 7000, 300)) == doctor_cap
+    assert await booking._eval(claim, [key], args("d", 6000, 7000, 300, "d2")) == [1, "claimed"]
+    total_cap = [0, "request_limit", "total"]
+    assert await booking._eval(claim, [key], args("d4", 7000, 7500, 300, "d4")) == total_cap
+    # Past their deadline the requests stop counting, though their holds stay.
+    assert await booking._eval(claim, [key], args("e", 8000, 9000, 1301)) == [1, "claimed"]
+    assert await booking_redis.hexists(key, "c") == 1
 
 
 async def test_large_batch_is_all_or_nothing_when_the_store_fails(
