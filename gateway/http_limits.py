@@ -8,9 +8,10 @@ h11 has a size limit but no read timeout either, and halves the request rate. So
 
 * the request line plus headers may hold at most ``max_header_bytes`` (431 and close past it),
   counted as bytes arrive while a head is open (a body after it never counts);
-* the head must be complete ``header_timeout`` seconds after the connection opened or the
-  previous response ended (408 and close otherwise): a silent or trickling client holds a
-  socket for that long at most.
+* the head must be complete ``header_timeout`` seconds after the connection opened or, on a
+  kept-alive connection, after the next head's first byte (408 and close otherwise; an idle
+  kept-alive connection is closed by uvicorn's keep-alive timeout): a silent or trickling
+  client holds a socket for that long at most.
 
 Upgrades to websockets pass through unchanged (the head is complete before the upgrade).
 ``configure`` sets the limits from the settings and returns the class uvicorn is given;
@@ -81,18 +82,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._head_open = True
-            self._arm()  # the next request's head, on this kept-alive connection
-
     # --- the head size --------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         """Count what arrives while a head is open. httptools keeps a header's bytes in its own
         buffer until the header ends, so the parser callbacks come too late to bound them;
         checked after feeding, so a head that ends inside this chunk (with a body after it) is
-        never refused for the body's bytes. Memory stays under the limit plus one read."""
+        never refused for the body's bytes. A kept-alive connection's next head is counted
+        from the chunk after its first one. Memory stays under the limit plus two reads."""
         if self._refused:
             return
         if self._head_open:
@@ -111,7 +107,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_message_begin(self) -> None:
+        # A kept-alive connection's next head: timed from its first byte (an idle one is
+        # closed by uvicorn's keep-alive timeout). Not re-armed when the previous response
+        # completes: the app's last send can return after the client has already sent its
+        # next request, whose head (and then body) must not be timed or counted as a head.
         self._head_open = True
+        if self._head_timer is None:
+            self._arm()
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:

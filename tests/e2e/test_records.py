@@ -637,11 +637,12 @@ def test_non_multipart_bodies_are_client_errors(
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        pytest.param("../../../../etc/passwd", "passwd", id="dotdot"),
+        pytest.param("../../../../etc/passwd", "passwd.pdf", id="dotdot"),
         pytest.param("..\\..\\windows\\system32\\evil.pdf", "evil.pdf", id="backslashes"),
         pytest.param("/absolute/path/exam.pdf", "exam.pdf", id="absolute"),
         pytest.param("..", "record.pdf", id="only-dots"),
-        pytest.param("exam\u202eFDP.exe", "examFDP.exe", id="rtl-override"),
+        # The served extension is the detected type's (issue 14, finding 7).
+        pytest.param("exam\u202eFDP.exe", "examFDP.pdf", id="rtl-override"),
         pytest.param(".hidden.pdf", "hidden.pdf", id="leading-dot"),
     ],
 )
