@@ -72,6 +72,9 @@ class Settings:
     header_timeout_seconds: int = 10
     """Time a client has to send a request's head (408 and close past it)."""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    drain_seconds: float = 5.0
+    redis_cluster: bool = False
     # --- notifications (engine/notifications) ---
     mail_url: str = ""
     """Where e-mail goes: smtp://, smtps://, ses://<region> or file://<folder> (default)."""
@@ -171,6 +174,35 @@ def _mail(env: Mapping[str, str], data_dir: Path) -> tuple[str, str, str]:
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"HEALTHMED_MAIL_TIMEZONE: unknown time zone {zone!r}") from None
     return url, sender, zone
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise SettingsError(f"{name} must be between 0 and 3600 seconds, got {value}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "false").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _log_format(env: Mapping[str, str], production: bool) -> Literal["text", "json"]:
+    raw = env.get("HEALTHMED_LOG_FORMAT") or ("json" if production else "text")
+    if raw not in ("text", "json"):
+        raise SettingsError(f"HEALTHMED_LOG_FORMAT must be text or json, not {raw!r}")
+    return raw  # type: ignore[return-value]
 
 
 def _master_key(raw: str) -> bytes:
@@ -309,6 +341,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_rate_per_second=_int(env, "HEALTHMED_WS_RATE_PER_SECOND", 10),
         ws_rate_burst=_int(env, "HEALTHMED_WS_RATE_BURST", 60),
         log_level=env.get("HEALTHMED_LOG_LEVEL") or "INFO",
+        log_format=_log_format(env, production),
+        drain_seconds=_seconds(env, "HEALTHMED_DRAIN_SECONDS", 5.0),
+        redis_cluster=_flag(env, "HEALTHMED_REDIS_CLUSTER"),
         mail_url=mail_url,
         mail_from=mail_from,
         mail_timezone=mail_timezone,

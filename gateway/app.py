@@ -25,6 +25,7 @@ from gateway._allow import complete_options_allow
 from gateway._contract import tighten
 from gateway.deps import DEPENDENCIES
 from gateway.docs import OfflineSwaggerPlugin
+from gateway.drain import Drain
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
 from gateway.security_headers import security_headers_middleware
@@ -32,6 +33,8 @@ from gateway.webapp import route_handlers as WEB_APP
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from litestar.types import ASGIApp
 
     from engine.config import Settings
 
@@ -104,21 +107,28 @@ def create_app(settings: Settings) -> Litestar:
         signature_namespace={"Engine": Engine, "Principal": Principal, "State": State},
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
+        state=State({"drain": Drain()}),  # gateway/drain.py: SIGTERM makes /health/ready 503
         middleware=[prometheus.middleware, security_headers_middleware],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         before_send=[complete_options_allow],
         debug=False,
+        # Logging is configured once for the process (gateway/logs.py); Litestar's default
+        # would replace the root handler with its own format.
+        logging_config=None,
     )
     tighten(app)  # what the document says beyond Litestar's inference (gateway/_contract.py)
     return app
 
 
-def app_from_env() -> Litestar:
-    """The app configured from the environment (the factory each uvicorn worker calls)."""
+def app_from_env() -> ASGIApp:
+    """The app configured from the environment (the factory each uvicorn worker calls), with
+    request ids and the access log (gateway.logs.RequestLog) around it."""
     from engine.config import load_settings
     from gateway.http_limits import configure
+    from gateway.logs import RequestLog, configure_logging
 
     settings = load_settings()
     configure(settings)  # this worker's HTTP protocol limits (gateway/http_limits.py)
-    return create_app(settings)
+    configure_logging(settings)
+    return RequestLog(create_app(settings))

@@ -16,52 +16,63 @@ def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.drain import GRACEFUL_SECONDS, DrainingServer
     from gateway.http_limits import concurrency_limit, configure
+    from gateway.logs import RequestLog
     from gateway.realtime import RealtimeProtocol
 
-    print(
-        f"healthmed serving on http://{settings.host}:{settings.port}  "
-        f"(API docs: http://{settings.host}:{settings.port}/schema)",
-        flush=True,
+    logging.getLogger("healthmed.gateway").info(
+        "healthmed serving on http://%s:%d  (API docs: http://%s:%d/schema)",
+        settings.host,
+        settings.port,
+        settings.host,
+        settings.port,
     )
     if workers > 1 and not settings.redis_url:
         raise SettingsError(
             "--workers > 1 needs HEALTHMED_REDIS_URL: the in-process Redis would be one per "
             "worker, and workers must share one Redis to book slots safely"
         )
-    uvicorn.run(
-        # Several workers each build their app from the environment in their own process.
-        "gateway.app:app_from_env" if workers > 1 else create_app(settings),
-        factory=workers > 1,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
         # httptools plus a cap on the request head's size and on the time to read it
         # (gateway/http_limits.py); past the file limit, 503 at once rather than EMFILE.
-        http=configure(settings),
-        limit_concurrency=concurrency_limit(),
+        "http": configure(settings),
+        "limit_concurrency": concurrency_limit(),
         # GET /v1/ws is served by the gateway's own websocket protocol (websockets' Sans-I/O
         # parser, no ASGI task per connection): gateway/realtime/edge.py says why.
-        ws=RealtimeProtocol,
+        "ws": RealtimeProtocol,
         # Client messages are tiny (auth, subscribe, ping; bad_message above
         # ws_max_message_bytes, 4 KiB by default): past this size websockets stops reading
         # the message and fails the connection with 1009 instead of buffering it.
-        ws_max_size=max(64 * 1024, 4 * settings.ws_max_message_bytes),
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
+        "ws_max_size": max(64 * 1024, 4 * settings.ws_max_message_bytes),
+        "log_level": "warning",
+        # Logging is configured once, by gateway.logs.configure_logging: uvicorn's own records
+        # go through the same handler and format (JSON lines in production).
+        "log_config": None,
+        "access_log": False,  # gateway.logs.RequestLog writes the access line
+        "timeout_graceful_shutdown": int(GRACEFUL_SECONDS),
         # With --workers, uvicorn kills a worker that does not answer its supervisor's ping
         # within this many seconds (default 5) and starts another. On a busy machine a worker's
         # start-up (imports, app build) or a burst of load outlasts 5 s: workers were killed in
         # a loop, dropping every connection they held. A hung worker is still replaced.
-        timeout_worker_healthcheck=60,
+        "timeout_worker_healthcheck": 60,
         # The client address is decided in one place, gateway.deps.client_address, which
         # believes X-Forwarded-For only from HEALTHMED_TRUSTED_PROXIES. uvicorn's own proxy
         # handling (on by default, trusting loopback) would rewrite the address before it and
         # let a forged header dodge the per-address login limit.
-        proxy_headers=False,
-        workers=workers if workers > 1 else None,
-    )
+        "proxy_headers": False,
+    }
+    if workers > 1:
+        # Several workers each build their app from the environment in their own process;
+        # uvicorn's supervisor owns the signals there, so there is no drain (gateway/drain.py).
+        uvicorn.run("gateway.app:app_from_env", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    app = create_app(settings)
+    config = uvicorn.Config(RequestLog(app), **options)  # type: ignore[arg-type]
+    DrainingServer(config, app.state.drain, settings.drain_seconds).run()
 
 
 async def _rehydrate(settings: Settings) -> None:
@@ -126,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"healthmed: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from gateway.logs import configure_logging
+
+    configure_logging(settings)
     if args.command == "serve":
         try:
             _serve(settings, args.workers)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.di import Provide
 
 from engine.errors import Forbidden, Unauthenticated
+from gateway.logs import set_user
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -36,7 +37,9 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
 
 
 async def provide_principal(request: Request[Any, Any, Any], engine: Engine) -> Principal:
-    return await engine.authenticate(bearer_token(request))
+    principal = await engine.authenticate(bearer_token(request))
+    set_user(principal.user_id)  # the access line and every later log line of this request
+    return principal
 
 
 async def provide_doctor(principal: Principal) -> Principal:

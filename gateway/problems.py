@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from engine.errors import EngineError, Invalid, RateLimited, error_entries
 from gateway._invalid import body_errors
+from gateway.telemetry import REDIS_ERRORS, count_unavailable
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -103,6 +104,7 @@ def problem_of(exc: EngineError) -> Problem:
 def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
     if exc.status >= 500:
         log.warning("engine error %s: %s", exc.code, exc.detail)
+        count_unavailable(exc)
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
@@ -163,6 +165,7 @@ def http_exception_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Res
 def redis_error_handler(_: Request[Any, Any, Any], exc: RedisError) -> Response[Problem]:
     """Redis did not answer or failed: the request changed nothing the client can rely on."""
     log.warning("redis error: %s", type(exc).__name__)
+    REDIS_ERRORS.inc()
     return problem_response(
         503,
         "the hot-state store is unavailable, retry later",

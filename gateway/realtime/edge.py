@@ -71,6 +71,7 @@ from websockets.server import ServerProtocol
 
 from engine.errors import EngineError, Unauthenticated
 from engine.realtime import Subscriber
+from gateway.logs import request_id_from
 from gateway.problems import RETRY_AFTER_SECONDS
 from gateway.realtime._binding import Edge, _current
 from gateway.realtime.messages import (
@@ -271,6 +272,9 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         else:
             response = conn.accept(request)
+        # Every response carries X-Request-ID, the handshake's too (API.md "Operations").
+        given = request.headers.get("X-Request-ID")
+        response.headers["X-Request-ID"] = request_id_from(given.encode() if given else None)
         conn.send_response(response)
         if response.status_code != 101 or edge is None:
             return  # websockets queued the end of the stream: _write_protocol closes

@@ -27,7 +27,9 @@ from engine.accounts import (
     RefreshRequest,
     TokenPair,
 )
+from engine.errors import EngineError
 from gateway.problems import problems
+from gateway.telemetry import event
 
 if TYPE_CHECKING:
     from engine.principal import Principal
@@ -78,7 +80,11 @@ async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> Token
     or not. Repeated failures for one account or address: 429 `too_many_attempts`. With 2FA
     active, a right password answers `{mfa_required: true, mfa_token, expires_in}` instead of
     tokens: finish with `POST /v1/auth/mfa`."""
-    return await engine.accounts.login_doctor(data, address)
+    try:
+        return await engine.accounts.login_doctor(data, address)
+    except EngineError as exc:
+        event("login.failed", role="doctor", code=exc.code)
+        raise
 
 
 @post(
@@ -94,7 +100,11 @@ async def login_patient(
 ) -> TokenPair | MfaChallenge:
     """At least one of e-mail and CPF (neither: 422); both given must name the same account
     (else 401). Failures and 2FA as for doctors."""
-    return await engine.accounts.login_patient(data, address)
+    try:
+        return await engine.accounts.login_patient(data, address)
+    except EngineError as exc:
+        event("login.failed", role="patient", code=exc.code)
+        raise
 
 
 @post(

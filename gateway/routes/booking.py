@@ -27,6 +27,7 @@ from engine.booking import (
 )
 from engine.errors import Conflict
 from gateway.problems import PROBLEM_JSON, problem_of, problems
+from gateway.telemetry import BOOKINGS, DECISIONS, error_code, event
 
 if TYPE_CHECKING:
     from engine.principal import Principal
@@ -159,10 +160,13 @@ async def request_appointment(
     body); the same key for another slot is 422 `idempotency_key_reused`."""
     try:
         body = await engine.booking.request_appointment(patient, data.slot_id, idempotency_key)
-    except Conflict as exc:
-        if exc.fields:
+    except Exception as exc:
+        BOOKINGS.labels(error_code(exc)).inc()
+        if not isinstance(exc, Conflict) or exc.fields:
             raise
         return _conflict(exc)
+    BOOKINGS.labels("requested").inc()
+    event("appointment.requested", slot_id=data.slot_id)
     return Response(body, status_code=HTTP_201_CREATED, media_type="application/json")
 
 
@@ -209,7 +213,10 @@ async def appointment(engine: Engine, principal: Principal, appointment_id: str)
 async def accept(engine: Engine, principal: Principal, appointment_id: str) -> AppointmentView:
     """→ `confirmed` with `meeting: {url, starts_at, ends_at}`. Patients: 403; another
     doctor: 404; not `requested` (or past its deadline): 409 `invalid_transition`."""
-    return await engine.booking.accept(principal, appointment_id)
+    with DECISIONS.labels("accept").time():
+        view = await engine.booking.accept(principal, appointment_id)
+    event("appointment.accepted", appointment_id=appointment_id)
+    return view
 
 
 @post(
@@ -225,7 +232,10 @@ async def refuse(
     """`{reason?}` → `refused`; the slot reopens. Not `requested`: 409
     `invalid_transition`."""
     reason = data.reason if data is not None else None
-    return await engine.booking.refuse(principal, appointment_id, reason)
+    with DECISIONS.labels("refuse").time():
+        view = await engine.booking.refuse(principal, appointment_id, reason)
+    event("appointment.refused", appointment_id=appointment_id)
+    return view
 
 
 @post(
@@ -240,7 +250,9 @@ async def cancel(
 ) -> AppointmentView:
     """`{justification}` of 10 to 1000 characters (422 otherwise) → `cancelled`; the slot
     reopens if it has not started. Only `requested` or `confirmed` before the end (409)."""
-    return await engine.booking.cancel(principal, appointment_id, data.justification)
+    view = await engine.booking.cancel(principal, appointment_id, data.justification)
+    event("appointment.cancelled", appointment_id=appointment_id, by=principal.role)
+    return view
 
 
 @get(

@@ -55,6 +55,7 @@ from engine.records import (
     clean_filename,
 )
 from gateway.problems import problems
+from gateway.telemetry import event as log_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -371,6 +372,7 @@ async def upload_record(
     metadata only (path components and control characters removed, at most 255 characters).
     Stored encrypted (AES-256-GCM, a fresh key per record)."""
     info = await _receive_upload(request, engine, patient)
+    log_event("record.uploaded", record_id=info.id, kind=info.kind, size=info.size)
     return Response(
         info, status_code=HTTP_201_CREATED, headers={"Location": f"/v1/me/records/{info.id}"}
     )
@@ -460,13 +462,15 @@ async def create_share(engine: Engine, patient: Principal, data: ShareCreate) ->
     one of yours: the same answer whether it does not exist or is someone else's),
     `empty_share` (neither record_ids nor groups), `invalid_expiry` (past, or more than 365
     days ahead), `invalid_group`. A group share also covers records added to the group later."""
-    return await engine.records.create_share(
+    share = await engine.records.create_share(
         patient,
         doctor_id=data.doctor_id,
         record_ids=data.record_ids,
         groups=data.groups,
         expires_at=data.expires_at,
     )
+    log_event("share.created", share_id=share.id, doctor_id=share.doctor_id)
+    return share
 
 
 @get(

@@ -1,0 +1,115 @@
+"""The figures an operator pages on, in ``/metrics``, and the business-event log lines.
+
+Series (Prometheus names as exposed; README "Operations: alerts" says what to alert on):
+
+- ``healthmed_bookings_total{outcome}``: ``POST /v1/appointments`` by outcome: ``requested``
+  (201), or the problem code (``slot_unavailable``, ``patient_overlap``, ``redis_unavailable``,
+  ``store_unavailable``...).
+- ``healthmed_decision_seconds{decision}``: latency of accept and refuse calls.
+- ``healthmed_redis_errors_total``, ``healthmed_store_errors_total``: requests that failed
+  (503) because Redis or the durable store did not answer.
+- ``healthmed_outbox_depth``: messages waiting in the notification outbox, read at scrape
+  time from whatever :func:`watch_outbox` was given (nothing until the outbox feeds it).
+- ``healthmed_ws_connections`` and the other ``healthmed_ws_*`` series come from
+  ``gateway/realtime/_metrics.py``; request rate and latency per route from Litestar's
+  Prometheus middleware (``healthmed_requests_total``, ``healthmed_request_duration_seconds``).
+
+Business events go to the ``healthmed.events`` logger: the event name and ids (appointment,
+slot, record, share, doctor), never a name, e-mail, CPF, token or record content. Each line
+also carries the request id and user id (gateway/logs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from prometheus_client.metrics_core import Metric
+
+events = logging.getLogger("healthmed.events")
+
+BOOKINGS = Counter(
+    "healthmed_bookings", "Appointment requests (POST /v1/appointments) by outcome", ["outcome"]
+)
+DECISIONS = Histogram(
+    "healthmed_decision_seconds",
+    "Latency of a doctor's accept or refuse call",
+    ["decision"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+REDIS_ERRORS = Counter(
+    "healthmed_redis_errors", "Requests that failed because Redis did not answer (503)"
+)
+STORE_ERRORS = Counter(
+    "healthmed_store_errors", "Requests that failed because the durable store did not answer (503)"
+)
+
+
+class _OutboxCollector:
+    """``healthmed_outbox_depth``, read at scrape time from the registered source."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], int | None] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        source = self.source
+        depth = source() if source is not None else None
+        if depth is None:
+            return
+        gauge = GaugeMetricFamily(
+            "healthmed_outbox_depth", "Notification messages waiting in the outbox"
+        )
+        gauge.add_metric([], depth)
+        yield gauge
+
+
+_outbox = _OutboxCollector()
+REGISTRY.register(_outbox)
+
+
+def watch_outbox(source: Callable[[], int | None] | None) -> None:
+    """Expose ``source()`` (a cheap, synchronous read of the outbox depth, None when unknown)
+    as ``healthmed_outbox_depth``; ``None`` removes it."""
+    _outbox.source = source
+
+
+def event(name: str, **ids: Any) -> None:
+    """Log business event ``name`` with ids only (no personal data)."""
+    events.info("%s", name, extra={"event": name, **ids})
+
+
+def count_unavailable(exc: BaseException) -> None:
+    """Count a 503 against Redis or the store, by the problem code it became."""
+    code = error_code(exc)
+    if code == "redis_unavailable":
+        REDIS_ERRORS.inc()
+    elif code == "store_unavailable":
+        STORE_ERRORS.inc()
+
+
+def error_code(exc: BaseException) -> str:
+    """The problem code a failure becomes (``redis_unavailable`` for Redis errors)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    from redis.exceptions import RedisError
+
+    return "redis_unavailable" if isinstance(exc, RedisError) else "error"
+
+
+__all__ = [
+    "BOOKINGS",
+    "DECISIONS",
+    "REDIS_ERRORS",
+    "STORE_ERRORS",
+    "count_unavailable",
+    "error_code",
+    "event",
+    "watch_outbox",
+]
