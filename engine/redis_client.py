@@ -18,9 +18,10 @@ Connection policy (:func:`connection_options`, for every client the engine opens
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -57,9 +58,63 @@ def connection_options() -> dict[str, Any]:
     }
 
 
-def connect_redis(url: str | None) -> Redis:
+def connect_redis(url: str | None, *, cluster: bool = False) -> Redis:
+    """A client of ``url``; with ``cluster``, redis-py's asyncio ``RedisCluster`` seeded by that
+    one node (``HEALTHMED_REDIS_CLUSTER``). Typed as ``Redis``: the engine only calls what both
+    share (commands, scripts, pipelines without transactions, pub/sub).
+
+    On a cluster the same policy holds (no client retries): a command that fails with a
+    connection error makes the client rediscover the topology on its next call (a failed-over
+    master's replica is found then), and the caller decides whether to repeat. Redirections
+    (MOVED, ASK) are followed by the client: the command did not run on the node that
+    redirected.
+    """
+    if url and cluster:
+        return cast("Redis", _Cluster.from_url(url, **connection_options()))
     if url:
         return Redis.from_url(url, connection_class=CheckedConnection, **connection_options())
     import fakeredis
 
     return fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7,)))
+
+
+_TORN_DOWN = (AttributeError, RuntimeError)
+"""What redis-py 8.1 raises when a node's connection is closed under a command in flight: its
+stream writer already gone (AttributeError), or uvloop's closed transport (RuntimeError)."""
+
+
+def _torn_down(exc: Exception) -> RedisConnectionError:
+    return RedisConnectionError(f"cluster connection closed while in use ({exc})")
+
+
+class _ClusterPipeline(ClusterPipeline):
+    """redis-py 8.1's cluster pipeline, whose connection race is reported as what it is.
+
+    When a failover closes a node's connection while a pipeline is (re)connecting or writing
+    on it, redis-py lets ``_TORN_DOWN`` errors out instead of a ``ConnectionError``; seen in
+    ``tests/e2e/test_failover.py``. Reported as a connection error it becomes a 503 like any
+    other Redis failure, and the client relearns the slots.
+    """
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except _TORN_DOWN as exc:
+            self.cluster_client._initialize = True
+            raise _torn_down(exc) from exc
+
+
+class _Cluster(RedisCluster):
+    """``RedisCluster`` with the same correction on single commands and its pipelines."""
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # raises, as redis-py does
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py does
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except _TORN_DOWN as exc:
+            self._initialize = True
+            raise _torn_down(exc) from exc

@@ -92,7 +92,7 @@ class Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         settings.data_dir.chmod(0o700)
         store = await open_store(settings.store_url)
-        redis = connect_redis(settings.redis_url)
+        redis = connect_redis(settings.redis_url, cluster=settings.redis_cluster)
         engine = cls(settings, redis, store)
         try:
             await engine.records.open()

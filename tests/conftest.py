@@ -1,4 +1,5 @@
-"""Fixtures for every tier: a private redis-server per run and moto's server over HTTP."""
+"""Fixtures for every tier: a private redis-server per run, a private Redis Cluster (started
+the first time a test asks for it) and moto's server over HTTP."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import RedisServer, free_port
+from tests.support import RedisClusterNodes, RedisServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +17,17 @@ def redis_server() -> Iterator[RedisServer]:
     server = RedisServer.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A real Redis Cluster of this test run: 3 masters and 3 replicas on free ports.
+
+    Tests that kill nodes start their own (tests/e2e/test_failover.py); this one stays whole.
+    """
+    nodes = RedisClusterNodes.start()
+    yield nodes
+    nodes.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -194,3 +195,161 @@ def private_server(data_dir: Path, **env: str) -> Iterator[ServerProcess]:
     finally:
         proc.stop()
         redis.stop()
+
+
+def _free_cluster_port(taken: list[int]) -> int:
+    """A free port whose cluster bus port (+10000) is free too, as Redis Cluster needs."""
+    while True:
+        port = free_port()
+        if port > 55535 or port in taken or port + 10000 in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@dataclass
+class RedisClusterNodes:
+    """A private Redis Cluster: 3 masters and 3 replicas from ``redis-server`` on free ports.
+
+    Built with ``redis-cli --cluster create``; ``cluster-node-timeout`` is small so that a
+    killed master is failed over by its replica within a few seconds. Nothing persisted.
+    """
+
+    ports: list[int]
+    procs: dict[int, subprocess.Popen[bytes]]
+    workdir: Path
+    node_timeout_ms: int = 1000
+
+    @property
+    def url(self) -> str:
+        """One seed node, as ``HEALTHMED_REDIS_URL`` takes it with HEALTHMED_REDIS_CLUSTER."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    @classmethod
+    def start(cls, node_timeout_ms: int = 1000) -> RedisClusterNodes:
+        binary = shutil.which("redis-server")
+        cli = shutil.which("redis-cli")
+        if binary is None or cli is None:
+            raise RuntimeError("redis-server and redis-cli are needed (.ci/run installs them)")
+        # Its own temporary directory, not pytest's: pytest prunes old base directories of
+        # other runs on this machine, which would pull the nodes' files from under them.
+        workdir = Path(tempfile.mkdtemp(prefix="healthmed-cluster-"))
+        nodes = cls(ports=[], procs={}, workdir=workdir, node_timeout_ms=node_timeout_ms)
+        try:
+            for _ in range(6):
+                port = _free_cluster_port(nodes.ports)
+                nodes.ports.append(port)
+                nodes._spawn(port)
+            for port in nodes.ports:
+                wait_until(lambda p=port: nodes.ping(p), 10, f"cluster node {port}")
+            nodes._create(cli)
+        except BaseException:
+            nodes.stop()
+            raise
+        return nodes
+
+    def _create(self, cli: str) -> None:
+        nodes = self
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in nodes.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout(60),
+        )
+        nodes.wait_healthy(60)
+
+    def _spawn(self, port: int) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [
+                binary,
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(node_dir),
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--save", "",
+                "--appendonly", "no",
+                "--maxclients", "10000",
+                "--loglevel", "warning",
+                "--logfile", str(node_dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def command(self, port: int, *args: str) -> str:
+        cli = shutil.which("redis-cli")
+        assert cli is not None
+        done = subprocess.run(
+            [cli, "-p", str(port), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout(10),
+            check=False,
+        )
+        return done.stdout
+
+    def ping(self, port: int) -> bool:
+        return self.command(port, "PING").strip() == "PONG"
+
+    def live_ports(self) -> list[int]:
+        return [p for p, proc in self.procs.items() if proc.poll() is None]
+
+    def masters(self) -> list[int]:
+        """Ports of the live nodes that are masters with slots."""
+        out = []
+        for port in self.live_ports():
+            for line in self.command(port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "myself" in fields[2] and "master" in fields[2] and len(fields) > 8:
+                    out.append(port)
+        return out
+
+    def wait_healthy(self, seconds: float) -> None:
+        """Every live node says ``cluster_state:ok`` and three masters serve the slots."""
+
+        def healthy() -> bool:
+            for port in self.live_ports():
+                if "cluster_state:ok" not in self.command(port, "CLUSTER", "INFO"):
+                    return False
+            return len(self.masters()) == 3
+
+        wait_until(healthy, seconds, "a healthy redis cluster")
+
+    def kill_master(self, port: int) -> None:
+        """``kill -9`` one master (its replica takes over after the node timeout)."""
+        self.procs[port].kill()
+        self.procs[port].wait()
+
+    def flushall(self) -> None:
+        for port in self.masters():
+            self.command(port, "FLUSHALL")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout(5))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)

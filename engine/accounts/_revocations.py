@@ -120,6 +120,7 @@ class Revocations:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
+                await self._redis.ping()  # on a cluster: (re)learn the topology first
                 await pubsub.subscribe(CHANNEL)
                 await self._load()
                 self.live = True
@@ -145,5 +146,6 @@ class Revocations:
         self.add(entry, until)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(CHANNEL, {entry: until})
-            pipe.publish(CHANNEL, f"{entry}@{until}")
+            # PUBLISH as a command: redis-py's cluster pipeline blocks its publish() method.
+            pipe.execute_command("PUBLISH", CHANNEL, f"{entry}@{until}")
             await pipe.execute()

@@ -432,13 +432,13 @@ class AccountService:
         if self.revocations.live:
             self.revocations.check(principal)
             return
-        try:
-            denied, before, session, built = await self._redis.mget(
-                keys.revoked_access(principal.jti),
-                keys.user_revoked_before(principal.user_id),
-                keys.revoked_session(principal.session or "-"),
-                keys.hydrated(),
-            )
+        try:  # keys of four cluster slots: a pipeline, not MGET
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(keys.revoked_access(principal.jti))
+                pipe.get(keys.user_revoked_before(principal.user_id))
+                pipe.get(keys.revoked_session(principal.session or "-"))
+                pipe.get(keys.hydrated())
+                denied, before, session, built = await pipe.execute()
         except RedisError:
             built = None
         if built is None:  # Redis down, or back empty and not rebuilt yet: the store knows

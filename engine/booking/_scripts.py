@@ -113,7 +113,9 @@ class Coalescer:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for script, keys, args, _ in batch:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                    # execute_command: redis-py's cluster pipeline blocks its evalsha() method
+                    # (not the command), and routes EVALSHA by its keys like any other.
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
             for *_, future in batch:

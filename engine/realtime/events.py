@@ -68,5 +68,7 @@ async def publish(redis: Redis, pairs: list[tuple[str, bytes]]) -> None:
         return
     async with redis.pipeline(transaction=False) as pipe:
         for ch, payload in pairs:
-            pipe.publish(ch, payload)
+            # PUBLISH as a command: redis-py's cluster pipeline blocks its publish() method,
+            # not the command; classic PUBLISH reaches subscribers on every cluster node.
+            pipe.execute_command("PUBLISH", ch, payload)
         await pipe.execute()

@@ -242,6 +242,9 @@ class Hub:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
+                # On a cluster a command (re)learns the topology first: the pub/sub connection
+                # is opened to a node the client's slot map names, stale after a failover.
+                await self._redis.ping()
                 await pubsub.psubscribe(CHANNEL_PATTERN)
                 self.connected.set()
                 delay = _BACKOFF_FIRST

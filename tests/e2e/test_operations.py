@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.e2e._accounts import register_patient
+from tests.e2e._accounts import (
+    bearer,
+    login_doctor,
+    patient_session,
+    register_doctor,
+    register_patient,
+)
+from tests.support import ServerProcess
 
 
 def test_live_and_ready(http: httpx.Client) -> None:
@@ -59,3 +67,42 @@ def test_openapi_lists_every_account_and_directory_route(http: httpx.Client) -> 
     assert "422" in paths["/v1/doctors"]["get"]["responses"]
     assert "429" in paths["/v1/auth/patients/login"]["post"]["responses"]
     assert http.get("/schema").status_code == 200
+
+
+def test_metrics_have_the_series_an_operator_pages_on(
+    server: ServerProcess, http: httpx.Client, unique: Callable[[], int]
+) -> None:
+    """/metrics counts bookings by outcome and times decisions, and exposes websocket
+    connections and Redis and store errors."""
+    doc = bearer(login_doctor(http, register_doctor(http, unique())))
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=3)
+    end = start + timedelta(minutes=50)
+    created = http.post(
+        "/v1/me/slots",
+        headers=doc,
+        json={
+            "slots": [{"start": f"{start:%Y-%m-%dT%H:%M:%SZ}", "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}]
+        },
+    )
+    slot = created.json()["items"][0]["id"]
+    first = patient_session(http, unique())
+    won = http.post("/v1/appointments", headers=first, json={"slot_id": slot})
+    assert won.status_code == 201, won.text
+    lost = http.post(
+        "/v1/appointments", headers=patient_session(http, unique()), json={"slot_id": slot}
+    )
+    assert lost.status_code == 409
+    assert http.post(f"/v1/appointments/{won.json()['id']}/accept", headers=doc).status_code == 200
+    text = http.get("/metrics").text
+
+    def value(series: str) -> float:
+        match = re.search(rf"^{re.escape(series)} ([0-9.e+]+)$", text, re.MULTILINE)
+        assert match, f"{series} is not in /metrics"
+        return float(match.group(1))
+
+    assert value('healthmed_bookings_total{outcome="requested"}') >= 1
+    assert value('healthmed_bookings_total{outcome="slot_unavailable"}') >= 1
+    assert value('healthmed_decision_seconds_count{decision="accept"}') >= 1
+    assert value("healthmed_ws_connections") >= 0
+    assert value("healthmed_redis_errors_total") >= 0
+    assert value("healthmed_store_errors_total") >= 0

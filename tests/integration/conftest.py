@@ -22,18 +22,44 @@ from engine.principal import Principal
 from engine.redis_client import connect_redis
 from engine.store import Item, Op, Put, SQLiteStore, StoreUnavailable
 from engine.timeutil import new_id, now_ms, to_rfc3339
-from tests.support import RedisServer
+from tests.support import RedisClusterNodes, RedisServer
 
 BOOKING_DB = 7
 
 
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + "/5")
+REDIS_BACKENDS = [pytest.param("redis", id="redis"), pytest.param("cluster", id="cluster")]
+"""The Redis-facing fixtures run each test on one redis-server and on a real Redis Cluster,
+where a key outside a script's hash tag fails loudly (CROSSSLOT) instead of passing."""
+
+
+async def _redis_of(request: pytest.FixtureRequest, db: int) -> AsyncIterator[Redis]:
+    if request.param == "cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        client = connect_redis(nodes.url, cluster=True)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = connect_redis(server.url.rsplit("/", 1)[0] + f"/{db}")
     await client.flushdb()
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+def another_client(client: Redis) -> Redis:
+    """A second, independent client of the same Redis (a second engine process)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()
+        return connect_redis(f"redis://{node.host}:{node.port}", cluster=True)
+    kw = client.connection_pool.connection_kwargs
+    return connect_redis(f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}")
+
+
+@pytest.fixture(params=REDIS_BACKENDS)
+async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    async for client in _redis_of(request, 5):
+        yield client
 
 
 @pytest.fixture
@@ -144,13 +170,10 @@ def patient(user_id: str | None = None) -> Principal:
     )
 
 
-@pytest.fixture
-async def booking_redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
-    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + f"/{BOOKING_DB}")
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+@pytest.fixture(params=REDIS_BACKENDS)
+async def booking_redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
+    async for client in _redis_of(request, BOOKING_DB):
+        yield client
 
 
 @pytest.fixture

@@ -22,14 +22,13 @@ from engine.booking import BookingService
 from engine.booking._store import doctor_pk
 from engine.errors import Conflict, Unavailable
 from engine.principal import Principal
-from engine.redis_client import connect_redis
 from engine.store import Op
 from engine.timeutil import to_rfc3339
 from tests.integration.conftest import (
-    BOOKING_DB,
     Clock,
     FakeAccounts,
     FlakyStore,
+    another_client,
     book,
     booking_settings,
     doctor,
@@ -37,7 +36,6 @@ from tests.integration.conftest import (
     patient,
     slots_of,
 )
-from tests.support import RedisServer
 
 HOUR = 3_600_000
 MIN = 60_000
@@ -75,10 +73,10 @@ def failing_deletes(redis: Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
 
 @pytest.fixture
 async def replica(
-    redis_server: RedisServer, booking_store: FlakyStore, clock: Clock
+    booking_redis: Redis, booking_store: FlakyStore, clock: Clock
 ) -> AsyncIterator[BookingService]:
-    """A second engine process on the same Redis and store."""
-    client = connect_redis(redis_server.url.rsplit("/", 1)[0] + f"/{BOOKING_DB}")
+    """A second engine process on the same Redis (or cluster) and store."""
+    client = another_client(booking_redis)
     yield BookingService(
         booking_settings(), booking_store, client, FakeAccounts(booking_store), clock=clock
     )

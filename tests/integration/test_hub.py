@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from engine.realtime import Hub, Subscriber, channel, frames, publish
-from tests.support import RedisServer, timeout
+from engine.redis_client import connect_redis
+from tests.support import RedisClusterNodes, RedisServer, timeout
 
 
 class Probe(Subscriber):
@@ -67,11 +68,14 @@ class Direct(Subscriber):
         self.wakes += 1
 
 
-@pytest.fixture(params=["redis", "fakeredis"])
+@pytest.fixture(params=["redis", "cluster", "fakeredis"])
 async def redis(request: pytest.FixtureRequest) -> AsyncIterator[Redis]:
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         client = Redis.from_url(server.url)
+    elif request.param == "cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        client = connect_redis(nodes.url, cluster=True)
     else:
         import fakeredis
 
@@ -149,7 +153,7 @@ async def test_a_full_queue_drops_that_subscriber_and_not_the_others(
     hub.subscribe(fine, "doctor.D1.slots")
     async with redis.pipeline(transaction=False) as pipe:
         for n in range(20):
-            pipe.publish(channel("doctor.D1.slots"), f'{{"n":{n}}}'.encode())
+            pipe.execute_command("PUBLISH", channel("doctor.D1.slots"), f'{{"n":{n}}}'.encode())
         await pipe.execute()
     await eventually(lambda: len(fine.received) == 20)
     assert fine.received == [f'{{"n":{n}}}' for n in range(20)]

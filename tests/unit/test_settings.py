@@ -148,3 +148,49 @@ def test_login_limits_are_read(tmp_path: Path) -> None:
         }
     )
     assert (settings.login_fail_limit_account, settings.login_fail_window_seconds) == (3, 60)
+
+
+def test_operations_settings_default_by_mode(tmp_path: Path) -> None:
+    """Logs are text in development and JSON in production; the drain lasts 5 s and Redis is
+    not a cluster unless told."""
+    base = {"HEALTHMED_DATA_DIR": str(tmp_path)}
+    dev = load_settings(base)
+    prod = load_settings(
+        {
+            **base,
+            "HEALTHMED_ENV": "production",
+            "HEALTHMED_JWT_SECRET": "j" * 40,
+            "HEALTHMED_MEETING_SECRET": "m" * 40,
+            "HEALTHMED_MASTER_KEY": "A" * 43,
+        }
+    )
+    assert (dev.log_format, prod.log_format) == ("text", "json")
+    assert dev.drain_seconds == 5.0
+    assert dev.redis_cluster is False
+
+
+def test_operations_settings_are_read_and_checked(tmp_path: Path) -> None:
+    """HEALTHMED_LOG_FORMAT, HEALTHMED_DRAIN_SECONDS and HEALTHMED_REDIS_CLUSTER are read;
+    a value outside their choices is refused naming the variable."""
+    base = {"HEALTHMED_DATA_DIR": str(tmp_path)}
+    settings = load_settings(
+        {
+            **base,
+            "HEALTHMED_LOG_FORMAT": "json",
+            "HEALTHMED_DRAIN_SECONDS": "0.5",
+            "HEALTHMED_REDIS_CLUSTER": "true",
+        }
+    )
+    assert (settings.log_format, settings.drain_seconds, settings.redis_cluster) == (
+        "json",
+        0.5,
+        True,
+    )
+    for name, value in (
+        ("HEALTHMED_LOG_FORMAT", "xml"),
+        ("HEALTHMED_DRAIN_SECONDS", "soon"),
+        ("HEALTHMED_DRAIN_SECONDS", "-1"),
+        ("HEALTHMED_REDIS_CLUSTER", "maybe"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**base, name: value})
