@@ -132,15 +132,38 @@ class Engine:
         log.info("rehydrated redis from the store: %d doctors", count)
 
     async def _watch_redis(self) -> None:
-        """Notice a flushed or replaced Redis between requests and rebuild it; once Redis
-        answers again, apply the invalidations that could not reach it."""
+        """Notice a flushed, replaced or failed-over Redis between requests and rebuild it;
+        once Redis answers again, apply the invalidations that could not reach it.
+
+        A flush drops the hydrated markers (rebuilt per doctor). A failover keeps them, but
+        replication is asynchronous: the promoted replica may lack the old master's last
+        writes (a reservation, an accept's slot change), so when the set of masters changes
+        every agenda is rebuilt from the store (``force``, which keeps in-flight changes).
+        """
+        masters: frozenset[str] | None = None
         while True:
             await asyncio.sleep(1.0)
             try:
                 await self.rehydrate_if_empty()
                 await self.booking.retry_invalidations()
+                now = await self._masters()
+                if masters is not None and now != masters:
+                    log.warning("redis masters changed (failover): rebuilding from the store")
+                    await self.rehydrate(force=True)
+                masters = now
             except Exception:  # a broken Redis is reported by /health/ready; keep watching
                 log.warning("redis watch: rehydration failed", exc_info=True)
+
+    async def _masters(self) -> frozenset[str]:
+        """Who holds the hot state now: the cluster's masters (as the client's slot map has
+        them), or a single server's run id (a new id after a managed failover or a restart)."""
+        if not self.settings.redis_url:
+            return frozenset()  # the in-process Redis: it cannot fail over
+        primaries = getattr(self.redis, "get_primaries", None)
+        if primaries is not None:
+            return frozenset(node.name for node in primaries())
+        info = await self.redis.info("server")
+        return frozenset({str(info.get("run_id", ""))})
 
     async def authenticate(self, token: str) -> Principal:
         """Verify an access token and that it was not revoked; ``Unauthenticated`` otherwise."""
