@@ -132,7 +132,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env}
+        # No SIGTERM drain unless a test asks for one: every stop would wait 5 s otherwise.
+        env = {**os.environ, "HEALTHMED_DRAIN_SECONDS": "0", **self.env}
         env.update(
             HEALTHMED_PORT=str(self.port),
             HEALTHMED_HOST="127.0.0.1",
