@@ -31,6 +31,19 @@ pattern, a set of every subscribed channel built for each incoming message, and,
 backlog, events silently dropped while the client stays connected (it cannot know it missed
 any). The hub closes such a client instead, and needs no task per subscriber.
 
+On a Redis Cluster (``HEALTHMED_REDIS_CLUSTER``) the hub keeps classic pub/sub: a ``PUBLISH``
+on any node (a booking script publishes on its doctor's master) is forwarded by the cluster bus
+to every node, so the one ``PSUBSCRIBE`` per process, on whichever node, still hears every
+topic. Sharded pub/sub (``SPUBLISH``/``SSUBSCRIBE``, Redis 7) keeps a message on its shard, but
+has no pattern form: each process would subscribe every topic its clients follow, on every
+shard, and a script could only publish to channels in its own slot (patient topics are not).
+Measured with ``loadtest/bench_cluster_pubsub.py --messages 5000 --topics 100`` (local 3+3
+cluster, 2 cores, load average 19.5): classic delivered all 5,000 at 1,881-5,826 msg/s, p99
+25-52 ms; sharded through redis-py's ``ClusterPubSub`` delivered 4,702 of 5,000 within 30 s at
+139-153 msg/s, p99 6.2-6.5 s (its reader polls one shard connection after another). The
+cluster-bus cost of classic pub/sub grows with the node count; at the sizes in
+``loadtest/CAPACITY.md`` (3-6 masters) it is far from the limit.
+
 If the pub/sub connection fails, the reader reconnects with exponential backoff (0.1 s doubling
 to 5 s, with jitter) and subscribes again. Events published while it is down are not replayed:
 clients resync from the agenda and appointment endpoints when they reconnect, which is the

@@ -16,10 +16,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import redis
 
 from tests.e2e._accounts import bearer, login_doctor, patient_session, register_doctor
-from tests.support import RedisServer, ServerProcess, timeout
+from tests.support import ServerProcess, timeout
+
+REDIS_BACKENDS = ("redis", "cluster")
+"""Every test here runs on a redis-server and on a real Redis Cluster (tests/e2e/conftest.py)."""
 
 
 def iso(dt: datetime) -> str:
@@ -107,7 +109,7 @@ def test_two_hundred_patients_race_for_one_slot(
 def test_fifty_concurrent_overlapping_slot_creations_store_no_overlap(
     server: ServerProcess,
     http: httpx.Client,
-    module_redis: RedisServer,
+    flush_redis: Callable[[], None],
     unique: Callable[[], int],
 ) -> None:
     """50 concurrent POST /v1/me/slots of one doctor with overlapping batches: each is 201 or
@@ -139,9 +141,7 @@ def test_fifty_concurrent_overlapping_slot_creations_store_no_overlap(
     assert {r.status_code for r in responses} <= {201, 409}
     created = sum(len(r.json()["items"]) for r in responses if r.status_code == 201)
     assert all(r.json()["code"] == "slot_overlap" for r in responses if r.status_code == 409)
-    client = redis.Redis.from_url(module_redis.url)
-    client.flushall()
-    client.close()
+    flush_redis()
     items = http.get("/v1/me/slots", headers=doc, params={"to": iso(later(days=10))}).json()[
         "items"
     ]
@@ -394,15 +394,16 @@ def test_idempotency_key_replays_the_first_response(
 
 
 def test_flushed_redis_between_requests_loses_nothing(
-    http: httpx.Client, module_redis: RedisServer, unique: Callable[[], int], booked: dict[str, Any]
+    http: httpx.Client,
+    flush_redis: Callable[[], None],
+    unique: Callable[[], int],
+    booked: dict[str, Any],
 ) -> None:
     """FLUSHALL between requests: the confirmed appointment and its taken slot survive, it
     cannot be booked again, and the open slots are still bookable."""
     doc, pat, appt = booked["doc"], booked["pat"], booked["appt"]["id"]
     assert http.post(f"/v1/appointments/{appt}/accept", headers=doc).status_code == 200
-    client = redis.Redis.from_url(module_redis.url)
-    client.flushall()
-    client.close()
+    flush_redis()
     problem(
         http.post(
             "/v1/appointments",
