@@ -159,9 +159,9 @@ def test_operations_settings_default_by_mode(tmp_path: Path) -> None:
         {
             **base,
             "HEALTHMED_ENV": "production",
-            "HEALTHMED_JWT_SECRET": "j" * 40,
-            "HEALTHMED_MEETING_SECRET": "m" * 40,
-            "HEALTHMED_MASTER_KEY": "A" * 43,
+            "HEALTHMED_JWT_SECRET": secrets.token_urlsafe(40),
+            "HEALTHMED_MEETING_SECRET": secrets.token_urlsafe(40),
+            "HEALTHMED_MASTER_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         }
     )
     assert (dev.log_format, prod.log_format) == ("text", "json")
