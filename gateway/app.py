@@ -6,6 +6,7 @@ tasks) opens in the lifespan and reaches handlers through dependency injection.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -20,7 +21,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from engine.principal import Principal
 from engine.runtime import Engine
-from gateway import realtime
+from gateway import realtime, telemetry
 from gateway._allow import complete_options_allow
 from gateway._contract import tighten
 from gateway.deps import DEPENDENCIES
@@ -68,9 +69,15 @@ def create_app(settings: Settings) -> Litestar:
         app.state.engine = engine
         _settle_garbage_collector()
         realtime.bind(engine)  # websockets are served from here on (gateway/realtime/edge.py)
+        depth = asyncio.create_task(
+            telemetry.follow_outbox_depth(engine.notifications.outbox.depth), name="outbox-depth"
+        )
         try:
             yield
         finally:
+            depth.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await depth
             realtime.unbind()
             await engine.close()
 

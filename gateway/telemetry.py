@@ -8,8 +8,8 @@ Series (Prometheus names as exposed; README "Operations: alerts" says what to al
 - ``healthmed_decision_seconds{decision}``: latency of accept and refuse calls.
 - ``healthmed_redis_errors_total``, ``healthmed_store_errors_total``: requests that failed
   (503) because Redis or the durable store did not answer.
-- ``healthmed_outbox_depth``: messages waiting in the notification outbox, read at scrape
-  time from whatever :func:`watch_outbox` was given (nothing until the outbox feeds it).
+- ``healthmed_outbox_depth``: messages due in the notification outbox and not yet sent, as
+  :func:`follow_outbox_depth` last read it (every ``OUTBOX_DEPTH_SECONDS``; at most 10,000).
 - ``healthmed_ws_connections`` and the other ``healthmed_ws_*`` series come from
   ``gateway/realtime/_metrics.py``; request rate and latency per route from Litestar's
   Prometheus middleware (``healthmed_requests_total``, ``healthmed_request_duration_seconds``).
@@ -21,6 +21,7 @@ also carries the request id and user id (gateway/logs.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from prometheus_client.metrics_core import Metric
 
@@ -79,6 +80,28 @@ def watch_outbox(source: Callable[[], int | None] | None) -> None:
     _outbox.source = source
 
 
+OUTBOX_DEPTH_SECONDS = 5.0
+"""How often each replica re-reads the outbox depth for ``healthmed_outbox_depth``: one index
+read of the due messages, so a scrape never waits on the store."""
+
+
+async def follow_outbox_depth(read: Callable[[], Awaitable[int]]) -> None:
+    """Keep ``healthmed_outbox_depth`` at ``await read()``, re-read every
+    ``OUTBOX_DEPTH_SECONDS``, until cancelled. A failed read leaves the series out (unknown is
+    not zero) until a read succeeds again."""
+    last: list[int | None] = [None]
+    watch_outbox(lambda: last[0])
+    try:
+        while True:
+            try:
+                last[0] = await read()
+            except Exception:
+                last[0] = None
+            await asyncio.sleep(OUTBOX_DEPTH_SECONDS)
+    finally:
+        watch_outbox(None)
+
+
 def event(name: str, **ids: Any) -> None:
     """Log business event ``name`` with ids only (no personal data)."""
     events.info("%s", name, extra={"event": name, **ids})
@@ -111,5 +134,6 @@ __all__ = [
     "count_unavailable",
     "error_code",
     "event",
+    "follow_outbox_depth",
     "watch_outbox",
 ]

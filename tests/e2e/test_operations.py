@@ -15,7 +15,7 @@ from tests.e2e._accounts import (
     register_doctor,
     register_patient,
 )
-from tests.support import ServerProcess
+from tests.support import ServerProcess, wait_until
 
 
 def test_live_and_ready(http: httpx.Client) -> None:
@@ -73,7 +73,7 @@ def test_metrics_have_the_series_an_operator_pages_on(
     server: ServerProcess, http: httpx.Client, unique: Callable[[], int]
 ) -> None:
     """/metrics counts bookings by outcome and times decisions, and exposes websocket
-    connections and Redis and store errors."""
+    connections, Redis and store errors and the outbox depth."""
     doc = bearer(login_doctor(http, register_doctor(http, unique())))
     start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=3)
     end = start + timedelta(minutes=50)
@@ -106,3 +106,5 @@ def test_metrics_have_the_series_an_operator_pages_on(
     assert value("healthmed_ws_connections") >= 0
     assert value("healthmed_redis_errors_total") >= 0
     assert value("healthmed_store_errors_total") >= 0
+    # The booking and the accept queued e-mails; the depth is re-read every few seconds.
+    wait_until(lambda: "healthmed_outbox_depth " in http.get("/metrics").text, 10, "depth")
