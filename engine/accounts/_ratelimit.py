@@ -15,23 +15,74 @@ it while failures are still being counted.
 
 These keys belong to no doctor, so no multi-key script and no hash tag. Account identifiers are
 hashed before they become key names: no e-mail or CPF in Redis.
+
+Degraded mode: while Redis does not answer, the same counters are kept in this process's
+memory (``_LocalCounters``, bounded), so login keeps working from the store and a guesser is
+still limited, per replica instead of across all of them. Counts made meanwhile are not
+carried into Redis when it returns: the window simply starts again there.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import math
+import time
 from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from engine import keys
-from engine.errors import Invalid, RateLimited, Unauthenticated, Unavailable
+from engine.errors import Invalid, RateLimited, Unauthenticated
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+
+class _LocalCounters:
+    """Fixed-window counters in memory, the limiter's stand-in while Redis is down.
+
+    Bounded: past ``max_keys`` live windows, expired ones are dropped, and if all are live the
+    oldest half goes (a flood of new addresses cannot grow the process). Not shared between
+    processes: each replica limits on its own.
+    """
+
+    def __init__(self, *, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic):
+        self._counts: dict[str, tuple[int, float]] = {}
+        self._max = max_keys
+        self._clock = clock
+
+    def incr(self, key: str, window: int) -> tuple[int, int]:
+        """Add one to ``key``'s window (opened now if none is live): (count, seconds left)."""
+        now = self._clock()
+        count, until = self._counts.get(key, (0, 0.0))
+        if until <= now:
+            count, until = 0, now + window
+            self._make_room(now)
+        self._counts[key] = (count + 1, until)
+        return count + 1, math.ceil(until - now)
+
+    def get(self, key: str) -> tuple[int, int]:
+        """(count, seconds left) of ``key``'s live window, (0, 0) when it has none."""
+        now = self._clock()
+        count, until = self._counts.get(key, (0, 0.0))
+        return (count, math.ceil(until - now)) if until > now else (0, 0)
+
+    def delete(self, key: str) -> None:
+        self._counts.pop(key, None)
+
+    def _make_room(self, now: float) -> None:
+        if len(self._counts) < self._max:
+            return
+        self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+        if len(self._counts) >= self._max:
+            keep = sorted(self._counts.items(), key=lambda kv: kv[1][1])[len(self._counts) // 2 :]
+            self._counts = dict(keep)
 
 
 def account_key(identifier: str) -> str:
@@ -47,6 +98,7 @@ class LoginLimiter:
         self.account_limit = account_limit
         self.address_limit = address_limit
         self.window = window_seconds
+        self._local = _LocalCounters()
 
     def _keys(self, account: str, address: str) -> tuple[str, str]:
         return (
@@ -64,9 +116,9 @@ class LoginLimiter:
                 pipe.expire(key, self.window, nx=True)
                 pipe.ttl(key)
                 count, _, ttl = await pipe.execute()
-        except RedisError as exc:
-            # Fail closed: without the counters a guesser would be unlimited.
-            raise _unavailable() from exc
+        except RedisError:
+            _degraded()
+            count, ttl = self._local.incr(key, self.window)
         if int(count) > self.account_limit:
             raise _limited(int(ttl))
 
@@ -78,8 +130,9 @@ class LoginLimiter:
                 pipe.get(key)
                 pipe.ttl(key)
                 count, ttl = await pipe.execute()
-        except RedisError as exc:
-            raise _unavailable() from exc
+        except RedisError:
+            _degraded()
+            count, ttl = self._local.get(key)
         if count is not None and int(count) >= self.address_limit:
             raise _limited(int(ttl))
 
@@ -105,12 +158,18 @@ class LoginLimiter:
                 pipe.incr(key)
                 pipe.expire(key, self.window, nx=True)
                 await pipe.execute()
-        except RedisError as exc:
-            raise _unavailable() from exc
+        except RedisError:
+            _degraded()
+            self._local.incr(key, self.window)
 
     async def succeeded(self, account: str) -> None:
         """The attempt was good: forget the account's failures."""
-        await self._redis.delete(keys.login_failures_account(account_key(account)))
+        key = keys.login_failures_account(account_key(account))
+        self._local.delete(key)
+        try:
+            await self._redis.delete(key)
+        except RedisError:
+            _degraded()
 
 
 def _limited(ttl: int) -> RateLimited:
@@ -121,5 +180,5 @@ def _limited(ttl: int) -> RateLimited:
     )
 
 
-def _unavailable() -> Unavailable:
-    return Unavailable("redis does not answer", code="redis_unavailable")
+def _degraded() -> None:
+    log.warning("redis does not answer: failed-login limits counted in this process only")

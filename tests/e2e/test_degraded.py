@@ -49,11 +49,11 @@ def unavailable(r: httpx.Response) -> None:
 def test_store_only_routes_work_while_redis_is_down_and_the_rest_is_503(
     lossy: tuple[RedisServer, ServerProcess], unique: Callable[[], int]
 ) -> None:
-    """Redis killed: /health/ready is 503 naming the degraded parts, /health/live 200; own
-    profile, appointments, records, shares, a doctor's accept and refuse, logout and the
-    revocation it makes all work from the store; booking, slots, agenda, search and
-    websockets answer 503 with Retry-After. Redis back (empty): the decisions hold, the
-    refused slot is bookable again, the logged-out token stays refused."""
+    """Redis killed: /health/ready is 503 naming the degraded parts, /health/live 200; login
+    (its failures still limited), own profile, appointments, records, shares, a doctor's
+    accept and refuse, logout and the revocation it makes all work from the store; booking,
+    slots, agenda, search and websockets answer 503 with Retry-After. Redis back (empty): the
+    decisions hold, the refused slot is bookable again, the logged-out token stays refused."""
     redis, server = lossy
     with httpx.Client(base_url=server.url, timeout=30) as http:
         doctor = register_doctor(http, unique())
@@ -82,6 +82,11 @@ def test_store_only_routes_work_while_redis_is_down_and_the_rest_is_503(
         assert http.get("/health/live").status_code == 200
 
         assert http.get("/v1/me", headers=pat).json()["id"] == patient["id"]
+        relogged = bearer(login_patient(http, patient))  # login answers from the store
+        assert http.get("/v1/me", headers=relogged).json()["id"] == patient["id"]
+        wrong = {"email": patient["email"], "password": "not-the-password"}
+        codes = [http.post("/v1/auth/patients/login", json=wrong).status_code for _ in range(6)]
+        assert codes == [401] * 5 + [429]  # failures still limited, counted in the process
         assert http.get(f"/v1/appointments/{a['id']}", headers=pat).status_code == 200
         mine = http.get("/v1/appointments", headers=pat).json()["items"]
         assert {x["id"] for x in mine} == {a["id"], b["id"]}

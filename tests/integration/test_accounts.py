@@ -595,7 +595,7 @@ async def test_concurrent_wrong_logins_from_one_address_reach_429(
 
 async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) -> None:
     """With Redis down, token checks answer from the store (a revocation made meanwhile is
-    stored and holds); login limits and search raise ``Unavailable`` (503)."""
+    stored and holds); login answers from the store; search raises ``Unavailable`` (503)."""
     from engine.errors import Unavailable
     from tests.support import free_port
 
@@ -610,12 +610,44 @@ async def test_unreachable_redis_is_unavailable_not_a_crash(store: SQLiteStore) 
         await fresh.check_not_revoked(principal)
         with pytest.raises(Unauthenticated):
             await fresh.check_not_revoked(other)
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unauthenticated):  # an unknown account, checked from the store
             await service.login_patient(
                 PatientLogin(email="a@example.com", password=PASSWORD), ADDRESS
             )
         with pytest.raises(Unavailable):
             await DirectoryService(store, dead).search()
+    finally:
+        await dead.aclose()
+
+
+async def test_login_works_while_redis_is_down_and_failures_are_still_limited(
+    store: SQLiteStore,
+) -> None:
+    """Degraded mode: with Redis unreachable a correct password logs in (the account is in the
+    store), and wrong ones still end in 429, counted in the process meanwhile."""
+    from tests.support import free_port
+
+    dead = connect_redis(f"redis://127.0.0.1:{free_port()}/0")
+    service = AccountService(SETTINGS, store, dead, AccessTokens(SETTINGS))
+    reg = patient_reg(7)
+    try:
+        await service.register_patient(reg)
+        pair = await service.login_patient(
+            PatientLogin(email=reg.email, password=PASSWORD), ADDRESS
+        )
+        assert pair.token_type == "Bearer"
+        outcomes = []
+        for _ in range(SETTINGS.login_fail_limit_account + 1):
+            try:
+                await service.login_patient(
+                    PatientLogin(email=reg.email, password="not-the-password"), ADDRESS
+                )
+            except (Unauthenticated, RateLimited) as exc:
+                outcomes.append(type(exc).__name__)
+        assert outcomes.count("Unauthenticated") == SETTINGS.login_fail_limit_account
+        assert outcomes[-1] == "RateLimited"
+        with pytest.raises(RateLimited):  # the account's limit holds for a good password too
+            await service.login_patient(PatientLogin(email=reg.email, password=PASSWORD), ADDRESS)
     finally:
         await dead.aclose()
 
