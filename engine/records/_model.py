@@ -21,6 +21,7 @@ from typing import Literal
 import msgspec
 
 from engine.errors import Invalid
+from engine.records._sealed import open_with, seal_with
 from engine.timeutil import to_rfc3339
 
 Kind = Literal["exam", "report", "prescription", "vaccination", "image", "other"]
@@ -81,8 +82,18 @@ class RecordInfo(msgspec.Struct, frozen=True, kw_only=True):
     uploaded_at: str
 
 
+class SealedNames(msgspec.Struct, frozen=True, kw_only=True):
+    """A record's title and file name, sealed with the record's own data key (they can say
+    "HIV+ result"): AES-256-GCM, base64url, context naming the record and its patient."""
+
+    nonce: str
+    ciphertext: str
+
+
 class Record(msgspec.Struct, frozen=True, kw_only=True):
-    """A record as stored: public metadata plus where and how its bytes are kept."""
+    """A record as stored: public metadata plus where and how its bytes are kept. Stored with
+    ``title=None``, ``filename=""`` and both in ``names`` (:func:`seal_names`); records stored
+    before that keep them in the clear and ``names=None``."""
 
     id: str
     patient_id: str
@@ -97,6 +108,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
     blob_id: str
     key_provider: str
     wrapped_key: bytes
+    names: SealedNames | None = None
 
     def info(self) -> RecordInfo:
         return RecordInfo(
@@ -258,3 +270,28 @@ def clean_filename(raw: str | None, content_type: str) -> str:
         value = stem.rstrip()
     value = value[: FILENAME_MAX - len(ext) - 1].rstrip().rstrip(".")
     return f"{value or 'record'}.{ext}"
+
+
+def _names_context(record: Record) -> dict[str, str]:
+    return {"purpose": "names", "patient_id": record.patient_id, "record_id": record.id}
+
+
+def seal_names(record: Record, key: bytes) -> Record:
+    """The stored form of ``record``: title and file name sealed with its data key."""
+    plain = msgspec.json.encode({"title": record.title, "filename": record.filename})
+    nonce, ciphertext = seal_with(key, plain, _names_context(record))
+    return msgspec.structs.replace(
+        record, title=None, filename="", names=SealedNames(nonce=nonce, ciphertext=ciphertext)
+    )
+
+
+def open_names(record: Record, key: bytes) -> Record:
+    """``record`` with its title and file name back in the clear (``IntegrityError`` if the
+    sealed names are not this record's)."""
+    if record.names is None:
+        return record
+    plain = open_with(key, record.names.nonce, record.names.ciphertext, _names_context(record))
+    names = msgspec.json.decode(plain)
+    return msgspec.structs.replace(
+        record, title=names["title"], filename=str(names["filename"]), names=None
+    )

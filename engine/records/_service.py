@@ -40,6 +40,7 @@ from engine.records._model import (
     check_group,
     check_kind,
     is_id,
+    open_names,
     record_pk,
     record_sk,
 )
@@ -51,7 +52,7 @@ from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Item, Put
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
     from pathlib import Path
 
     from engine.config import Settings
@@ -235,11 +236,30 @@ class RecordService:
         items, next_cursor = await scan(
             self._store, record_pk(patient_id), "REC#", cursor=cursor, limit=limit, keep=keep
         )
-        return RecordPage(items=[_record(i).info() for i in items], next_cursor=next_cursor)
+        return RecordPage(
+            items=await self._infos(_record(i) for i in items), next_cursor=next_cursor
+        )
 
     async def get_record(self, principal: Principal, record_id: str) -> RecordInfo:
         _, record = await self._load(_require(principal, "patient"), record_id)
-        return record.info()
+        return (await self._readable(record)).info()
+
+    async def _readable(self, record: Record) -> Record:
+        """``record`` with its sealed title and file name opened (its data key unwrapped)."""
+        if record.names is None:
+            return record
+        key = await self._unwrap(record)
+        try:
+            return open_names(record, key)
+        except IntegrityError:
+            log.error("record %s: sealed names do not verify", record.id)
+            raise RecordIntegrityError(
+                "the stored record failed its integrity check; nothing was served"
+            ) from None
+
+    async def _infos(self, records: Iterable[Record]) -> list[RecordInfo]:
+        opened = await asyncio.gather(*(self._readable(r) for r in records))
+        return [r.info() for r in opened]
 
     async def open_content(self, principal: Principal, record_id: str) -> RecordContent:
         """The owner's download, verified in full before it is returned."""
@@ -320,7 +340,14 @@ class RecordService:
         except BaseException:
             spool.close()
             raise
-        return RecordContent(record.info(), spool, key, record.id)
+        try:
+            info = open_names(record, key).info()
+        except IntegrityError:
+            spool.close()
+            raise RecordIntegrityError(
+                "the stored record failed its integrity check; nothing was served"
+            ) from None
+        return RecordContent(info, spool, key, record.id)
 
     # -- shares and the access log (patient) -----------------------------------------------
 
@@ -392,7 +419,7 @@ class RecordService:
         )
         records = [_record(i) for i in items]
         await self.shares.log(patient_id, doctor_id, "list", [r.id for r in records])
-        return RecordPage(items=[r.info() for r in records], next_cursor=next_cursor)
+        return RecordPage(items=await self._infos(records), next_cursor=next_cursor)
 
     async def doctor_content(
         self, principal: Principal, patient_id: str, record_id: str
@@ -423,7 +450,7 @@ class RecordService:
             return {}
         pk = record_pk(principal.user_id)
         now = self._clock()
-        records = [_record(i).info() for i in await scan_all(self._store, pk, "REC#")]
+        records = await self._infos(_record(i) for i in await scan_all(self._store, pk, "REC#"))
         shares = [share.info(now) for _, share in await self.shares.all(principal.user_id)]
         log_items = await scan_all(self._store, pk, "ACCESS#")
         return {

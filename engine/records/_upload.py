@@ -25,6 +25,7 @@ from engine.records._model import (
     clean_filename,
     record_pk,
     record_sk,
+    seal_names,
 )
 from engine.records._sniff import SNIFF_BYTES, TEXT, TextGuard, check_text_chunk, check_text_end
 from engine.records._sniff import sniff as sniff_type
@@ -67,6 +68,7 @@ class PendingUpload:
         self._encryptor: SegmentEncryptor | None = None
         self._writer: BlobWriter | None = None
         self._wrapped = b""
+        self._key = b""
         self._closed = False
 
     @property
@@ -101,6 +103,7 @@ class PendingUpload:
             self._guard = TextGuard()
         context = {"patient_id": self._patient_id, "record_id": self.record_id}
         key, self._wrapped = await self._keys.generate(context)
+        self._key = key  # also seals the title and file name (finish)
         self._encryptor = SegmentEncryptor(key, self.record_id)
         self._writer = await self._blobs.open_writer(self._blob_id)
         await self._writer.write(self._encryptor.header())
@@ -159,7 +162,7 @@ class PendingUpload:
         item = Item(
             pk=record_pk(self._patient_id),
             sk=record_sk(record.id),
-            data=record_data(record),
+            data=record_data(seal_names(record, self._key)),
         )
         try:
             await self._store.put(item, expect="absent")
