@@ -9,13 +9,14 @@ Redis layout (names in :mod:`engine.keys`):
   rating first with ties broken by id ascending, which plain ``ZRANGE`` gives us, and
   "average >= m" is "score <= -m", which leaves unrated doctors out for any m > 0;
 * ``directory_doctor(id)``: hash with the doctor's public card;
-* ``directory_specialties()``: the slugs ever used; counts are the GEO sets' cardinalities,
-  read at query time, so they never drift.
+* ``directory_specialties()``: the slugs with doctors (a slug left empty leaves it); counts
+  are the GEO sets' cardinalities, read at query time, so they never drift.
 
 The store is the truth; everything here can be dropped and rebuilt (:meth:`rebuild`). These
-keys belong to no doctor, so they are written by plain pipelined commands, never by a
-multi-key script (Redis Cluster). A search page costs two or three round trips whatever its
-length.
+keys share the ``{dir}`` hash tag, so the scripts that write several of them at once
+(``move.lua``: a doctor in or out, atomically out of the old specialty; ``rating.lua``) run on
+one cluster slot; a rebuild writes them with plain pipelined commands. A search page costs
+two or three round trips whatever its length.
 """
 
 from __future__ import annotations
@@ -91,24 +92,28 @@ class DirectoryService:
         self._rate = redis.register_script(
             (resources.files(__package__) / "rating.lua").read_text(encoding="utf-8")
         )
+        self._move_script = redis.register_script(
+            (resources.files(__package__) / "move.lua").read_text(encoding="utf-8")
+        )
 
     # --- maintenance ------------------------------------------------------------------------
+    @staticmethod
+    def _card(profile: DoctorProfile) -> dict[str, str | int | float]:
+        return {
+            "id": profile.id,
+            "name": profile.name,
+            "specialty": profile.specialty,
+            "crm": profile.crm,
+            "uf": profile.uf,
+            "city": profile.city or "",
+            "price_cents": profile.price.amount_cents,
+            "avg": "" if profile.rating.average is None else profile.rating.average,
+            "count": profile.rating.count,
+        }
+
     def _add(self, pipe: Pipeline, profile: DoctorProfile) -> None:
         spec = profile.specialty
-        pipe.hset(
-            keys.directory_doctor(profile.id),
-            mapping={
-                "id": profile.id,
-                "name": profile.name,
-                "specialty": spec,
-                "crm": profile.crm,
-                "uf": profile.uf,
-                "city": profile.city or "",
-                "price_cents": profile.price.amount_cents,
-                "avg": "" if profile.rating.average is None else profile.rating.average,
-                "count": profile.rating.count,
-            },
-        )
+        pipe.hset(keys.directory_doctor(profile.id), mapping=self._card(profile))  # type: ignore[arg-type]
         point = (profile.location.lon, profile.location.lat, profile.id)
         pipe.geoadd(keys.directory_geo(spec), point)
         pipe.geoadd(keys.directory_geo_all(), point)
@@ -117,29 +122,42 @@ class DirectoryService:
         pipe.zadd(keys.directory_rating_by(spec), score)
         pipe.zadd(keys.directory_specialties(), {spec: 0})
 
-    @staticmethod
-    def _drop_from(pipe: Pipeline, doctor_id: str, specialty: str) -> None:
-        pipe.zrem(keys.directory_geo(specialty), doctor_id)
-        pipe.zrem(keys.directory_rating_by(specialty), doctor_id)
+    async def _move(self, doctor_id: str, profile: DoctorProfile | None) -> None:
+        """Card in (``profile``) or out (None), atomically out of its old specialty (move.lua),
+        retried while a concurrent edit changes the specialty between our read and the
+        script."""
+        new = profile.specialty if profile is not None else ""
+        args: list[Any] = []
+        if profile is not None:
+            card = self._card(profile)
+            args = [profile.location.lon, profile.location.lat, _score(profile.rating)]
+            args += [part for pair in card.items() for part in pair]
+        else:
+            args = [0, 0, 0]
+        for _ in range(20):
+            raw = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
+            old = _text(raw) if raw is not None else ""
+            was, will = old or new or "-", new or "-"
+            result = await self._move_script(
+                keys=[
+                    keys.directory_doctor(doctor_id), keys.directory_geo_all(),
+                    keys.directory_rating(), keys.directory_specialties(),
+                    keys.directory_geo(was), keys.directory_rating_by(was),
+                    keys.directory_geo(will), keys.directory_rating_by(will),
+                ],
+                args=[doctor_id, old, new, *args],
+            )  # fmt: skip
+            if int(result[0]) == 1:
+                return
+        raise RuntimeError("the doctor's specialty kept changing")
 
     async def upsert_doctor(self, profile: DoctorProfile) -> None:
-        """Add or refresh a doctor; a changed specialty moves the doctor out of the old one."""
-        old = await self._redis.hget(keys.directory_doctor(profile.id), "specialty")
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if old is not None and _text(old) != profile.specialty:
-                self._drop_from(pipe, profile.id, _text(old))
-            self._add(pipe, profile)
-            await pipe.execute()
+        """Add or refresh a doctor; a changed specialty moves the doctor out of the old one
+        in the same atomic step, and an old specialty left empty leaves the list."""
+        await self._move(profile.id, profile)
 
     async def remove_doctor(self, doctor_id: str) -> None:
-        old = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if old is not None:
-                self._drop_from(pipe, doctor_id, _text(old))
-            pipe.zrem(keys.directory_geo_all(), doctor_id)
-            pipe.zrem(keys.directory_rating(), doctor_id)
-            pipe.delete(keys.directory_doctor(doctor_id))
-            await pipe.execute()
+        await self._move(doctor_id, None)
 
     async def update_rating(self, doctor_id: str, average: float | None, count: int) -> None:
         """Refresh a listed doctor's rating; a doctor not listed (erased) stays out.
