@@ -61,6 +61,9 @@ class Settings:
     ws_rate_per_second: int = 10
     ws_rate_burst: int = 60
     sweep_interval_seconds: float = 1.0
+    registration_limit_address: int = 3000
+    """Registrations and reset requests from one address per window (429 past it)."""
+    registration_window_seconds: int = 60
     max_future_slots: int = 5000
     request_limit_per_doctor: int = 3
     """Undecided requests one patient may hold with one doctor (409 ``request_limit``)."""
@@ -352,6 +355,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_lease_seconds=_float(env, "HEALTHMED_MAIL_LEASE_SECONDS", 60.0),
         mail_poll_seconds=_float(env, "HEALTHMED_MAIL_POLL_SECONDS", 1.0),
         reminder_minutes=_minutes(env.get("HEALTHMED_REMINDER_MINUTES")),
+        registration_limit_address=_int(env, "HEALTHMED_REGISTRATION_LIMIT_ADDRESS", 3000),
+        registration_window_seconds=_int(env, "HEALTHMED_REGISTRATION_WINDOW_SECONDS", 60),
         max_future_slots=_int(env, "HEALTHMED_MAX_FUTURE_SLOTS", 5000),
         request_limit_per_doctor=_int(env, "HEALTHMED_REQUEST_LIMIT_PER_DOCTOR", 3),
         request_limit_total=_int(env, "HEALTHMED_REQUEST_LIMIT_TOTAL", 10),

@@ -151,3 +151,13 @@ def revoked_session(session: str) -> str:
     """Denylist entry of every access token of one login (refresh family), e.g. after a
     password change revoked the user's other sessions."""
     return f"{PREFIX}:revoked-session:{session}"
+
+
+def reset_requests(user_id: str) -> str:
+    """Password-reset e-mails sent to one account in the current hour."""
+    return f"{PREFIX}:rl:reset:{user_id}"
+
+
+def registrations_address(address: str) -> str:
+    """Registrations from one client address in the current window."""
+    return f"{PREFIX}:rl:register:{address}"

@@ -84,6 +84,7 @@ class Engine:
             self.booking, {"appointment.reminder": self.booking.reminder_current}
         )
         self.privacy_parts.insert(-1, self.notifications)
+        self.accounts.resets.outbox = self.notifications.outbox  # the reset e-mail
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:

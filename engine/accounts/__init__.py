@@ -23,6 +23,8 @@ from engine.accounts.models import (
     MfaLogin,
     Money,
     PasswordChange,
+    PasswordReset,
+    PasswordResetConfirm,
     PatientLogin,
     PatientProfile,
     PatientRegistration,
@@ -30,6 +32,7 @@ from engine.accounts.models import (
     Rating,
     RecoveryCodes,
     RefreshRequest,
+    ResetAccepted,
     TokenPair,
 )
 from engine.accounts.tokens import AccessTokens
@@ -49,6 +52,8 @@ __all__ = [
     "MfaLogin",
     "Money",
     "PasswordChange",
+    "PasswordReset",
+    "PasswordResetConfirm",
     "PatientLogin",
     "PatientProfile",
     "PatientRegistration",
@@ -56,6 +61,7 @@ __all__ = [
     "Rating",
     "RecoveryCodes",
     "RefreshRequest",
+    "ResetAccepted",
     "Revocations",
     "TokenPair",
 ]

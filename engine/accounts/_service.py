@@ -18,6 +18,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from engine import keys
+from engine.accounts import _window as window
 from engine.accounts import validators as v
 from engine.accounts._events import SecurityLog
 from engine.accounts._mfa import Mfa
@@ -34,7 +35,15 @@ from engine.accounts.models import (
     patient_profile,
     rating_of,
 )
-from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated, Unavailable
+from engine.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 from engine.notifications import Contact
 from engine.store import ConditionFailed, Delete, Item, Put
 from engine.timeutil import new_id, now_ms
@@ -133,9 +142,12 @@ class AccountService:
         self._sealer = sealer
         self.events = SecurityLog(store)
         self.mfa = Mfa(store, redis, self._sealer_open, self.events)
+        from engine.accounts._reset import PasswordResets
         from engine.accounts._security import Security
 
         self.security = Security(self)
+        self.resets = PasswordResets(self)
+        """Password reset by e-mail; ``resets.outbox`` is set by the runtime (notifications)."""
 
     def use_sealer(self, sealer: Sealer) -> None:
         """Seal TOTP secrets with ``sealer`` (the record service's, once its keys are open)."""
@@ -393,8 +405,13 @@ class AccountService:
     async def revoke_sessions(self, user_id: str, *, keep: str = "") -> None:
         """Every login of ``user_id`` but ``keep`` (a refresh family) ends: its refresh
         family is revoked and its access tokens stop working; with no ``keep``, every access
-        token issued until now too (a token carrying no session included)."""
-        until = now_ms() + (self._settings.access_ttl_seconds + 60) * 1000
+        token issued before this second too (a token carrying no session included).
+
+        ``iat`` counts whole seconds, so "before now" would also refuse a login made in the
+        rest of this second (right after a reset, say); this second's earlier tokens all
+        carry a session (``sid``), and that session's revocation ends them."""
+        now = now_ms()
+        until = now + (self._settings.access_ttl_seconds + 60) * 1000
         for entry in await self._store.query(profile_pk(user_id), prefix="REFRESH#"):
             family = entry.sk.removeprefix("REFRESH#")
             if family == keep:
@@ -402,7 +419,7 @@ class AccountService:
             await self._refresh.revoke(family)
             await self._revoke("sid", family, "1", until)
         if not keep:
-            await self.revoke_access_tokens(user_id)
+            await self._revoke("before", user_id, str(now // 1000 * 1000 - 1), until)
 
     async def revoke_access_tokens(self, user_id: str) -> None:
         """Every access token of ``user_id`` issued until now stops working."""
@@ -463,6 +480,43 @@ class AccountService:
             for item in items
         )
         return jti, before, session
+
+    async def check_address_rate(self, address: str) -> None:
+        """Count a registration or reset request from ``address``; 429 ``too_many_requests``
+        past ``HEALTHMED_REGISTRATION_LIMIT_ADDRESS`` a window (generous: a proxy or a test
+        client registering a thousand accounts a minute never reaches the default). Checked
+        before any hashing, so a flood costs a Redis round trip each, not an Argon2 hash."""
+        limit = self._settings.registration_limit_address
+        seen, wait = await window.count(
+            self._redis,
+            keys.registrations_address(address),
+            self._settings.registration_window_seconds,
+        )
+        if seen > limit:
+            raise RateLimited(
+                "too many registrations or reset requests from this address; try again later",
+                code="too_many_requests",
+                retry_after=wait,
+            )
+
+    # --- password reset ---------------------------------------------------------------------
+    async def find_for_reset(
+        self, email: str | None, crm: str | None, uf: str | None
+    ) -> dict[str, Any] | None:
+        """The live account an e-mail or a CRM/UF names, or None (a malformed one included)."""
+        try:
+            if email:
+                return await self._user_by_guard(email_guard(v.email(email)))
+            if crm and uf:
+                return await self._user_by_guard(crm_guard(v.uf(uf.strip().upper()), v.crm(crm)))
+        except Invalid:
+            return None
+        return None
+
+    async def allow_reset(self, user_id: str, per_hour: int) -> bool:
+        """Count one reset e-mail for ``user_id``; False past ``per_hour`` in the hour."""
+        sent, _ = await window.count(self._redis, keys.reset_requests(user_id), 3600)
+        return sent <= per_hour
 
     # --- profiles ---------------------------------------------------------------------------
     async def _profile_item(self, user_id: str) -> Item | None:

@@ -245,3 +245,48 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     current_password: str
     new_password: str
+
+
+class PasswordReset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``{email}`` (a patient's or a doctor's) or ``{crm, uf}`` (a doctor's)."""
+
+    email: Annotated[
+        str | None,
+        _doc(
+            "the account's e-mail (a patient's or a doctor's); or give crm and uf",
+            examples=["ana.souza@example.com"],
+        ),
+    ] = None
+    crm: Annotated[str | None, _doc("a doctor's CRM, with uf", examples=["123456"])] = None
+    uf: Annotated[str | None, _doc("the CRM's state code", examples=["SP"])] = None
+
+
+class ResetAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The one answer to a reset request, whether or not the account exists."""
+
+    status: Annotated[
+        Literal["accepted"], msgspec.Meta(description="always `accepted`", examples=["accepted"])
+    ] = "accepted"
+    detail: Annotated[
+        str,
+        msgspec.Meta(
+            description="the same text for every request",
+            examples=[
+                "if the account exists, an e-mail with a code valid 30 minutes is on its way"
+            ],
+        ),
+    ] = "if the account exists, an e-mail with a code valid 30 minutes is on its way"
+
+
+class PasswordResetConfirm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The code from the reset e-mail and the new password."""
+
+    token: Annotated[
+        str,
+        _doc(
+            "the code from the e-mail's `Code:` line; single use, valid 30 minutes "
+            "(422 `invalid_reset_token`)",
+            examples=["q3Zp0H6mX2cVb8sR1tYwLkD4nF7gJ9aE"],
+        ),
+    ]
+    password: Password

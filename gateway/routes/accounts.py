@@ -7,7 +7,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litestar import delete, get, patch, post
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_201_CREATED,
+    HTTP_202_ACCEPTED,
+    HTTP_204_NO_CONTENT,
+)
 
 from engine.accounts import (
     CodeBody,
@@ -20,14 +25,17 @@ from engine.accounts import (
     MfaEnrolment,
     MfaLogin,
     PasswordChange,
+    PasswordReset,
+    PasswordResetConfirm,
     PatientLogin,
     PatientProfile,
     PatientRegistration,
     RecoveryCodes,
     RefreshRequest,
+    ResetAccepted,
     TokenPair,
 )
-from engine.errors import EngineError
+from engine.errors import EngineError, Invalid
 from gateway.problems import problems
 from gateway.telemetry import event
 
@@ -45,11 +53,13 @@ _PUBLIC: list[dict[str, list[str]]] = [{}]
     summary="Register a doctor",
     status_code=HTTP_201_CREATED,
     security=_PUBLIC,
-    responses=problems(409, 413, 422),
+    responses=problems(409, 413, 422, 429),
 )
-async def register_doctor(engine: Engine, data: DoctorRegistration) -> DoctorProfile:
+async def register_doctor(engine: Engine, address: str, data: DoctorRegistration) -> DoctorProfile:
     """`crm` 4-8 digits with a valid `uf`; (crm, uf) and e-mail unique (409
-    `duplicate_account`); password at least 8 characters (422 `weak_password`)."""
+    `duplicate_account`); password at least 8 characters (422 `weak_password`). Registrations
+    from one address are limited (generously: 429 `too_many_requests`)."""
+    await engine.accounts.check_address_rate(address)
     return await engine.accounts.register_doctor(data)
 
 
@@ -59,11 +69,15 @@ async def register_doctor(engine: Engine, data: DoctorRegistration) -> DoctorPro
     summary="Register a patient",
     status_code=HTTP_201_CREATED,
     security=_PUBLIC,
-    responses=problems(409, 413, 422),
+    responses=problems(409, 413, 422, 429),
 )
-async def register_patient(engine: Engine, data: PatientRegistration) -> PatientProfile:
+async def register_patient(
+    engine: Engine, address: str, data: PatientRegistration
+) -> PatientProfile:
     """CPF with or without punctuation, check digits validated (422 `invalid_cpf`); e-mail
-    and CPF unique (409 `duplicate_account`)."""
+    and CPF unique (409 `duplicate_account`). Registrations from one address are limited
+    (generously: 429 `too_many_requests`)."""
+    await engine.accounts.check_address_rate(address)
     return await engine.accounts.register_patient(data)
 
 
@@ -248,6 +262,47 @@ async def change_password(
     await engine.accounts.security.change_password(principal, data, address)
 
 
+@post(
+    "/v1/auth/password-reset",
+    tags=["auth"],
+    summary="Ask for a password reset e-mail",
+    status_code=HTTP_202_ACCEPTED,
+    security=_PUBLIC,
+    responses=problems(413, 422, 429),
+)
+async def request_password_reset(
+    engine: Engine, address: str, data: PasswordReset
+) -> ResetAccepted:
+    """`{email}` (a patient's or a doctor's) or `{crm, uf}` → 202 with the same body, at the
+    same speed, whether or not the account exists. When it exists, an e-mail (`password.reset`)
+    carries a single-use code valid 30 minutes on a line `Code: <code>`. Neither identifier:
+    422 `identifier_required`; many requests from one address: 429."""
+    if not data.email and not (data.crm and data.uf):
+        raise Invalid(
+            "email, or crm and uf, is required",
+            code="identifier_required",
+            errors=[{"key": "email", "message": "email, or crm and uf, is required"}],
+        )
+    await engine.accounts.check_address_rate(address)
+    engine.accounts.resets.request(data)
+    return ResetAccepted()
+
+
+@post(
+    "/v1/auth/password-reset/confirm",
+    tags=["auth"],
+    summary="Set a new password with the e-mailed code",
+    status_code=HTTP_204_NO_CONTENT,
+    security=_PUBLIC,
+    responses=problems(413, 422),
+)
+async def confirm_password_reset(engine: Engine, data: PasswordResetConfirm) -> None:
+    """`{token, password}`: the code from the e-mail and a new password → 204; every session
+    and refresh token of the account is revoked. A wrong, spent or expired code: 422
+    `invalid_reset_token`; a password under 8 characters: 422 `weak_password`."""
+    await engine.accounts.resets.confirm(data)
+
+
 route_handlers = [
     register_doctor,
     register_patient,
@@ -264,4 +319,6 @@ route_handlers = [
     activate_totp,
     disable_mfa,
     change_password,
+    request_password_reset,
+    confirm_password_reset,
 ]

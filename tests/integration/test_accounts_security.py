@@ -314,3 +314,199 @@ async def test_password_change_ends_every_other_session(accounts: AccountService
     )
     events = (await accounts.export_user(principal))["security_events"]
     assert [e["kind"] for e in events] == ["password.changed"]
+
+
+# --- registration limits and hashing permits (finding 5) -----------------------------------
+async def test_registrations_from_one_address_are_limited(store: SQLiteStore, redis: Redis) -> None:
+    """Past the per-address limit (3 here) the address gets 429; another address does not."""
+    settings = Settings(jwt_secret="k" * 64, registration_limit_address=3)
+    service = AccountService(settings, store, redis, AccessTokens(settings))
+    for _ in range(3):
+        await service.check_address_rate("203.0.113.50")
+    with pytest.raises(RateLimited) as info:
+        await service.check_address_rate("203.0.113.50")
+    assert info.value.code == "too_many_requests"
+    await service.check_address_rate("203.0.113.51")
+
+
+async def test_a_login_does_not_queue_behind_registrations(
+    store: SQLiteStore, redis: Redis
+) -> None:
+    """With one hashing permit held by stalled registrations, a login still completes."""
+    import threading
+
+    settings = Settings(jwt_secret="k" * 64, hash_concurrency=1)
+    service = AccountService(settings, store, redis, AccessTokens(settings))
+    email = "queue@example.com"
+    reg = PatientRegistration(name="P", email=email, cpf=make_cpf(), password=PASSWORD)
+    await service.register_patient(reg)
+    gate = threading.Event()
+    real = service._passwords._hasher
+
+    class Stalled:
+        """Registrations' hashes wait at the gate; verifies run as ever."""
+
+        def hash(self, password: str) -> str:
+            gate.wait(30)
+            return real.hash(password)
+
+        def verify(self, stored: str, password: str) -> bool:
+            return real.verify(stored, password)
+
+    service._passwords._hasher = Stalled()  # type: ignore[assignment]
+    pending = [
+        asyncio.create_task(
+            service.register_patient(
+                PatientRegistration(
+                    name="Q", email=f"q{i}@example.com", cpf=make_cpf(), password=PASSWORD
+                )
+            )
+        )
+        for i in range(3)
+    ]
+    await asyncio.sleep(0.2)
+    try:
+        pair = await asyncio.wait_for(
+            service.login_patient(PatientLogin(email=email, password=PASSWORD), ADDRESS), 10
+        )
+        assert isinstance(pair, TokenPair)
+        assert not any(task.done() for task in pending)
+    finally:
+        gate.set()
+        await asyncio.gather(*pending)
+
+
+# --- password reset -------------------------------------------------------------------------
+class Outbox:
+    """The notifications outbox port: queues each message as an item of the same
+    transaction (as engine.notifications does) and keeps the contexts to read the code."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, object]]] = []
+
+    def put_ops(self, kind, recipient_id, context, *, key, at, to=None):  # type: ignore[no-untyped-def]
+        from engine.store import Item, Put
+
+        self.sent.append((kind, str(to), dict(context)))
+        return [Put(item=Item(pk=f"USER#{recipient_id}", sk=f"NOTIF#{key}"), expect="absent")]
+
+    def wake(self) -> None:
+        return None
+
+
+async def _reset_code(accounts: AccountService, outbox: Outbox, email: str) -> str:
+    from engine.accounts import PasswordReset
+
+    accounts.resets.request(PasswordReset(email=email))
+    await accounts.resets.drain()
+    kind, to, context = outbox.sent[-1]
+    assert (kind, to) == ("password.reset", email)
+    return str(context["code"])
+
+
+async def test_a_reset_code_sets_the_password_once_and_ends_every_session(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """The e-mailed code sets a new password and revokes every session; the same code again,
+    a wrong one and an unknown account's request all change nothing; only the hash of the
+    code is stored."""
+    from engine.accounts import PasswordReset, PasswordResetConfirm
+
+    outbox = Outbox()
+    accounts.resets.outbox = outbox
+    email, principal, pair = await _patient(accounts, 20)
+    accounts.resets.request(PasswordReset(email="nobody-here@example.com"))
+    await accounts.resets.drain()
+    assert outbox.sent == []
+    code = await _reset_code(accounts, outbox, email)
+    with pytest.raises(Invalid) as info:
+        await accounts.resets.confirm(PasswordResetConfirm(token=code + "x", password="x" * 12))
+    assert info.value.code == "invalid_reset_token"
+    new = "reset passphrase 42"
+    await accounts.resets.confirm(PasswordResetConfirm(token=code, password=new))
+    with pytest.raises(Invalid) as info:
+        await accounts.resets.confirm(PasswordResetConfirm(token=code, password="y" * 12))
+    assert info.value.code == "invalid_reset_token"
+    with pytest.raises(Unauthenticated):
+        await accounts.check_not_revoked(principal)
+    with pytest.raises(Unauthenticated):
+        await accounts.refresh(pair.refresh_token)
+    with pytest.raises(Unauthenticated):
+        await accounts.login_patient(PatientLogin(email=email, password=PASSWORD), ADDRESS)
+    assert isinstance(
+        await accounts.login_patient(PatientLogin(email=email, password=new), ADDRESS), TokenPair
+    )
+    fresh = await accounts.login_patient(PatientLogin(email=email, password=new), ADDRESS)
+    assert isinstance(fresh, TokenPair)
+    export = await accounts.export_user(accounts._tokens.verify(fresh.access_token))
+    kinds = [e["kind"] for e in export["security_events"]]
+    assert kinds == ["password.reset_requested", "password.reset"]
+
+
+async def test_a_reset_code_expires_after_thirty_minutes(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """A code older than 30 minutes is invalid_reset_token."""
+    from engine.accounts import PasswordResetConfirm
+    from engine.accounts._reset import _pk
+
+    outbox = Outbox()
+    accounts.resets.outbox = outbox
+    email, _, _ = await _patient(accounts, 21)
+    code = await _reset_code(accounts, outbox, email)
+    item = await store.get(_pk(code), "RESET")
+    assert item is not None
+    assert code not in msgspec.json.encode(item.data).decode()
+    await store.put(
+        msgspec.structs.replace(
+            item, data={**item.data, "expires_at": item.data["expires_at"] - 30 * 60_000}
+        )
+    )
+    with pytest.raises(Invalid) as info:
+        await accounts.resets.confirm(PasswordResetConfirm(token=code, password="z" * 12))
+    assert info.value.code == "invalid_reset_token"
+
+
+async def test_racing_confirmations_with_one_code_have_one_winner(
+    accounts: AccountService,
+) -> None:
+    """Five confirmations with one code: one sets its password, four get invalid_reset_token."""
+    from engine.accounts import PasswordResetConfirm
+
+    outbox = Outbox()
+    accounts.resets.outbox = outbox
+    email, _, _ = await _patient(accounts, 22)
+    code = await _reset_code(accounts, outbox, email)
+    results = await asyncio.gather(
+        *(
+            accounts.resets.confirm(PasswordResetConfirm(token=code, password=f"racer {i} pass"))
+            for i in range(5)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, Invalid) for r in results if r is not None)
+
+
+async def test_a_reset_request_answers_before_looking_the_account_up(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """request() returns without touching the store, known account or not: the answer and
+    its time cannot tell whether the account exists."""
+    from engine.accounts import PasswordReset
+
+    accounts.resets.outbox = Outbox()
+    email, _, _ = await _patient(accounts, 23)
+    calls: list[str] = []
+    real_get = store.get
+
+    async def counting_get(pk: str, sk: str):  # type: ignore[no-untyped-def]
+        calls.append(pk)
+        return await real_get(pk, sk)
+
+    store.get = counting_get  # type: ignore[method-assign]
+    for target in (email, "unknown-person@example.com"):
+        accounts.resets.request(PasswordReset(email=target))
+        assert calls == []
+    await accounts.resets.drain()
+    assert calls

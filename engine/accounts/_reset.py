@@ -1,0 +1,160 @@
+"""Password reset by e-mail: a single-use code valid 30 minutes, stored hashed.
+
+``request`` answers at once, the same whether or not the account exists: the lookup, the
+write and the e-mail happen in a background task, so neither the answer nor its timing says
+anything about the account. When the account exists, one store transaction writes
+``RESET#<sha256(code)>/RESET`` (user id, expiry) and queues the ``password.reset`` e-mail in
+the notifications outbox (``Code: <code>`` in its text part), so the code exists exactly when
+its e-mail is on its way. At most ``PER_ACCOUNT_PER_HOUR`` codes a user an hour (no mail bomb).
+
+``confirm`` takes the code once: the reset item is deleted in the same transaction that
+stores the new password hash, conditioned on the versions read, so two confirmations racing
+with one code have one winner. Then every session of the account ends (refresh families and
+access tokens) and ``password.reset`` joins its security events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+
+from engine.accounts import validators as v
+from engine.errors import Invalid
+from engine.store import ConditionFailed, Delete, Item, Put
+from engine.timeutil import new_id, now_ms
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from engine.accounts._service import AccountService
+    from engine.accounts.models import PasswordReset, PasswordResetConfirm
+
+log = logging.getLogger("healthmed.accounts")
+
+VALID_MS = 30 * 60 * 1000
+PER_ACCOUNT_PER_HOUR = 5
+
+
+class OutboxPort(Protocol):
+    """What the reset needs of the notifications outbox (``engine.notifications``)."""
+
+    def put_ops(
+        self,
+        kind: Any,
+        recipient_id: str,
+        context: Mapping[str, Any],
+        *,
+        key: str,
+        at: int,
+        to: str | None = None,
+    ) -> list[Put]: ...
+
+    def wake(self) -> None: ...
+
+
+def invalid_reset_token() -> Invalid:
+    return Invalid("the reset code is wrong, spent or expired", code="invalid_reset_token")
+
+
+def _pk(code: str) -> str:
+    return f"RESET#{hashlib.sha256(code.encode()).hexdigest()}"
+
+
+class PasswordResets:
+    def __init__(self, accounts: AccountService) -> None:
+        self._accounts = accounts
+        self.outbox: OutboxPort | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def request(self, body: PasswordReset) -> None:
+        """Start a reset for the account ``body`` names, if any; returns before looking."""
+        task = asyncio.create_task(self._send(body), name="password-reset")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for resets under way (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _send(self, body: PasswordReset) -> None:
+        try:
+            user = await self._accounts.find_for_reset(body.email, body.crm, body.uf)
+            if user is not None:
+                await self._queue(user)
+        except Exception:
+            log.warning("password reset could not be queued", exc_info=True)
+
+    async def _queue(self, user: dict[str, Any]) -> None:
+        if self.outbox is None:
+            log.warning("password reset: no outbox to send the e-mail through")
+            return
+        user_id = str(user["id"])
+        if not await self._accounts.allow_reset(user_id, PER_ACCOUNT_PER_HOUR):
+            log.info("password reset: hourly limit reached for %s", user_id)
+            return
+        code = secrets.token_urlsafe(24)
+        now = now_ms()
+        reset_id = new_id()
+        item = Item(
+            pk=_pk(code),
+            sk="RESET",
+            data={"user_id": user_id, "expires_at": now + VALID_MS},
+        )
+        ops = [
+            Put(item=item, expect="absent"),
+            *self.outbox.put_ops(
+                "password.reset",
+                user_id,
+                {"code": code, "valid_minutes": VALID_MS // 60_000},
+                key=f"reset:{reset_id}",
+                at=now,
+                to=str(user["email"]),
+            ),
+        ]
+        await self._accounts._store.transact(ops)
+        self.outbox.wake()
+        await self._accounts.events.record(user_id, "password.reset_requested")
+        log.info("password reset queued for %s", user_id)
+
+    async def confirm(self, body: PasswordResetConfirm) -> None:
+        """Spend the code and set the password (422 ``invalid_reset_token``,
+        ``weak_password``); every session of the account ends."""
+        password = v.password(body.password)
+        if not body.token or len(body.token) > 200:
+            raise invalid_reset_token()
+        item = await self._accounts._store.get(_pk(body.token), "RESET")
+        if item is None or int(item.data.get("expires_at", 0)) <= now_ms():
+            raise invalid_reset_token()
+        user_id = str(item.data["user_id"])
+        digest = await self._accounts._passwords.hash(password)
+        for _ in range(10):
+            profile = await self._accounts._profile_item(user_id)
+            if profile is None:
+                raise invalid_reset_token()
+            data = {**profile.data, "password_hash": digest}
+            try:
+                await self._accounts._store.transact(
+                    [
+                        Delete(pk=item.pk, sk=item.sk, expect=item.version),
+                        Put(
+                            item=msgspec.structs.replace(profile, data=data),
+                            expect=profile.version,
+                        ),
+                    ]
+                )
+            except ConditionFailed as exc:
+                if exc.index == 0:
+                    raise invalid_reset_token() from None
+                continue  # the profile changed meanwhile: read it again
+            break
+        else:
+            raise invalid_reset_token()
+        await self._accounts.revoke_sessions(user_id)
+        await self._accounts.events.record(user_id, "password.reset")
+        log.info("password reset for %s", user_id)
