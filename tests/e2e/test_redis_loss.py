@@ -26,7 +26,17 @@ def lossy(
     """A server on a private redis-server that the test may kill and restart."""
     redis = RedisServer.start()
     try:
-        yield redis, start_server(HEALTHMED_REDIS_URL=redis.url, HEALTHMED_ENV="test")
+        # One patient holds four requests with one doctor here (one per key); the default cap
+        # of 3 (issue 14 finding 4, tested in tests/integration/test_request_limits.py) would
+        # refuse the fourth.
+        yield (
+            redis,
+            start_server(
+                HEALTHMED_REDIS_URL=redis.url,
+                HEALTHMED_ENV="test",
+                HEALTHMED_REQUEST_LIMIT_PER_DOCTOR="10",
+            ),
+        )
     finally:
         redis.stop()
 

@@ -5,6 +5,7 @@ in production."""
 from __future__ import annotations
 
 import base64
+import secrets
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,9 +126,12 @@ def test_seed_command_refuses_production(
     """``healthmed seed`` with HEALTHMED_ENV=production exits 2 and writes nothing."""
     monkeypatch.setenv("HEALTHMED_ENV", "production")
     monkeypatch.setenv("HEALTHMED_DATA_DIR", str(tmp_path))
+    # Secrets that production accepts (random, distinct), so only the seed's own refusal stops it.
     for name in ("HEALTHMED_JWT_SECRET", "HEALTHMED_MEETING_SECRET"):
-        monkeypatch.setenv(name, "x" * 64)
-    monkeypatch.setenv("HEALTHMED_MASTER_KEY", base64.urlsafe_b64encode(b"k" * 32).decode())
+        monkeypatch.setenv(name, secrets.token_urlsafe(48))
+    monkeypatch.setenv(
+        "HEALTHMED_MASTER_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    )
     assert main(["seed", "--doctors", "1"]) == 2
     assert "production" in capsys.readouterr().err
     assert not (tmp_path / "seed-credentials.json").exists()

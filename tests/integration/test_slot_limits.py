@@ -4,9 +4,10 @@ doctor's future slots, and an overlap check that looks at neighbours only (real 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from engine import keys
 from engine.booking import BookingService, CreateSlots, SlotTimes, WeeklyRule
@@ -116,8 +117,12 @@ async def test_overlap_check_agrees_with_brute_force(
 async def _script_micros(redis: Redis, service: BookingService, doc_id: str, start: int) -> int:
     """Create 48 back-to-back 5-minute slots from ``start``; the create script's run time
     (microseconds) as Redis's own SLOWLOG measured it."""
-    await redis.config_set("slowlog-log-slower-than", 0)
-    await redis.slowlog_reset()
+    # On a cluster the script runs on the master of the doctor's hash slot: read that node's log.
+    at: dict[str, Any] = {}
+    if isinstance(redis, RedisCluster):
+        at["target_nodes"] = redis.get_node_from_key(keys.doctor_slots(doc_id))
+    await redis.config_set("slowlog-log-slower-than", 0, **at)
+    await redis.slowlog_reset(**at)
     body = CreateSlots(
         slots=[
             SlotTimes(
@@ -128,8 +133,8 @@ async def _script_micros(redis: Redis, service: BookingService, doc_id: str, sta
     )
     principal = doctor(doc_id)
     await service.create_slots(principal, body)
-    entries = await redis.slowlog_get(128)
-    await redis.config_set("slowlog-log-slower-than", 10_000)
+    entries = await redis.slowlog_get(128, **at)
+    await redis.config_set("slowlog-log-slower-than", 10_000, **at)
     commands = [(e["command"], int(e["duration"])) for e in entries]
     durations = [
         micros
