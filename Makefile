@@ -11,7 +11,7 @@ N ?= 1000
 AXE_VERSION := 4.14.1
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
-.PHONY: run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
+.PHONY: system-deps run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
 	chaos bench-login clean lock check-infra axe screenshots demo loadtest bench-store
 
 $(STAMP): pyproject.toml
@@ -61,7 +61,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff format engine gateway tests loadtest
 	$(BIN)/ruff check --fix engine gateway tests loadtest
 
-test: lint check-infra $(AXE)
+# Debian packages the suite needs (redis-server, chromium, npm, kubectl), apt-get'd when missing.
+system-deps:
+	bash .ci/system-deps
+
+test: system-deps lint check-infra $(AXE)
 	$(BIN)/pytest -q
 
 unit: $(STAMP)

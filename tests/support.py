@@ -60,7 +60,7 @@ class RedisServer:
         """Start one on ``port`` (default: a free one)."""
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
+            raise RuntimeError("redis-server is not installed (.ci/system-deps installs it)")
         port = port or free_port()
         proc = subprocess.Popen(
             [
@@ -235,7 +235,9 @@ class RedisClusterNodes:
         binary = shutil.which("redis-server")
         cli = shutil.which("redis-cli")
         if binary is None or cli is None:
-            raise RuntimeError("redis-server and redis-cli are needed (.ci/run installs them)")
+            raise RuntimeError(
+                "redis-server and redis-cli are missing (.ci/system-deps installs them)"
+            )
         # Its own temporary directory, not pytest's: pytest prunes old base directories of
         # other runs on this machine, which would pull the nodes' files from under them.
         workdir = Path(tempfile.mkdtemp(prefix="healthmed-cluster-"))

@@ -18,7 +18,7 @@ OVERLAYS = ("dev", "production")
 @functools.cache
 def render(overlay: str) -> tuple[dict[str, Any], ...]:
     kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is not installed (.ci/run installs Debian's kubectl)"
+    assert kubectl, "kubectl is not installed (.ci/system-deps installs it)"
     out = subprocess.run(
         [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
         capture_output=True,
