@@ -104,7 +104,11 @@ class PasswordResets:
         item = Item(
             pk=_pk(code),
             sk="RESET",
-            data={"user_id": user_id, "expires_at": now + VALID_MS},
+            data={
+                "user_id": user_id,
+                "expires_at": now + VALID_MS,
+                "password_stamp": _password_stamp(user),
+            },
         )
         ops = [
             Put(item=item, expect="absent"),
@@ -137,6 +141,10 @@ class PasswordResets:
             profile = await self._accounts._profile_item(user_id)
             if profile is None:
                 raise invalid_reset_token()
+            if item.data.get("password_stamp") != _password_stamp(profile.data):
+                # The password changed since this code was sent (another code was spent, or
+                # the owner changed it): every code sent before that is void.
+                raise invalid_reset_token()
             data = {**profile.data, "password_hash": digest}
             try:
                 await self._accounts._store.transact(
@@ -158,3 +166,9 @@ class PasswordResets:
         await self._accounts.revoke_sessions(user_id)
         await self._accounts.events.record(user_id, "password.reset")
         log.info("password reset for %s", user_id)
+
+
+def _password_stamp(profile: dict[str, Any]) -> str:
+    """A short digest of the account's current password hash: a reset code carries the stamp
+    of the password it was sent for, and is void once that password has changed."""
+    return hashlib.sha256(str(profile.get("password_hash", "")).encode()).hexdigest()[:32]

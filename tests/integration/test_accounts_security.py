@@ -443,6 +443,37 @@ async def test_a_reset_code_sets_the_password_once_and_ends_every_session(
     assert kinds == ["password.reset_requested", "password.reset"]
 
 
+async def test_a_new_password_voids_every_reset_code_sent_before_it(
+    accounts: AccountService, store: SQLiteStore
+) -> None:
+    """Two codes sent, one spent: the other is invalid_reset_token; a code sent before a
+    password change is void too (an old reset e-mail cannot take the account back)."""
+    from engine.accounts import PasswordChange, PasswordResetConfirm
+
+    outbox = Outbox()
+    accounts.resets.outbox = outbox
+    email, _, _ = await _patient(accounts, 23)
+    first = await _reset_code(accounts, outbox, email)
+    second = await _reset_code(accounts, outbox, email)
+    await accounts.resets.confirm(PasswordResetConfirm(token=first, password="first new pass"))
+    with pytest.raises(Invalid) as info:
+        await accounts.resets.confirm(PasswordResetConfirm(token=second, password="y" * 12))
+    assert info.value.code == "invalid_reset_token"
+    fresh = await accounts.login_patient(
+        PatientLogin(email=email, password="first new pass"), ADDRESS
+    )
+    assert isinstance(fresh, TokenPair)
+    third = await _reset_code(accounts, outbox, email)
+    await accounts.security.change_password(
+        accounts._tokens.verify(fresh.access_token),
+        PasswordChange(current_password="first new pass", new_password="changed by owner"),
+        ADDRESS,
+    )
+    with pytest.raises(Invalid) as info:
+        await accounts.resets.confirm(PasswordResetConfirm(token=third, password="z" * 12))
+    assert info.value.code == "invalid_reset_token"
+
+
 async def test_a_reset_code_expires_after_thirty_minutes(
     accounts: AccountService, store: SQLiteStore
 ) -> None:
