@@ -193,7 +193,7 @@ def test_reminders_arrive_at_their_time_and_never_for_a_cancelled_one(
     reminder 16 minutes before it starts, not before; a cancelled appointment's never comes;
     nor does one whose time had passed when the appointment was confirmed."""
     kept, dropped, late = people(client, unique), people(client, unique), people(client, unique)
-    start = soon(8)
+    start = soon(timeout(8))
     due = (start - timedelta(minutes=REMINDER_MINUTES)).timestamp()
     appt = confirm(client, kept, start)
     cancelled = confirm(client, dropped, start)

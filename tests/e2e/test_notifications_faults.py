@@ -89,5 +89,7 @@ def test_a_hanging_mail_server_never_slows_a_booking(
             # The drainer reaches the hanging server (it looks at most every 0.5 s) and stays
             # stuck there: the messages above stay queued meanwhile.
             wait_until(lambda: sink.attempts >= 1, 10, "the drainer to reach the mail server")
+            listed = http.get("/v1/me/notifications", headers=p["pat"]).json()["items"]
+            assert {i["status"] for i in listed} == {"queued"}  # held while the server hangs
     finally:
         server.stop()

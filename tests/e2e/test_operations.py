@@ -103,8 +103,8 @@ def test_metrics_have_the_series_an_operator_pages_on(
     assert value('healthmed_bookings_total{outcome="requested"}') >= 1
     assert value('healthmed_bookings_total{outcome="slot_unavailable"}') >= 1
     assert value('healthmed_decision_seconds_count{decision="accept"}') >= 1
-    assert value("healthmed_ws_connections") >= 0
-    assert value("healthmed_redis_errors_total") >= 0
-    assert value("healthmed_store_errors_total") >= 0
+    for series in ("healthmed_ws_connections", "healthmed_redis_errors_total"):
+        value(series)  # present (the module's server is shared: its count is not ours alone)
+    value("healthmed_store_errors_total")
     # The booking and the accept queued e-mails; the depth is re-read every few seconds.
     wait_until(lambda: "healthmed_outbox_depth " in http.get("/metrics").text, 10, "depth")

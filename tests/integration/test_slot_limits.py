@@ -170,4 +170,6 @@ async def test_the_create_script_time_stays_bounded_on_a_full_agenda(
         empty_runs.append(await _script_micros(booking_redis, service, empty.user_id, base))
         full_runs.append(await _script_micros(booking_redis, service, full.user_id, base))
     baseline, loaded = min(empty_runs), min(full_runs)
-    assert loaded < 4 * baseline + 1_000, (empty_runs, full_runs)
+    # Generous, so a busy machine cannot break it; the old four-hour scan over 20,000 seeds
+    # overflowed Lua's stack (503) instead of finishing.
+    assert loaded < 10 * baseline + 5_000, (empty_runs, full_runs)
