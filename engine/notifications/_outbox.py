@@ -131,7 +131,7 @@ class Outbox:
         self.contacts = contacts
         self.transport = transport
         self.clock = clock
-        self.guards: dict[str, Guard] = {}
+        self.guards: dict[str, Guard] = {"password.reset": self._reset_code_still_valid}
         self.lease_ms = int(settings.mail_lease_seconds * 1000)
         self.send_timeout = settings.mail_lease_seconds / 2
         self._wake = asyncio.Event()
@@ -330,6 +330,12 @@ class Outbox:
             await self.store.put(self._stored(item, look_at), version)
         except ConditionFailed:
             log.info("outbox %s: claim lost before marking; the new owner finishes it", item.id)
+
+    async def _reset_code_still_valid(self, item: OutboxItem) -> bool:
+        """A reset e-mail whose code has expired is deleted unsent, with the code it holds: a
+        mail server that refused for longer than the code lives keeps no code in the store."""
+        minutes = int((item.context or {}).get("valid_minutes", 30))
+        return self.clock() < item.created_at + minutes * 60_000
 
     async def _drop(self, item: OutboxItem, version: int) -> None:
         try:

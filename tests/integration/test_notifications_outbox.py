@@ -355,6 +355,29 @@ async def test_a_guard_drops_a_stale_reminder(
     assert await store.get(ops[0].item.pk, ops[0].item.sk) is None
 
 
+async def test_a_reset_e_mail_whose_code_expired_is_deleted_unsent(
+    store: Store, contacts: Contacts, clock: Clock, sink: MailSink
+) -> None:
+    """A password.reset still queued when its code expires (the mail server refused until
+    then) is deleted with the code it holds, never sent; a fresh one is sent."""
+    outbox = outbox_for(store, contacts, SmtpTransport(parse_mail_url(sink.url), timeout=5), clock)
+    user_id = contacts.add("Maria")
+    late = outbox.put_ops(
+        "password.reset", user_id, {"code": "late-code", "valid_minutes": 30}, key="r1",
+        at=clock.now - 31 * 60_000, to="maria@example.com",
+    )  # fmt: skip
+    fresh = outbox.put_ops(
+        "password.reset", user_id, {"code": "fresh-code", "valid_minutes": 30}, key="r2",
+        at=clock.now, to="maria@example.com",
+    )  # fmt: skip
+    await store.transact([*late, *fresh])
+    await drain_until_idle(outbox)
+    assert await store.get(late[0].item.pk, late[0].item.sk) is None
+    [received] = sink.messages()
+    text = received.message.get_body(("plain",)).get_content()
+    assert "Code: fresh-code" in text
+
+
 async def test_the_file_transport_writes_parseable_eml_with_an_invitation(
     store: Store, contacts: Contacts, clock: Clock, tmp_path: Path
 ) -> None:
