@@ -211,16 +211,18 @@ class _Decisions(_Reserve):
     async def cancel(
         self, principal: Principal, appointment_id: str, justification: str | None
     ) -> AppointmentView:
-        """Cancel (its patient; justification 10-1000 characters, 422 otherwise) a requested or
-        confirmed appointment that has not ended; reopens the slot if it has not started."""
+        """Cancel (its patient or its doctor; justification 10-1000 characters, 422 otherwise)
+        a requested or confirmed appointment that has not ended; reopens the slot if it has
+        not started. ``cancellation.by`` is the caller's role; the other side is told (event
+        and e-mail through the outbox)."""
         text = (justification or "").strip()
         if not JUSTIFICATION_MIN <= len(text) <= JUSTIFICATION_MAX:
             raise Invalid(
                 f"justification must be {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters",
                 code="invalid_justification",
             )
-        appt, version = await self._own_as(principal, appointment_id, "patient")
-        return await self._cancel(appt, version, "patient", text, principal.user_id)
+        appt, version = await self._participant(principal, appointment_id)
+        return await self._cancel(appt, version, principal.role, text, principal.user_id)
 
     async def _cancel(
         self, appt: Appointment, version: int, by: CancelledBy, text: str, viewer: str

@@ -241,15 +241,17 @@ async def refuse(
 @post(
     "/v1/appointments/{appointment_id:str}/cancel",
     tags=["appointments"],
-    summary="Cancel (its patient)",
+    summary="Cancel (its patient or its doctor)",
     status_code=HTTP_200_OK,
     responses=problems(401, 403, 404, 409, 422, 503),
 )
 async def cancel(
     engine: Engine, principal: Principal, appointment_id: str, data: CancelBody
 ) -> AppointmentView:
-    """`{justification}` of 10 to 1000 characters (422 otherwise) → `cancelled`; the slot
-    reopens if it has not started. Only `requested` or `confirmed` before the end (409)."""
+    """`{justification}` of 10 to 1000 characters (422 otherwise) → `cancelled`, with
+    `cancellation.by` the caller's role (`patient` or `doctor`); the other side gets
+    `appointment.cancelled` live and by e-mail. The slot reopens if it has not started. Only
+    `requested` or `confirmed` before the end (409)."""
     view = await engine.booking.cancel(principal, appointment_id, data.justification)
     event("appointment.cancelled", appointment_id=appointment_id, by=principal.role)
     return view

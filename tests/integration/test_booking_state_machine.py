@@ -219,14 +219,16 @@ class BookingMachine(RuleBasedStateMachine):
             assert isinstance(err, Conflict), err
 
     @precondition(lambda self: self.model.appts)
-    @rule(i=st.integers(0, 100))
-    def cancel(self, i: int) -> None:
+    @rule(i=st.integers(0, 100), by_doctor=st.booleans())
+    def cancel(self, i: int, by_doctor: bool) -> None:
+        """Its patient or its doctor cancels; ``cancellation.by`` names the caller's role."""
         appt_id = self.pick(self.model.appts, i)
         appt = self.model.appts[appt_id]
-        who = self.patients[appt.patient]
-        _, err = self.attempt(self.booking.cancel(who, appt_id, "a change of plans"))
+        who = self.doctor if by_doctor else self.patients[appt.patient]
+        view, err = self.attempt(self.booking.cancel(who, appt_id, "a change of plans"))
         if appt.status in ("requested", "confirmed") and appt.end > self.clock.now:
             assert err is None, err
+            assert view.cancellation.by == ("doctor" if by_doctor else "patient")
             self.free(appt_id, "cancelled")
         else:
             assert isinstance(err, Conflict), err
