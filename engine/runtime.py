@@ -85,6 +85,7 @@ class Engine:
         )
         self.privacy_parts.insert(-1, self.notifications)
         self.accounts.resets.outbox = self.notifications.outbox  # the reset e-mail
+        self.notifications.outbox.openers["password.reset"] = self.accounts.resets.open_context
 
     @classmethod
     async def start(cls, settings: Settings, *, background: bool = True) -> Engine:

@@ -7,6 +7,13 @@ anything about the account. When the account exists, one store transaction write
 the notifications outbox (``Code: <code>`` in its text part), so the code exists exactly when
 its e-mail is on its way. At most ``PER_ACCOUNT_PER_HOUR`` codes a user an hour (no mail bomb).
 
+The code itself never sits in clear text in the store: the outbox message's context holds it
+*sealed* (``sealed_code``: a fresh data key wrapped by the master key or KMS, context
+``{purpose: password_reset, user_id}``, as TOTP secrets and record keys are), and only the
+outbox's rendering of that one e-mail opens it (:meth:`PasswordResets.open_context`, the
+outbox's ``password.reset`` opener), in memory, just before the send. A store dump or backup
+taken while the e-mail waits (up to the 30 minutes the code lives) holds no usable code.
+
 ``confirm`` takes the code once: the reset item is deleted in the same transaction that
 stores the new password hash, conditioned on the versions read, so two confirmations racing
 with one code have one winner. Then every session of the account ends (refresh families and
@@ -25,6 +32,7 @@ import msgspec
 
 from engine.accounts import validators as v
 from engine.errors import Invalid
+from engine.records import SealedValue
 from engine.store import ConditionFailed, Delete, Item, Put
 from engine.timeutil import new_id, now_ms
 
@@ -99,6 +107,7 @@ class PasswordResets:
             log.info("password reset: hourly limit reached for %s", user_id)
             return
         code = secrets.token_urlsafe(24)
+        sealed = await self._accounts._sealer_open().seal(code.encode(), _context(user_id))
         now = now_ms()
         reset_id = new_id()
         item = Item(
@@ -115,7 +124,10 @@ class PasswordResets:
             *self.outbox.put_ops(
                 "password.reset",
                 user_id,
-                {"code": code, "valid_minutes": VALID_MS // 60_000},
+                {
+                    "sealed_code": msgspec.to_builtins(sealed),
+                    "valid_minutes": VALID_MS // 60_000,
+                },
                 key=f"reset:{reset_id}",
                 at=now,
                 to=str(user["email"]),
@@ -125,6 +137,16 @@ class PasswordResets:
         self.outbox.wake()
         await self._accounts.events.record(user_id, "password.reset_requested")
         log.info("password reset queued for %s", user_id)
+
+    async def open_context(self, recipient_id: str, context: Mapping[str, Any]) -> dict[str, Any]:
+        """The template context of a queued reset e-mail with its code opened (``code``), for
+        rendering that e-mail only: the result is never stored."""
+        opened = {k: v for k, v in context.items() if k != "sealed_code"}
+        if "sealed_code" in context:
+            sealed = msgspec.convert(context["sealed_code"], SealedValue)
+            plain = await self._accounts._sealer_open().unseal(sealed, _context(recipient_id))
+            opened["code"] = plain.decode()
+        return opened
 
     async def confirm(self, body: PasswordResetConfirm) -> None:
         """Spend the code and set the password (422 ``invalid_reset_token``,
@@ -166,6 +188,10 @@ class PasswordResets:
         await self._accounts.revoke_sessions(user_id)
         await self._accounts.events.record(user_id, "password.reset")
         log.info("password reset for %s", user_id)
+
+
+def _context(user_id: str) -> dict[str, str]:
+    return {"purpose": "password_reset", "user_id": user_id}
 
 
 def _password_stamp(profile: dict[str, Any]) -> str:

@@ -52,8 +52,12 @@ class Security:
         return item
 
     # --- 2FA management ----------------------------------------------------------------------
-    async def enrol_totp(self, principal: Principal) -> MfaEnrolment:
+    async def enrol_totp(self, principal: Principal, password: str, address: str) -> MfaEnrolment:
+        """A new pending secret, once the caller gave the password again (422
+        ``invalid_password``): a stolen access token alone cannot bind its thief's
+        authenticator to the account (and then hold the owner's second factor)."""
         item = await self._own_item(principal)
+        await self.step_up(principal, password, None, address, item=item, code_needed=False)
         data = item.data
         name = str(data.get("email") or f"CRM {data.get('crm')}/{data.get('uf')}")
         return await self._mfa.enrol(principal.user_id, name)
@@ -105,18 +109,28 @@ class Security:
         return await self._passwords.verify(item.data.get("password_hash"), password)
 
     async def step_up(
-        self, principal: Principal, password: str, code: str | None, address: str
+        self,
+        principal: Principal,
+        password: str,
+        code: str | None,
+        address: str,
+        *,
+        item: Item | None = None,
+        code_needed: bool = True,
     ) -> None:
-        """The caller proves it again: the password, and a code when 2FA is on (422
-        ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)."""
-        item = await self._own_item(principal)
+        """The caller proves it again: the password, and (``code_needed``) a code when 2FA is
+        on (422 ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)
+        or a change of the second factor (enrolment)."""
+        item = item or await self._own_item(principal)
         ref = _ref(principal.user_id)
         await self._limiter.attempt(ref, address)
         async with self._limiter.counting_failure(address):
             if not await self._check_password(item, password):
                 raise invalid_password()
-            if await self._mfa.active(principal.user_id) and (
-                not code or not await self._mfa.consume(principal.user_id, code)
+            if (
+                code_needed
+                and await self._mfa.active(principal.user_id)
+                and (not code or not await self._mfa.consume(principal.user_id, code))
             ):
                 raise invalid_code()
         await self._limiter.succeeded(ref)

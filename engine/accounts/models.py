@@ -215,6 +215,12 @@ class CodeBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A current TOTP code or, where the route says so, an unused recovery code."""
 
 
+class PasswordBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A step-up: the account's current password again (``POST /v1/me/mfa/totp``)."""
+
+    password: str
+
+
 class RecoveryCodes(msgspec.Struct, frozen=True, kw_only=True):
     recovery_codes: list[str]
     """Ten single-use codes, shown once; only their hashes are kept."""

@@ -34,7 +34,9 @@ Drain (every replica, :meth:`Outbox.run`): read the index up to now, then for ea
 A replica killed between 2 and 3 leaves the item claimed; when the lease ends another one
 sends it again with the same ``Message-ID`` (at least once to the server, once as the
 recipient sees it). A guard per kind may drop an item at send time (a reminder of an
-appointment that was cancelled or moved: it is deleted, never sent).
+appointment that was cancelled or moved: it is deleted, never sent). An opener per kind may
+turn a stored context into the one the templates read, in memory, at send time (the reset
+e-mail's code is stored sealed, and opened only to render that e-mail).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from engine.store import Store
 
     Guard = Callable[[OutboxItem], Awaitable[bool]]
+    Opener = Callable[[str, Mapping[str, Any]], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger("healthmed.notifications")
 
@@ -132,6 +135,8 @@ class Outbox:
         self.transport = transport
         self.clock = clock
         self.guards: dict[str, Guard] = {"password.reset": self._reset_code_still_valid}
+        self.openers: dict[str, Opener] = {}
+        """Per kind: (recipient id, stored context) → the context to render with."""
         self.lease_ms = int(settings.mail_lease_seconds * 1000)
         self.send_timeout = settings.mail_lease_seconds / 2
         self._wake = asyncio.Event()
@@ -264,7 +269,12 @@ class Outbox:
             return
         try:
             to, names = await self._addresses(claimed)
-            message = self.messages.build(claimed, to, names)
+            opener = self.openers.get(item.kind)
+            rendered = claimed
+            if opener is not None:  # in memory only: ``claimed`` is what stays stored
+                context = await opener(item.recipient_id, item.context or {})
+                rendered = msgspec.structs.replace(claimed, context=context)
+            message = self.messages.build(rendered, to, names)
             if self.transport is None:
                 raise RuntimeError("no mail transport")
             await asyncio.wait_for(self.transport.send(message, to.email), self.send_timeout)

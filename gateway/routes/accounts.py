@@ -24,6 +24,7 @@ from engine.accounts import (
     MfaChallenge,
     MfaEnrolment,
     MfaLogin,
+    PasswordBody,
     PasswordChange,
     PasswordReset,
     PasswordResetConfirm,
@@ -209,13 +210,17 @@ async def login_mfa(engine: Engine, address: str, data: MfaLogin) -> TokenPair:
     tags=["accounts"],
     summary="Start TOTP enrolment",
     status_code=HTTP_201_CREATED,
-    responses=problems(401, 409),
+    responses=problems(401, 409, 413, 422, 429),
 )
-async def enrol_totp(engine: Engine, principal: Principal) -> MfaEnrolment:
-    """A new TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s) and its `otpauth_uri` (issuer
-    `Health&Med`); not active until confirmed; a second call replaces an unconfirmed secret.
-    2FA already active: 409 `mfa_active`."""
-    return await engine.accounts.security.enrol_totp(principal)
+async def enrol_totp(
+    engine: Engine, principal: Principal, address: str, data: PasswordBody
+) -> MfaEnrolment:
+    """`{password}`: the account's password again (a step-up: a stolen access token alone
+    cannot enrol its thief's authenticator; wrong or missing: 422 `invalid_password`, counted
+    toward the login limits, 429 `too_many_attempts`) → a new TOTP secret (RFC 6238: SHA-1,
+    6 digits, 30 s) and its `otpauth_uri` (issuer `Health&Med`); not active until confirmed;
+    a second call replaces an unconfirmed secret. 2FA already active: 409 `mfa_active`."""
+    return await engine.accounts.security.enrol_totp(principal, data.password, address)
 
 
 @post(

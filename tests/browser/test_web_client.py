@@ -398,7 +398,9 @@ def test_a_doctor_with_two_factor_login_passes_the_code_step(
         doctor = register_doctor(http, n)
         token = _login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
         auth = {"Authorization": f"Bearer {token}"}
-        secret = http.post("/v1/me/mfa/totp", headers=auth).json()["secret"]
+        secret = http.post("/v1/me/mfa/totp", json={"password": PASSWORD}, headers=auth).json()[
+            "secret"
+        ]
         activated = http.post(
             "/v1/me/mfa/totp/activate", json={"code": pyotp.TOTP(secret).now()}, headers=auth
         )

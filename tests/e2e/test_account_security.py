@@ -21,7 +21,12 @@ def _login(http: httpx.Client, email: str) -> httpx.Response:
 
 
 def _enable_2fa(http: httpx.Client, auth: dict[str, str]) -> tuple[str, list[str]]:
-    r = http.post("/v1/me/mfa/totp", headers=auth)
+    # A step-up: the bearer token alone does not enrol, nor does a wrong password.
+    bare = http.post("/v1/me/mfa/totp", headers=auth)
+    assert bare.status_code == 422, bare.text
+    wrong = http.post("/v1/me/mfa/totp", json={"password": "not the password"}, headers=auth)
+    assert (wrong.status_code, wrong.json()["code"]) == (422, "invalid_password")
+    r = http.post("/v1/me/mfa/totp", json={"password": PASSWORD}, headers=auth)
     assert r.status_code == 201, r.text
     secret = r.json()["secret"]
     assert r.json()["otpauth_uri"].startswith("otpauth://totp/Health%26Med:")
@@ -53,7 +58,7 @@ def test_two_factor_login_end_to_end(
     auth = bearer(login_patient(http, profile))
     secret, codes = _enable_2fa(http, auth)
     assert len(codes) == 10
-    again = http.post("/v1/me/mfa/totp", headers=auth)
+    again = http.post("/v1/me/mfa/totp", json={"password": PASSWORD}, headers=auth)
     assert (again.status_code, again.json()["code"]) == (409, "mfa_active")
 
     wrong = _second_step(http, profile["email"], "123456")
@@ -166,6 +171,9 @@ def test_openapi_documents_the_security_routes(http: httpx.Client) -> None:
         ("/v1/me/password", "post"),
     ):
         assert method in paths.get(path, {}), path
+    enrol = paths["/v1/me/mfa/totp"]["post"]
+    assert "requestBody" in enrol
+    assert "422" in enrol["responses"]
     erase = paths["/v1/me"]["delete"]
     assert "requestBody" in erase
     assert "422" in erase["responses"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+from pathlib import Path
 
 import msgspec
 import pyotp
@@ -78,7 +80,7 @@ async def _with_2fa(
     accounts: AccountService, clock: Clock, n: int
 ) -> tuple[str, Principal, str, list[str]]:
     email, principal, _ = await _patient(accounts, n)
-    enrolment = await accounts.security.enrol_totp(principal)
+    enrolment = await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
     codes = await accounts.security.activate_totp(
         principal, _code(enrolment.secret, clock), ADDRESS
     )
@@ -97,13 +99,27 @@ async def test_enrolment_gives_an_otpauth_uri_and_is_not_active_until_confirmed(
     """Enrolment returns a base32 secret and an otpauth URI naming Health&Med; login still
     answers tokens until a code confirms it; a second enrolment replaces the first."""
     email, principal, _ = await _patient(accounts, 1)
-    first = await accounts.security.enrol_totp(principal)
+    first = await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
     assert first.otpauth_uri.startswith("otpauth://totp/")
     assert "issuer=Health%26Med" in first.otpauth_uri
-    second = await accounts.security.enrol_totp(principal)
+    second = await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
     assert second.secret != first.secret
     pair = await accounts.login_patient(PatientLogin(email=email, password=PASSWORD), ADDRESS)
     assert isinstance(pair, TokenPair)
+
+
+async def test_enrolment_needs_the_password_again(accounts: AccountService) -> None:
+    """A bearer token alone does not enrol: a wrong password is 422 ``invalid_password``
+    (nothing pending afterwards, counted like a login failure: 429 past the account's
+    limit), the right one gives a secret."""
+    _, principal, _ = await _patient(accounts, 21)
+    for _ in range(SETTINGS.login_fail_limit_account):
+        with pytest.raises(Invalid) as info:
+            await accounts.security.enrol_totp(principal, "not the password", ADDRESS)
+        assert info.value.code == "invalid_password"
+    assert await accounts.mfa._item(principal.user_id) is None
+    with pytest.raises(RateLimited):
+        await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
 
 
 async def test_wrong_activation_code_is_invalid_code(
@@ -111,7 +127,7 @@ async def test_wrong_activation_code_is_invalid_code(
 ) -> None:
     """Activating with a code of another secret (or a code from 5 minutes ago) is 422."""
     _, principal, _ = await _patient(accounts, 2)
-    enrolment = await accounts.security.enrol_totp(principal)
+    enrolment = await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
     for code in (
         pyotp.TOTP(pyotp.random_base32()).at(clock.now),
         _code(enrolment.secret, clock, -10),
@@ -258,7 +274,7 @@ async def test_disabling_needs_a_code_and_brings_back_plain_login(
     alone logs in again; enrolling while active was 409."""
     email, principal, _, codes = await _with_2fa(accounts, clock, 11)
     with pytest.raises(Conflict) as conflict:
-        await accounts.security.enrol_totp(principal)
+        await accounts.security.enrol_totp(principal, PASSWORD, ADDRESS)
     assert conflict.value.code == "mfa_active"
     with pytest.raises(Invalid) as info:
         await accounts.security.disable_mfa(principal, "123456", ADDRESS)
@@ -382,13 +398,14 @@ class Outbox:
     transaction (as engine.notifications does) and keeps the contexts to read the code."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict[str, object]]] = []
+        self.sent: list[tuple[str, str, str, dict[str, object]]] = []
 
     def put_ops(self, kind, recipient_id, context, *, key, at, to=None):  # type: ignore[no-untyped-def]
         from engine.store import Item, Put
 
-        self.sent.append((kind, str(to), dict(context)))
-        return [Put(item=Item(pk=f"USER#{recipient_id}", sk=f"NOTIF#{key}"), expect="absent")]
+        self.sent.append((kind, str(to), recipient_id, dict(context)))
+        item = Item(pk=f"USER#{recipient_id}", sk=f"NOTIF#{key}", data={"context": dict(context)})
+        return [Put(item=item, expect="absent")]
 
     def wake(self) -> None:
         return None
@@ -399,9 +416,46 @@ async def _reset_code(accounts: AccountService, outbox: Outbox, email: str) -> s
 
     accounts.resets.request(PasswordReset(email=email))
     await accounts.resets.drain()
-    kind, to, context = outbox.sent[-1]
+    kind, to, recipient_id, context = outbox.sent[-1]
     assert (kind, to) == ("password.reset", email)
-    return str(context["code"])
+    assert "code" not in context  # sealed; only the e-mail's rendering opens it
+    return str((await accounts.resets.open_context(recipient_id, context))["code"])
+
+
+async def test_the_reset_code_waits_sealed_in_the_outbox(
+    accounts: AccountService, store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Through the real outbox and file transport: while the reset e-mail is queued, neither
+    the store's items nor its database files hold the code the e-mail then carries; the
+    sealed code opens for its own account only."""
+    from engine.accounts import PasswordReset
+    from engine.notifications import INDEX, Contact, FileTransport, Messages
+    from engine.notifications import Outbox as RealOutbox
+
+    class Contacts:
+        async def contact(self, user_id: str) -> Contact | None:
+            return None
+
+    settings = Settings(mail_poll_seconds=0.05)
+    folder = tmp_path / "mail"
+    outbox = RealOutbox(settings, store, Messages(settings), Contacts(), FileTransport(folder))
+    outbox.openers["password.reset"] = accounts.resets.open_context
+    accounts.resets.outbox = outbox
+    email, _, _ = await _patient(accounts, 24)
+    accounts.resets.request(PasswordReset(email=email))
+    await accounts.resets.drain()
+    [queued] = await store.query_index(INDEX)
+    assert "sealed_code" in queued.data["context"]
+    with pytest.raises(Exception, match="verify"):
+        await accounts.resets.open_context("someone-else", queued.data["context"])
+    stored = [msgspec.json.encode(i.data) for i in await store.query(queued.pk)]
+    dump = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))
+    assert await outbox.drain_once() == 1
+    [path] = list(folder.glob("*.eml"))
+    [code] = re.findall(r"^Code: (\S+)$", path.read_text(), re.MULTILINE)
+    assert len(code) >= 32
+    for raw in [*stored, dump]:
+        assert code.encode() not in raw
 
 
 async def test_a_reset_code_sets_the_password_once_and_ends_every_session(
