@@ -95,6 +95,11 @@ class Settings:
     """Time zone of the times written in e-mails (the iCalendar parts are in UTC)."""
     reminder_minutes: tuple[int, ...] = (1440, 60)
     """Reminders go this many minutes before a confirmed appointment starts."""
+    # --- waitlist (engine/waitlist) ---
+    waitlist_hold_seconds: int = 600
+    """How long a freed slot is held for the waitlist entry it was offered to."""
+    waitlist_limit: int = 10
+    """Active waitlist entries one patient may hold (409 ``waitlist_limit`` past it)."""
 
     @property
     def production(self) -> bool:
@@ -362,4 +367,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         request_limit_total=_int(env, "HEALTHMED_REQUEST_LIMIT_TOTAL", 10),
         max_header_bytes=_int(env, "HEALTHMED_MAX_HEADER_BYTES", 32 * 1024),
         header_timeout_seconds=_int(env, "HEALTHMED_HEADER_TIMEOUT_SECONDS", 10),
+        waitlist_hold_seconds=_int(env, "HEALTHMED_WAITLIST_HOLD_SECONDS", 600),
+        waitlist_limit=_int(env, "HEALTHMED_WAITLIST_LIMIT", 10),
     )

@@ -82,6 +82,53 @@ def sweep_index() -> str:
     return f"{PREFIX}:sweep"
 
 
+# --- waitlist (per doctor, same hash tag as the doctor's slots: one release script) -------
+def waitlist(doctor_id: str) -> str:
+    """Hash entry id -> ``from:to:patient:seat`` (ms) of the doctor's active entries."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl"
+
+
+def waitlist_order(doctor_id: str) -> str:
+    """Sorted set entry id -> creation (ms): first come, first served; position = rank + 1."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:order"
+
+
+def waitlist_day(doctor_id: str, day: int) -> str:
+    """Sorted set entry id -> creation (ms) of the entries whose window meets UTC day ``day``
+    (days since the epoch): the window index release.lua scans."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:day:{day}"
+
+
+def waitlist_patient(doctor_id: str, patient_id: str) -> str:
+    """Hash entry id -> ``from:to`` of one patient's entries at this doctor (overlap check)."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:p:{patient_id}"
+
+
+def waitlist_offers(doctor_id: str) -> str:
+    """Hash entry id -> slot id held for it (at most one per entry)."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:offers"
+
+
+def waitlist_holds(doctor_id: str) -> str:
+    """Sorted set entry id -> hold expiry (ms): the lapse sweep."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:holds"
+
+
+def waitlist_passed(doctor_id: str, slot_id: str) -> str:
+    """Set of entries that declined or let lapse this slot (never offered it again)."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:passed:{slot_id}"
+
+
+def waitlist_hydrated(doctor_id: str) -> str:
+    """Marker: this doctor's waitlist was loaded from the store into this Redis."""
+    return f"{PREFIX}:{doctor_tag(doctor_id)}:wl:hydrated"
+
+
+def waitlist_sweep_index() -> str:
+    """Sorted set of doctor ids scored by their earliest hold expiry (ms). No hash tag."""
+    return f"{PREFIX}:wl-sweep"
+
+
 # --- directory (one hash tag: ``{dir}``) -----------------------------------------------------
 _DIR = PREFIX + ":{dir}"
 

@@ -24,6 +24,7 @@ from engine.realtime import Hub
 from engine.records import RecordService
 from engine.redis_client import connect_redis
 from engine.store import open_store
+from engine.waitlist import WaitlistService
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Coroutine
@@ -80,6 +81,12 @@ class Engine:
             settings, store, redis, self.accounts, outbox=self.notifications.outbox
         )
         self.privacy_parts.insert(0, self.booking)
+        # Waitlist: entries and holds of freed slots, under each doctor's hash tag.
+        self.waitlist = WaitlistService(
+            settings, store, redis, self.accounts, self.booking,
+            outbox=self.notifications.outbox,
+        )  # fmt: skip
+        self.privacy_parts.insert(0, self.waitlist)
         self.notifications.attach(
             self.booking, {"appointment.reminder": self.booking.reminder_current}
         )
@@ -106,6 +113,7 @@ class Engine:
             engine._spawn(engine._watch_redis(), "redis-watch")
             engine._spawn(engine.accounts.revocations.run(), "revocations")
             engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
+            engine._spawn(engine.waitlist.run_sweeper(), "waitlist-sweeper")
             engine._spawn(engine.notifications.outbox.run(), "outbox-drainer")
             await engine.hub.start()
         return engine

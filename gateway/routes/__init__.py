@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from gateway.routes import accounts, booking, directory, health, notifications, realtime, records
+from gateway.routes import (
+    accounts,
+    booking,
+    directory,
+    health,
+    notifications,
+    realtime,
+    records,
+    waitlist,
+)
 
 ROUTE_HANDLERS = [
     *health.route_handlers,
@@ -12,6 +21,7 @@ ROUTE_HANDLERS = [
     *records.route_handlers,
     *booking.route_handlers,
     *notifications.route_handlers,
+    *waitlist.route_handlers,
 ]
 
 
