@@ -1,5 +1,10 @@
 """Settings read once from the environment (prefix ``HEALTHMED_``).
 
+Each setting is declared once, in :class:`Settings`, grouped by concern: its name (the field;
+the variable is ``HEALTHMED_`` plus the name in capitals), its default, a one-line doc, and
+how a value from the environment is read and checked. :func:`load_settings` walks those
+declarations; nothing repeats a default.
+
 Defaults serve the embedded mode: in-process Redis with Lua, SQLite and files under
 ``HEALTHMED_DATA_DIR``. Secrets missing in embedded mode are generated once into the data
 directory with mode 0600; in production mode (``HEALTHMED_ENV=production``) a missing secret
@@ -9,101 +14,330 @@ stops the start with a clear message.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 Env = Literal["development", "production", "test"]
+T = TypeVar("T")
+
+PREFIX = "HEALTHMED_"
 
 
 class SettingsError(RuntimeError):
     """The environment cannot produce a valid configuration; the message says how to fix it."""
 
 
+# -- how a value is read ------------------------------------------------------------------
+# A reader gets the variable's name (for the message) and its non-empty text; an empty
+# variable counts as unset everywhere.
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise SettingsError(f"{name} must be between 0 and 3600 seconds, got {value}")
+    return value
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def read(name: str, raw: str) -> str:
+        if raw not in choices:
+            raise SettingsError(f"{name} must be {' or '.join(choices)}, not {raw!r}")
+        return raw
+
+    return read
+
+
+def _url(*schemes: str, shape: str) -> Callable[[str, str], str]:
+    def read(name: str, raw: str) -> str:
+        if not raw.startswith(schemes):
+            raise SettingsError(f"{name} must be {shape}")
+        return raw
+
+    return read
+
+
+def _base_url(name: str, raw: str) -> str:
+    return raw.rstrip("/")
+
+
+def _proxies(name: str, raw: str) -> frozenset[str]:
+    proxies = frozenset(p.strip() for p in raw.split(",") if p.strip())
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise SettingsError(f"{name}: {proxy!r} is not an IP address or network") from None
+    return proxies
+
+
+def _minutes(name: str, raw: str) -> tuple[int, ...]:
+    if raw.strip() == "":
+        return REMINDER_MINUTES
+    try:
+        values = sorted({int(part) for part in raw.split(",") if part.strip()}, reverse=True)
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated minutes, got {raw!r}") from None
+    if any(not 0 < value <= 60 * 24 * 60 for value in values) or len(values) > 5:
+        raise SettingsError(f"{name}: at most 5 values of 1 to 86400 minutes")
+    return tuple(values)
+
+
+def _mail_url(name: str, raw: str) -> str:
+    from engine.notifications import parse_mail_url
+
+    try:
+        parse_mail_url(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+    return raw
+
+
+def _mail_from(name: str, raw: str) -> str:
+    from email.utils import parseaddr
+
+    if "@" not in parseaddr(raw)[1] or "\n" in raw or "\r" in raw:
+        raise SettingsError(f"{name} must be an address such as 'Name <a@b.c>', got {raw!r}")
+    return raw
+
+
+def _time_zone(name: str, raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{name}: unknown time zone {raw!r}") from None
+    return raw
+
+
+# -- how a setting is declared ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What a default may depend on: the data directory and the mode."""
+
+    data_dir: Path
+    production: bool
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A setting's doc, how its variable is read (None: not read from the environment, or
+    read by :func:`load_settings` itself), and a default computed at load time if any."""
+
+    doc: str
+    read: Callable[[str, str], Any] | None
+    derive: Callable[[_Base], Any] | None = None
+
+
+def setting(
+    default: T,
+    doc: str,
+    read: Callable[[str, str], Any] | None = _positive_int,
+    *,
+    derive: Callable[[_Base], Any] | None = None,
+    secret: bool = False,
+) -> T:
+    """One setting: ``default`` (what ``Settings()`` holds), a one-line ``doc``, how its
+    ``HEALTHMED_`` variable is read, and optionally a default that ``load_settings`` derives
+    from the data directory or the mode instead."""
+    spec = Spec(doc, read, derive)
+    return field(default=default, repr=not secret, metadata={"setting": spec})
+
+
+def _fixed(default: T, doc: str) -> T:
+    """A setting that is not read from the environment (tests and benchmarks set it)."""
+    return setting(default, doc, None)
+
+
+REMINDER_MINUTES = (1440, 60)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    env: Env = "development"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("./var")
-    redis_url: str | None = None
-    store_url: str = ""
-    blob_url: str = ""
-    jwt_secret: str = field(default="", repr=False)
-    master_key: bytes = field(default=b"", repr=False)
-    kms_key_id: str | None = None
-    jwt_issuer: str = "healthmed"
-    jwt_audience: str = "healthmed-api"
-    access_ttl_seconds: int = 900
-    refresh_ttl_seconds: int = 30 * 86400
-    meeting_base_url: str = "https://meet.healthmed.local"
-    meeting_secret: str = field(default="", repr=False)
-    meeting_minutes: int = 50
-    request_ttl_seconds: int = 7200
-    record_max_bytes: int = 20 * 1024 * 1024
-    max_body_bytes: int = 64 * 1024
-    login_fail_limit_account: int = 5
-    login_fail_limit_address: int = 50
-    login_fail_window_seconds: int = 900
-    hash_concurrency: int = 2
-    trusted_proxies: frozenset[str] = frozenset()
-    ws_max_message_bytes: int = 4096
-    ws_max_topics: int = 50
-    ws_queue_size: int = 256
-    ws_idle_seconds: int = 60
-    ws_auth_seconds: float = 5.0
-    ws_rate_per_second: int = 10
-    ws_rate_burst: int = 60
-    sweep_interval_seconds: float = 1.0
-    registration_limit_address: int = 3000
-    """Registrations and reset requests from one address per window (429 past it)."""
-    registration_window_seconds: int = 60
-    max_future_slots: int = 5000
-    request_limit_per_doctor: int = 3
-    """Undecided requests one patient may hold with one doctor (409 ``request_limit``)."""
-    request_limit_total: int = 10
-    """Undecided requests one patient may hold in all."""
-    """Future slots one doctor may hold (409 ``slot_limit`` past it)."""
-    max_header_bytes: int = 32 * 1024
-    """Request line plus headers of one HTTP request (431 past it)."""
-    header_timeout_seconds: int = 10
-    """Time a client has to send a request's head (408 and close past it)."""
-    log_level: str = "INFO"
-    log_format: Literal["text", "json"] = "text"
-    drain_seconds: float = 5.0
-    redis_cluster: bool = False
-    # --- notifications (engine/notifications) ---
-    mail_url: str = ""
-    """Where e-mail goes: smtp://, smtps://, ses://<region> or file://<folder> (default)."""
-    mail_from: str = "Health&Med <no-reply@healthmed.local>"
-    mail_max_attempts: int = 8
-    """Sends of one message before it is marked ``failed``."""
-    mail_retry_seconds: float = 5.0
-    """First retry delay; doubled each attempt (capped at an hour), jittered down to half."""
-    mail_lease_seconds: float = 60.0
-    """How long a replica's claim on a message hides it from the others (a send times out at
-    half of it); a replica killed mid-send lets another one resend after this."""
-    mail_poll_seconds: float = 1.0
-    """How often every replica looks for due messages (at once after a local change)."""
-    mail_timezone: str = "America/Sao_Paulo"
-    """Time zone of the times written in e-mails (the iCalendar parts are in UTC)."""
-    reminder_minutes: tuple[int, ...] = (1440, 60)
-    """Reminders go this many minutes before a confirmed appointment starts."""
-    # --- waitlist (engine/waitlist) ---
-    waitlist_hold_seconds: int = 600
-    """How long a freed slot is held for the waitlist entry it was offered to."""
-    waitlist_limit: int = 10
-    """Active waitlist entries one patient may hold (409 ``waitlist_limit`` past it)."""
+    # --- deployment -----------------------------------------------------------------------
+    env: Env = setting("development", "production refuses to start when a secret is missing", None)
+    host: str = setting("127.0.0.1", "listen address", _text)
+    port: int = setting(8000, "listen port")
+    data_dir: Path = setting(Path("./var"), "SQLite file, blobs, generated secrets", None)
+    redis_url: str | None = setting(None, "Redis URL; unset: in-process Redis", _text)
+    redis_cluster: bool = setting(False, "the Redis URL is one seed node of a Redis Cluster", _flag)
+    store_url: str = setting(
+        "",
+        "sqlite:///<path> or dynamodb://<table>",
+        _url("sqlite:///", "dynamodb://", shape="sqlite:///<path> or dynamodb://<table>"),
+        derive=lambda base: f"sqlite:///{base.data_dir / 'healthmed.sqlite3'}",
+    )
+    blob_url: str = setting(
+        "",
+        "file://<dir> or s3://<bucket>/<prefix>",
+        _url("file://", "s3://", shape="file://<dir> or s3://<bucket>/<prefix>"),
+        derive=lambda base: f"file://{base.data_dir / 'blobs'}",
+    )
+    # --- secrets and tokens ---------------------------------------------------------------
+    jwt_secret: str = setting(
+        "", "HS256 key of access tokens (32 characters or more)", None, secret=True
+    )
+    master_key: bytes = setting(
+        b"", "32 bytes, base64url: wraps record data keys", None, secret=True
+    )
+    kms_key_id: str | None = setting(None, "wrap record data keys with AWS KMS instead", _text)
+    jwt_issuer: str = _fixed("healthmed", "``iss`` of access tokens")
+    jwt_audience: str = _fixed("healthmed-api", "``aud`` of access tokens")
+    access_ttl_seconds: int = setting(900, "access-token lifetime")
+    refresh_ttl_seconds: int = _fixed(30 * 86400, "refresh-token lifetime")
+    # --- accounts: abuse limits -----------------------------------------------------------
+    login_fail_limit_account: int = setting(5, "failed logins of one account per window (429)")
+    login_fail_limit_address: int = setting(50, "failed logins from one address per window")
+    login_fail_window_seconds: int = setting(900, "the failed-login window")
+    registration_limit_address: int = setting(
+        3000, "registrations and reset requests from one address per window (429 past it)"
+    )
+    registration_window_seconds: int = setting(60, "the registration window")
+    hash_concurrency: int = setting(
+        2,
+        "Argon2id hashes running at once, off the event loop (CPU count, at least 2)",
+        derive=lambda base: max(2, os.cpu_count() or 2),
+    )
+    trusted_proxies: frozenset[str] = setting(
+        frozenset(), "comma-separated peers whose X-Forwarded-For is believed", _proxies
+    )
+    # --- HTTP limits ----------------------------------------------------------------------
+    max_body_bytes: int = _fixed(64 * 1024, "request body of every route but record uploads")
+    record_max_bytes: int = setting(20 * 1024 * 1024, "largest health-record upload")
+    max_header_bytes: int = setting(
+        32 * 1024, "request line plus headers of one HTTP request (431 past it)"
+    )
+    header_timeout_seconds: int = setting(
+        10, "time a client has to send a request's head (408 and close past it)"
+    )
+    # --- booking --------------------------------------------------------------------------
+    meeting_base_url: str = setting(
+        "https://meet.healthmed.local", "Jitsi-style meeting server", _base_url
+    )
+    meeting_secret: str = setting("", "signs per-participant meeting tokens", None, secret=True)
+    meeting_minutes: int = setting(50, "consultation length")
+    request_ttl_seconds: int = setting(7200, "how long a doctor has to decide a request")
+    max_future_slots: int = setting(5000, "future slots one doctor may hold (409 slot_limit)")
+    request_limit_per_doctor: int = setting(
+        3, "undecided requests one patient may hold with one doctor (409 request_limit)"
+    )
+    request_limit_total: int = setting(10, "undecided requests one patient may hold in all")
+    # --- websockets -----------------------------------------------------------------------
+    ws_max_message_bytes: int = setting(4096, "largest client message (bad_message past it)")
+    ws_max_topics: int = setting(50, "topics one connection may join (too_many_topics)")
+    ws_queue_size: int = setting(256, "events queued for a slow client before it is closed")
+    ws_idle_seconds: int = setting(60, "a websocket silent this long is closed (send ping)")
+    ws_auth_seconds: float = setting(5.0, "a websocket must authenticate within this")
+    ws_rate_per_second: int = setting(10, "client messages per second per connection")
+    ws_rate_burst: int = setting(60, "burst of client messages per connection")
+    sweep_interval_seconds: float = _fixed(1.0, "how often booking deadlines are swept")
+    # --- operations -----------------------------------------------------------------------
+    log_level: str = setting("INFO", "log level", _text)
+    log_format: Literal["text", "json"] = setting(
+        "text",
+        "text, or json (one object a line); json in production",
+        _choice("text", "json"),
+        derive=lambda base: "json" if base.production else "text",
+    )
+    drain_seconds: float = setting(
+        5.0, "on SIGTERM, how long the replica keeps serving while not ready", _seconds
+    )
+    # --- notifications (engine/notifications) ---------------------------------------------
+    mail_url: str = setting(
+        "",
+        "where e-mail goes: smtp://, smtps://, ses://<region> or file://<folder> (default)",
+        _mail_url,
+        derive=lambda base: f"file://{base.data_dir / 'mail'}",
+    )
+    mail_from: str = setting("Health&Med <no-reply@healthmed.local>", "sender", _mail_from)
+    mail_max_attempts: int = setting(8, "sends of one message before it is marked failed")
+    mail_retry_seconds: float = setting(
+        5.0,
+        "first retry delay; doubled each attempt (capped at an hour), jittered down to half",
+        _positive_float,
+    )
+    mail_lease_seconds: float = setting(
+        60.0, "a replica's claim on a message; a send times out at half of it", _positive_float
+    )
+    mail_poll_seconds: float = setting(
+        1.0, "how often every replica looks for due messages", _positive_float
+    )
+    mail_timezone: str = setting(
+        "America/Sao_Paulo", "time zone of the times written in e-mails", _time_zone
+    )
+    reminder_minutes: tuple[int, ...] = setting(
+        REMINDER_MINUTES,
+        "reminders go this many minutes before a confirmed appointment starts",
+        _minutes,
+    )
+    # --- waitlist (engine/waitlist) -------------------------------------------------------
+    waitlist_hold_seconds: int = setting(
+        600, "how long a freed slot is held for the waitlist entry it was offered to"
+    )
+    waitlist_limit: int = setting(
+        10, "active waitlist entries one patient may hold (409 waitlist_limit past it)"
+    )
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+
+def variable(name: str) -> str:
+    """The environment variable of the setting ``name``."""
+    return PREFIX + name.upper()
+
+
+def declarations() -> dict[str, tuple[dataclasses.Field[Any], Spec]]:
+    """Every setting by name, with its declaration (docs and tests read these)."""
+    return {f.name: (f, f.metadata["setting"]) for f in dataclasses.fields(Settings)}
 
 
 def _secret_file(data_dir: Path, name: str, make: Callable[[], str]) -> str:
@@ -117,100 +351,6 @@ def _secret_file(data_dir: Path, name: str, make: Callable[[], str]) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
     return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-    if not value > 0:
-        raise SettingsError(f"{name} must be positive, got {raw!r}")
-    return value
-
-
-def _minutes(raw: str | None) -> tuple[int, ...]:
-    if raw is None or raw.strip() == "":
-        return (1440, 60)
-    try:
-        values = sorted({int(part) for part in raw.split(",") if part.strip()}, reverse=True)
-    except ValueError:
-        raise SettingsError(
-            f"HEALTHMED_REMINDER_MINUTES must be comma-separated minutes, got {raw!r}"
-        ) from None
-    if any(not 0 < value <= 60 * 24 * 60 for value in values) or len(values) > 5:
-        raise SettingsError("HEALTHMED_REMINDER_MINUTES: at most 5 values of 1 to 86400 minutes")
-    return tuple(values)
-
-
-def _mail(env: Mapping[str, str], data_dir: Path) -> tuple[str, str, str]:
-    """``HEALTHMED_MAIL_URL``, ``HEALTHMED_MAIL_FROM``, ``HEALTHMED_MAIL_TIMEZONE``, checked."""
-    from email.utils import parseaddr
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from engine.notifications import parse_mail_url
-
-    url = env.get("HEALTHMED_MAIL_URL") or f"file://{data_dir / 'mail'}"
-    try:
-        parse_mail_url(url)
-    except ValueError as exc:
-        raise SettingsError(f"HEALTHMED_MAIL_URL: {exc}") from None
-    sender = env.get("HEALTHMED_MAIL_FROM") or "Health&Med <no-reply@healthmed.local>"
-    if "@" not in parseaddr(sender)[1] or "\n" in sender or "\r" in sender:
-        raise SettingsError(
-            f"HEALTHMED_MAIL_FROM must be an address such as 'Name <a@b.c>', got {sender!r}"
-        )
-    zone = env.get("HEALTHMED_MAIL_TIMEZONE") or "America/Sao_Paulo"
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SettingsError(f"HEALTHMED_MAIL_TIMEZONE: unknown time zone {zone!r}") from None
-    return url, sender, zone
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 3600:
-        raise SettingsError(f"{name} must be between 0 and 3600 seconds, got {value}")
-    return value
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "false").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-
-def _log_format(env: Mapping[str, str], production: bool) -> Literal["text", "json"]:
-    raw = env.get("HEALTHMED_LOG_FORMAT") or ("json" if production else "text")
-    if raw not in ("text", "json"):
-        raise SettingsError(f"HEALTHMED_LOG_FORMAT must be text or json, not {raw!r}")
-    return raw  # type: ignore[return-value]
 
 
 def _master_key(raw: str) -> bytes:
@@ -258,15 +398,9 @@ def check_production_secrets(jwt_secret: str, meeting_secret: str, master_key: b
         raise SettingsError("HEALTHMED_JWT_SECRET and HEALTHMED_MEETING_SECRET must differ")
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``env`` (default ``os.environ``); raise ``SettingsError`` if invalid."""
-    env = os.environ if env is None else env
-    mode = env.get("HEALTHMED_ENV", "development")
-    if mode not in ("development", "production", "test"):
-        raise SettingsError(f"HEALTHMED_ENV must be development, production or test, not {mode!r}")
-    data_dir = Path(env.get("HEALTHMED_DATA_DIR") or "./var").resolve()
-    production = mode == "production"
-
+def _secrets(env: Mapping[str, str], data_dir: Path, production: bool) -> dict[str, Any]:
+    """The JWT and meeting secrets and the master key: from the environment, else generated
+    into the data directory (not in production, where a missing one stops the start)."""
     secrets_needed: dict[str, Callable[[], str]] = {
         "HEALTHMED_JWT_SECRET": lambda: secrets.token_urlsafe(48),
         "HEALTHMED_MEETING_SECRET": lambda: secrets.token_urlsafe(48),
@@ -292,81 +426,33 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             values[name] = _secret_file(data_dir, name.removeprefix("HEALTHMED_").lower(), make)
     if len(values.get("HEALTHMED_JWT_SECRET", "")) < 32 and values.get("HEALTHMED_JWT_SECRET"):
         raise SettingsError("HEALTHMED_JWT_SECRET must be at least 32 characters")
-
-    store_url = env.get("HEALTHMED_STORE_URL") or f"sqlite:///{data_dir / 'healthmed.sqlite3'}"
-    if not store_url.startswith(("sqlite:///", "dynamodb://")):
-        raise SettingsError("HEALTHMED_STORE_URL must be sqlite:///<path> or dynamodb://<table>")
-    blob_url = env.get("HEALTHMED_BLOB_URL") or f"file://{data_dir / 'blobs'}"
-    if not blob_url.startswith(("file://", "s3://")):
-        raise SettingsError("HEALTHMED_BLOB_URL must be file://<dir> or s3://<bucket>/<prefix>")
-    proxies = frozenset(
-        p.strip() for p in env.get("HEALTHMED_TRUSTED_PROXIES", "").split(",") if p.strip()
-    )
-    for proxy in proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            raise SettingsError(
-                f"HEALTHMED_TRUSTED_PROXIES: {proxy!r} is not an IP address or network"
-            ) from None
     master = values.get("HEALTHMED_MASTER_KEY")
+    master_key = _master_key(master) if master else b""
     if production:
         check_production_secrets(
-            values["HEALTHMED_JWT_SECRET"],
-            values["HEALTHMED_MEETING_SECRET"],
-            _master_key(master) if master else b"",
+            values["HEALTHMED_JWT_SECRET"], values["HEALTHMED_MEETING_SECRET"], master_key
         )
-    mail_url, mail_from, mail_timezone = _mail(env, data_dir)
-    return Settings(
-        env=mode,  # type: ignore[arg-type]
-        host=env.get("HEALTHMED_HOST") or "127.0.0.1",
-        port=_int(env, "HEALTHMED_PORT", 8000),
-        data_dir=data_dir,
-        redis_url=env.get("HEALTHMED_REDIS_URL") or None,
-        store_url=store_url,
-        blob_url=blob_url,
-        jwt_secret=values["HEALTHMED_JWT_SECRET"],
-        master_key=_master_key(master) if master else b"",
-        kms_key_id=env.get("HEALTHMED_KMS_KEY_ID") or None,
-        meeting_base_url=(
-            env.get("HEALTHMED_MEETING_BASE_URL") or "https://meet.healthmed.local"
-        ).rstrip("/"),
-        meeting_secret=values["HEALTHMED_MEETING_SECRET"],
-        meeting_minutes=_int(env, "HEALTHMED_MEETING_MINUTES", 50),
-        request_ttl_seconds=_int(env, "HEALTHMED_REQUEST_TTL_SECONDS", 7200),
-        record_max_bytes=_int(env, "HEALTHMED_RECORD_MAX_BYTES", 20 * 1024 * 1024),
-        access_ttl_seconds=_int(env, "HEALTHMED_ACCESS_TTL_SECONDS", 900),
-        login_fail_limit_account=_int(env, "HEALTHMED_LOGIN_FAIL_LIMIT_ACCOUNT", 5),
-        login_fail_limit_address=_int(env, "HEALTHMED_LOGIN_FAIL_LIMIT_ADDRESS", 50),
-        login_fail_window_seconds=_int(env, "HEALTHMED_LOGIN_FAIL_WINDOW_SECONDS", 900),
-        hash_concurrency=_int(env, "HEALTHMED_HASH_CONCURRENCY", max(2, os.cpu_count() or 2)),
-        trusted_proxies=proxies,
-        ws_queue_size=_int(env, "HEALTHMED_WS_QUEUE_SIZE", 256),
-        ws_idle_seconds=_int(env, "HEALTHMED_WS_IDLE_SECONDS", 60),
-        ws_auth_seconds=_int(env, "HEALTHMED_WS_AUTH_SECONDS", 5),
-        ws_max_message_bytes=_int(env, "HEALTHMED_WS_MAX_MESSAGE_BYTES", 4096),
-        ws_max_topics=_int(env, "HEALTHMED_WS_MAX_TOPICS", 50),
-        ws_rate_per_second=_int(env, "HEALTHMED_WS_RATE_PER_SECOND", 10),
-        ws_rate_burst=_int(env, "HEALTHMED_WS_RATE_BURST", 60),
-        log_level=env.get("HEALTHMED_LOG_LEVEL") or "INFO",
-        log_format=_log_format(env, production),
-        drain_seconds=_seconds(env, "HEALTHMED_DRAIN_SECONDS", 5.0),
-        redis_cluster=_flag(env, "HEALTHMED_REDIS_CLUSTER"),
-        mail_url=mail_url,
-        mail_from=mail_from,
-        mail_timezone=mail_timezone,
-        mail_max_attempts=_int(env, "HEALTHMED_MAIL_MAX_ATTEMPTS", 8),
-        mail_retry_seconds=_float(env, "HEALTHMED_MAIL_RETRY_SECONDS", 5.0),
-        mail_lease_seconds=_float(env, "HEALTHMED_MAIL_LEASE_SECONDS", 60.0),
-        mail_poll_seconds=_float(env, "HEALTHMED_MAIL_POLL_SECONDS", 1.0),
-        reminder_minutes=_minutes(env.get("HEALTHMED_REMINDER_MINUTES")),
-        registration_limit_address=_int(env, "HEALTHMED_REGISTRATION_LIMIT_ADDRESS", 3000),
-        registration_window_seconds=_int(env, "HEALTHMED_REGISTRATION_WINDOW_SECONDS", 60),
-        max_future_slots=_int(env, "HEALTHMED_MAX_FUTURE_SLOTS", 5000),
-        request_limit_per_doctor=_int(env, "HEALTHMED_REQUEST_LIMIT_PER_DOCTOR", 3),
-        request_limit_total=_int(env, "HEALTHMED_REQUEST_LIMIT_TOTAL", 10),
-        max_header_bytes=_int(env, "HEALTHMED_MAX_HEADER_BYTES", 32 * 1024),
-        header_timeout_seconds=_int(env, "HEALTHMED_HEADER_TIMEOUT_SECONDS", 10),
-        waitlist_hold_seconds=_int(env, "HEALTHMED_WAITLIST_HOLD_SECONDS", 600),
-        waitlist_limit=_int(env, "HEALTHMED_WAITLIST_LIMIT", 10),
-    )
+    return {
+        "jwt_secret": values["HEALTHMED_JWT_SECRET"],
+        "meeting_secret": values["HEALTHMED_MEETING_SECRET"],
+        "master_key": master_key,
+    }
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``); raise ``SettingsError`` if invalid."""
+    env = os.environ if env is None else env
+    mode = env.get("HEALTHMED_ENV") or "development"
+    if mode not in ("development", "production", "test"):
+        raise SettingsError(f"HEALTHMED_ENV must be development, production or test, not {mode!r}")
+    data_dir = Path(env.get("HEALTHMED_DATA_DIR") or "./var").resolve()
+    base = _Base(data_dir=data_dir, production=mode == "production")
+    values: dict[str, Any] = {"env": mode, "data_dir": data_dir}
+    values.update(_secrets(env, data_dir, base.production))
+    for name, (_, spec) in declarations().items():
+        raw = env.get(variable(name))
+        if spec.read is not None and raw:
+            values[name] = spec.read(variable(name), raw)
+        elif spec.derive is not None:
+            values[name] = spec.derive(base)
+    return Settings(**values)

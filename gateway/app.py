@@ -29,6 +29,7 @@ from gateway.docs import OfflineSwaggerPlugin
 from gateway.drain import Drain
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.routes import ROUTE_HANDLERS
+from gateway.routes import realtime as realtime_route
 from gateway.security_headers import security_headers_middleware
 from gateway.webapp import route_handlers as WEB_APP
 
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
     )
     tighten(app)  # what the document says beyond Litestar's inference (gateway/_contract.py)
+    realtime_route.document(app, settings)  # the websocket's limits as this app applies them
     return app
 
 

@@ -20,6 +20,7 @@ def _serve(settings: Settings, workers: int) -> None:
     from gateway.http_limits import concurrency_limit, configure
     from gateway.logs import RequestLog
     from gateway.realtime import RealtimeProtocol
+    from gateway.realtime.messages import max_frame_bytes
 
     logging.getLogger("healthmed.gateway").info(
         "healthmed serving on http://%s:%d  (API docs: http://%s:%d/schema)",
@@ -44,10 +45,9 @@ def _serve(settings: Settings, workers: int) -> None:
         # GET /v1/ws is served by the gateway's own websocket protocol (websockets' Sans-I/O
         # parser, no ASGI task per connection): gateway/realtime/edge.py says why.
         "ws": RealtimeProtocol,
-        # Client messages are tiny (auth, subscribe, ping; bad_message above
-        # ws_max_message_bytes, 4 KiB by default): past this size websockets stops reading
-        # the message and fails the connection with 1009 instead of buffering it.
-        "ws_max_size": max(64 * 1024, 4 * settings.ws_max_message_bytes),
+        # Past this size websockets stops reading a message and fails the connection with
+        # 1009 instead of buffering it (gateway/realtime/messages.py).
+        "ws_max_size": max_frame_bytes(settings),
         "log_level": "warning",
         # Logging is configured once, by gateway.logs.configure_logging: uvicorn's own records
         # go through the same handler and format (JSON lines in production).

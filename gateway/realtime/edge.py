@@ -29,7 +29,7 @@ One connection, in order:
    ``ws_rate_per_second``); an empty bucket closes 4429. Over ``ws_max_message_bytes`` is a
    ``bad_message`` error; over uvicorn's ``ws_max_size`` (a whole message, fragments summed)
    websockets fails the connection with 1009 before buffering more, and so does this module
-   past ``_MAX_FRAGMENTS`` frames. Messages are JSON in text frames: a binary frame is a
+   past ``MAX_FRAGMENTS`` frames. Messages are JSON in text frames: a binary frame is a
    ``bad_message``, text that is not UTF-8 fails the connection (1007; websockets' parser
    does not check data frames). Protocol pings are answered by websockets and cost a token.
 4. **Events** reach :meth:`deliver` from the hub's fan-out. The text frame is built once per
@@ -76,6 +76,7 @@ from gateway.problems import RETRY_AFTER_SECONDS
 from gateway.realtime._binding import Edge, _current
 from gateway.realtime.messages import (
     CLOSES,
+    MAX_FRAGMENTS,
     PONG,
     Auth,
     ClientMessage,
@@ -112,8 +113,6 @@ _wire_log.setLevel(logging.WARNING)
 PATH = "/v1/ws"
 _CLOSE_TIMEOUT = 10.0
 """Seconds a closing connection waits for the client's close frame before it is aborted."""
-_MAX_FRAGMENTS = 16
-"""Frames one message may span (the size limit alone would allow endless empty ones)."""
 
 
 # -- frames ------------------------------------------------------------------------------
@@ -304,8 +303,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             self.parts.append(bytes(frame.data))
             if frame.fin:
                 self._on_complete()
-            elif len(self.parts) >= _MAX_FRAGMENTS:
-                self._fail(1009, f"more than {_MAX_FRAGMENTS} fragments")
+            elif len(self.parts) >= MAX_FRAGMENTS:
+                self._fail(1009, f"more than {MAX_FRAGMENTS} fragments")
         elif opcode is Opcode.PING or opcode is Opcode.PONG:
             # websockets queued a pong for a ping (written after this batch of events). Both
             # cost a message of the rate limit: a ping flood would otherwise make the server

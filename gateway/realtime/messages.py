@@ -14,8 +14,22 @@ import msgspec
 from engine.realtime import doctor_appointments_topic, patient_appointments_topic
 
 if TYPE_CHECKING:
+    from engine.config import Settings
     from engine.errors import EngineError
     from engine.principal import Principal
+
+# -- limits ------------------------------------------------------------------------------
+
+MAX_FRAGMENTS = 16
+"""Frames one message may span (the size limit alone would allow endless empty ones)."""
+
+
+def max_frame_bytes(settings: Settings) -> int:
+    """The size past which websockets stops reading a message and closes with 1009 (uvicorn's
+    ``ws_max_size``); between ``ws_max_message_bytes`` and this it is answered ``bad_message``.
+    Client messages are tiny (auth, subscribe, ping), so this need not buffer more."""
+    return max(64 * 1024, 4 * settings.ws_max_message_bytes)
+
 
 # -- client messages ---------------------------------------------------------------------
 

@@ -6,50 +6,79 @@ The websocket itself is served by :mod:`gateway.realtime.edge`, the protocol cla
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 # Response and Problem are runtime imports: Litestar reads handler annotations.
 from litestar import Response, get
 
+from engine.config import Settings
 from gateway.problems import Problem, problem_response, problems
+from gateway.realtime.messages import MAX_FRAGMENTS, max_frame_bytes
 
-_DESCRIPTION = """\
+if TYPE_CHECKING:
+    from litestar import Litestar
+
+PATH = "/v1/ws"
+
+
+def describe(settings: Settings) -> str:
+    """The protocol's documentation in ``/schema``, with the limits ``settings`` gives."""
+    s = settings
+    return f"""\
 Websocket (upgrade this GET). A plain GET without the upgrade answers 426.
 
-**Auth.** The first message must be `{"type":"auth","token":"<access token>"}` within
-5 s; otherwise (also for a bad, expired or revoked token) the server closes with 4401. The
-reply is `{"type":"ready","role","user_id","topics"}`, where `topics` is the private topic
-joined automatically (`doctor.<id>.appointments` or `patient.<id>.appointments`).
+**Auth.** The first message must be `{{"type":"auth","token":"<access token>"}}` within
+{s.ws_auth_seconds:g} s; otherwise (also for a bad, expired or revoked token) the server closes
+with 4401. The reply is `{{"type":"ready","role","user_id","topics"}}`, where `topics` is the
+private topic joined automatically (`doctor.<id>.appointments` or `patient.<id>.appointments`).
 
-**Client messages.** `{"type":"subscribe","topic"}` → `{"type":"subscribed","topic"}`;
-`{"type":"unsubscribe","topic"}` → `{"type":"unsubscribed","topic"}`;
-`{"type":"ping"}` → `{"type":"pong"}`. Errors: `{"type":"error","code","detail"}` with
-`bad_message` (malformed JSON, unknown type, larger than 4096 bytes), `unknown_topic`,
-`forbidden_topic` (another user's private topic), `too_many_topics` (more than 50).
+**Client messages.** `{{"type":"subscribe","topic"}}` → `{{"type":"subscribed","topic"}}`;
+`{{"type":"unsubscribe","topic"}}` → `{{"type":"unsubscribed","topic"}}`;
+`{{"type":"ping"}}` → `{{"type":"pong"}}`. Errors: `{{"type":"error","code","detail"}}` with
+`bad_message` (malformed JSON, unknown type, larger than {s.ws_max_message_bytes} bytes),
+`unknown_topic`, `forbidden_topic` (another user's private topic), `too_many_topics` (more
+than {s.ws_max_topics}).
 
 **Topics.** `doctor.<id>.slots` (anyone authenticated), `doctor.<id>.appointments` (that
 doctor), `patient.<id>.appointments` (that patient). Events:
-`{"type":"event","topic","event","data","at"}`.
+`{{"type":"event","topic","event","data","at"}}`.
 
 **Catch-up: resync, no replay.** Events carry no sequence number. After (re)connecting and
-receiving `subscribed`, a client re-reads `GET /v1/doctors/{id}/slots` and
+receiving `subscribed`, a client re-reads `GET /v1/doctors/{{id}}/slots` and
 `GET /v1/appointments` and applies events from then on.
 
 **Limits and closes.** Messages are JSON in text frames (a binary frame is answered with
-`bad_message`; text that is not UTF-8 closes with 1007). A message over 64 KiB, or split into
-more than 16 frames, closes the connection with 1009 (between 4096 bytes and 64 KiB it is
-answered with `bad_message`). 10 messages/s (burst 60; protocol pings and pongs count too),
-else close 4429. No client message for 60 s closes 4408: send `ping` meanwhile (protocol
-pings are answered but do not count as activity). A client that does not read its frames
-fast enough (256 queued) is closed with 1013 (events were dropped: reconnect and resync). The
-connection closes with 4401 when its token expires or is revoked (logout, erasure). Shutdown
-closes with 1001. Send nothing before the handshake's 101 response: it is discarded.
+`bad_message`; text that is not UTF-8 closes with 1007). A message over {_kib(max_frame_bytes(s))},
+or split into more than {MAX_FRAGMENTS} frames, closes the connection with 1009 (between
+{s.ws_max_message_bytes} bytes and {_kib(max_frame_bytes(s))} it is answered with `bad_message`).
+{s.ws_rate_per_second} messages/s (burst {s.ws_rate_burst}; protocol pings and pongs count too),
+else close 4429. No client message for {s.ws_idle_seconds} s closes 4408: send `ping` meanwhile
+(protocol pings are answered but do not count as activity). A client that does not read its
+frames fast enough ({s.ws_queue_size} queued) is closed with 1013 (events were dropped:
+reconnect and resync). The connection closes with 4401 when its token expires or is revoked
+(logout, erasure). Shutdown closes with 1001. Send nothing before the handshake's 101
+response: it is discarded.
 """
 
 
+def _kib(size: int) -> str:
+    return f"{size // 1024} KiB" if size % 1024 == 0 else f"{size} bytes"
+
+
+def document(app: Litestar, settings: Settings) -> None:
+    """Write the limits of ``settings`` into ``app``'s OpenAPI document (the handler's own
+    description has the declared defaults: a deployment may set others)."""
+    paths = app.openapi_schema.paths or {}
+    operation = paths[PATH].get if PATH in paths else None
+    if operation is not None:
+        operation.description = describe(settings)
+
+
 @get(
-    "/v1/ws",
+    PATH,
     tags=["real-time"],
     summary="Real-time events (websocket)",
-    description=_DESCRIPTION,
+    description=describe(Settings()),
     responses=problems(426),
     status_code=426,
     security=[{}],

@@ -500,7 +500,7 @@ async def test_a_message_in_too_many_fragments_fails_with_1009(engine: FakeEngin
     code = close_of(peer.transport)
     assert code is not None
     assert code[0] == 1009
-    assert peer.proto.parts is None or len(peer.proto.parts) <= edge._MAX_FRAGMENTS
+    assert peer.proto.parts is None or len(peer.proto.parts) <= edge.MAX_FRAGMENTS
     assert engine.hub.subscriber_count == 0
 
 
@@ -509,7 +509,7 @@ async def test_a_message_in_a_few_fragments_is_fine(engine: FakeEngine) -> None:
     await peer.ready()
     body = json.dumps({"type": "subscribe", "topic": TOPIC}).encode()
     chunks = [body[i : i + 4] for i in range(0, len(body), 4)]
-    assert 1 < len(chunks) < edge._MAX_FRAGMENTS
+    assert 1 < len(chunks) < edge.MAX_FRAGMENTS
     frames = [client(chunks[0], fin=False)]
     frames += [client(c, opcode=Opcode.CONT, fin=False) for c in chunks[1:-1]]
     frames.append(client(chunks[-1], opcode=Opcode.CONT))

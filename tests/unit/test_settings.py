@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import SettingsError, load_settings
+from engine.config import Settings, SettingsError, declarations, load_settings, variable
 
 
 def test_embedded_defaults_use_the_data_directory(tmp_path: Path) -> None:
@@ -194,3 +194,47 @@ def test_operations_settings_are_read_and_checked(tmp_path: Path) -> None:
     ):
         with pytest.raises(SettingsError, match=name):
             load_settings({**base, name: value})
+
+
+def test_unset_variables_give_the_declared_defaults(tmp_path: Path) -> None:
+    """Each setting's default is written once: with nothing set, ``load_settings`` returns the
+    declared default of every setting whose default is not derived from the data directory."""
+    loaded = load_settings({"HEALTHMED_DATA_DIR": str(tmp_path)})
+    declared = Settings()
+    checked = 0
+    for name, (_, spec) in declarations().items():
+        if spec.derive is None and spec.read is not None:
+            assert getattr(loaded, name) == getattr(declared, name), name
+            checked += 1
+    assert checked > 30
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme() -> None:
+    """The README's configuration tables name every variable ``load_settings`` reads."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [
+        variable(name)
+        for name, (_, spec) in declarations().items()
+        if (spec.read is not None or name in {"env", "data_dir"} or "secret" in name)
+        and f"`{variable(name)}`" not in readme
+    ]
+    assert missing == []
+
+
+def test_a_declared_variable_is_read(tmp_path: Path) -> None:
+    """A variable is read through its declaration: each kind of reader takes its value."""
+    settings = load_settings(
+        {
+            "HEALTHMED_DATA_DIR": str(tmp_path),
+            "HEALTHMED_WS_MAX_TOPICS": "7",
+            "HEALTHMED_MAIL_POLL_SECONDS": "0.25",
+            "HEALTHMED_REMINDER_MINUTES": "30,120",
+            "HEALTHMED_MEETING_BASE_URL": "https://meet.example/",
+            "HEALTHMED_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+        }
+    )
+    assert settings.ws_max_topics == 7
+    assert settings.mail_poll_seconds == 0.25
+    assert settings.reminder_minutes == (120, 30)
+    assert settings.meeting_base_url == "https://meet.example"
+    assert settings.trusted_proxies == frozenset({"10.0.0.0/8", "127.0.0.1"})
