@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ulid import ULID
 
@@ -45,3 +47,22 @@ def parse_rfc3339(value: str, *, field: str) -> int:
     if utc is None or not 1970 <= utc.year <= 9998:
         raise Invalid(f"{field} is out of range", code="invalid_time", field=field)
     return int(utc.timestamp() * 1000)
+
+
+DEFAULT_TIMEZONE = "America/Sao_Paulo"
+"""A doctor's time zone until they set another (``PATCH /v1/me``)."""
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]{1,32}(/[A-Za-z0-9_+\-]{1,32}){0,2}")
+
+
+def zone(name: str, *, field: str = "timezone") -> ZoneInfo:
+    """The IANA zone ``name`` (422 ``invalid_timezone`` otherwise). Its shape is checked
+    first, since ZoneInfo looks names up as file paths (an over-long name is an OSError, not a
+    lookup miss)."""
+    if not isinstance(name, str) or _ZONE_NAME.fullmatch(name) is None:
+        raise Invalid(f"{field} must be an IANA name", code="invalid_timezone", field=field)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise Invalid(
+            f"{field} must be an IANA name", code="invalid_timezone", field=field
+        ) from None

@@ -583,7 +583,7 @@ class AccountService:
             raise Forbidden("only doctors edit their profile", code="wrong_role")
         sent = {
             k: getattr(patch, k)
-            for k in ("name", "price_cents", "specialty", "city")
+            for k in ("name", "price_cents", "specialty", "city", "timezone")
             if getattr(patch, k) is not msgspec.UNSET
         }
         if patch.location is not msgspec.UNSET:

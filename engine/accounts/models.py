@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from engine.accounts import validators as _rules
-from engine.timeutil import to_rfc3339
+from engine.timeutil import DEFAULT_TIMEZONE, to_rfc3339
 
 
 def _doc(description: str, **schema: Any) -> msgspec.Meta:
@@ -120,6 +120,10 @@ class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     specialty: str | msgspec.UnsetType = msgspec.UNSET
     location: Location | msgspec.UnsetType = msgspec.UNSET
     city: str | msgspec.UnsetType | None = msgspec.UNSET
+    timezone: Annotated[
+        str | msgspec.UnsetType,
+        _doc("an IANA time zone name (422 `invalid_timezone`)", examples=["America/Manaus"]),
+    ] = msgspec.UNSET
 
 
 VALUE_CHECKED: frozenset[type[msgspec.Struct]] = frozenset(
@@ -150,6 +154,8 @@ class DoctorProfile(msgspec.Struct, frozen=True, kw_only=True):
     location: Location
     city: str | None
     rating: Rating
+    timezone: str = DEFAULT_TIMEZONE
+    """IANA name: where the doctor's local times are (agendas carry it; rules default to it)."""
     email: str | msgspec.UnsetType = msgspec.UNSET
     created_at: str | msgspec.UnsetType = msgspec.UNSET
 
@@ -185,6 +191,7 @@ def doctor_profile(data: dict[str, Any], *, own: bool = False) -> DoctorProfile:
         location=Location(lat=float(data["lat"]), lon=float(data["lon"])),
         city=data.get("city"),
         rating=rating_of(data),
+        timezone=str(data.get("timezone") or DEFAULT_TIMEZONE),
         email=data["email"] if own else msgspec.UNSET,
         created_at=to_rfc3339(int(data["created_at"])) if own else msgspec.UNSET,
     )

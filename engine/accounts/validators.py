@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import Invalid, error_entries
+from engine.timeutil import zone
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -124,6 +125,19 @@ def city(value: str | None) -> str | None:
     return raw or None
 
 
+def timezone(value: str) -> str:
+    """An IANA time zone name, as given (422 ``invalid_timezone`` otherwise)."""
+    try:
+        zone(value)
+    except Invalid:
+        raise _field_error(
+            "timezone must be an IANA name such as America/Sao_Paulo",
+            "invalid_timezone",
+            "timezone",
+        ) from None
+    return value
+
+
 def latitude(value: float, field: str = "lat") -> float:
     if not math.isfinite(value) or not -GEO_LAT_MAX <= value <= GEO_LAT_MAX:
         raise _field_error(
@@ -158,6 +172,7 @@ RULES: dict[str, Callable[[Any], Any]] = {
     "specialty": specialty,
     "price_cents": price_cents,
     "city": city,
+    "timezone": timezone,
     "location.lat": lambda value: latitude(value, "location.lat"),
     "location.lon": lambda value: longitude(value, "location.lon"),
 }

@@ -36,9 +36,19 @@ class WeeklyRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     weekdays: list[int]
     start_time: str
     end_time: str
-    timezone: str
+    timezone: Annotated[
+        str | None,
+        msgspec.Meta(description="an IANA name; omitted: the doctor's profile `timezone`"),
+    ] = None
     duration_minutes: int = 50
     gap_minutes: int = 10
+    skip_holidays: Annotated[
+        bool,
+        msgspec.Meta(
+            description="no slot on Brazil's national public holidays nor on those of the "
+            "doctor's `uf`"
+        ),
+    ] = False
 
 
 class CreateSlots(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

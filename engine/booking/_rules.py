@@ -8,19 +8,28 @@ day says. Around a transition:
 * a local start that exists twice (clocks fall back) takes its first occurrence;
 * a slot lasts exactly ``duration_minutes`` of real time; one that would overlap the previous
   slot because the clocks jumped forward inside it is skipped.
+
+Days off: with ``skip_holidays`` a rule makes no slot on Brazil's national public holidays nor
+on those of the doctor's state (``uf``), by the rule's local date (the ``holidays`` package,
+category "public": Carnival and Corpus Christi are *pontos facultativos* there, not holidays,
+so they still get slots; a doctor takes them with time off). Any slot, explicit or by rule,
+overlapping one of the doctor's time-off ranges is left out (``off``).
 """
 
 from __future__ import annotations
 
-import re
+import functools
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.errors import Invalid
 from engine.timeutil import parse_rfc3339
+from engine.timeutil import zone as _zone
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from zoneinfo import ZoneInfo
+
     from engine.booking._model import SlotTimes, WeeklyRule
 
 MAX_SLOTS_PER_CALL = 500
@@ -57,8 +66,37 @@ def check_interval(start: int, end: int, now: int, *, index: int | None = None) 
         )
 
 
-def explicit_slots(slots: list[SlotTimes], now: int) -> list[Interval]:
-    """Validate explicit slots (1..500, each valid); all or nothing."""
+def outside(intervals: list[Interval], off: Sequence[Interval]) -> list[Interval]:
+    """``intervals`` less those overlapping any range of ``off`` (time off: half-open)."""
+    if not off:
+        return intervals
+    return [(s, e) for s, e in intervals if not any(a < e and s < b for a, b in off)]
+
+
+@functools.lru_cache(maxsize=512)
+def _holidays_of(uf: str | None, year: int) -> frozenset[date]:
+    # Imported on first use: the package takes about a second of CPU to import, a cost only
+    # rules with skip_holidays should pay, never every server start.
+    import holidays
+
+    subdiv = uf if uf in holidays.country_holidays("BR").subdivisions else None
+    return frozenset(holidays.country_holidays("BR", subdiv=subdiv, years=year))
+
+
+def holidays_between(uf: str | None, first: date, last: date) -> frozenset[date]:
+    """Brazil's national public holidays and those of the state ``uf`` (None: national only)
+    from ``first`` to ``last`` (inclusive)."""
+    out: set[date] = set()
+    for year in range(first.year, last.year + 1):
+        out |= _holidays_of(uf, year)
+    return frozenset(d for d in out if first <= d <= last)
+
+
+def explicit_slots(
+    slots: list[SlotTimes], now: int, off: Sequence[Interval] = ()
+) -> list[Interval]:
+    """Validate explicit slots (1..500, each valid); all or nothing. Those overlapping time
+    off (``off``) are then left out (possibly all of them)."""
     if not slots:
         raise Invalid("give at least one slot", code="no_slots")
     if len(slots) > MAX_SLOTS_PER_CALL:
@@ -71,7 +109,7 @@ def explicit_slots(slots: list[SlotTimes], now: int) -> list[Interval]:
         end = parse_rfc3339(s.end, field=f"slots[{i}].end")
         check_interval(start, end, now, index=i)
         out.append((start, end))
-    return out
+    return outside(out, off)
 
 
 def _date(value: str, field: str) -> date:
@@ -91,33 +129,32 @@ def _clock(value: str, field: str) -> time:
         raise Invalid(f"{field} must be HH:MM", code="invalid_rule") from None
 
 
-_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]{1,32}(/[A-Za-z0-9_+\-]{1,32}){0,2}")
-
-
-def _zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``; its shape is checked first, since ZoneInfo looks names up as
-    file paths (an over-long name is an OSError, not a lookup miss)."""
-    if _ZONE_NAME.fullmatch(name) is None:
-        raise Invalid("timezone must be an IANA name", code="invalid_timezone")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise Invalid("timezone must be an IANA name", code="invalid_timezone") from None
-
-
 def _exists(local: datetime, zone: ZoneInfo) -> bool:
     """False for a wall time skipped by a forward transition."""
     back = local.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
     return back == local.replace(tzinfo=None)
 
 
-def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
+def expand_rule(
+    rule: WeeklyRule,
+    *,
+    now: int | None = None,
+    uf: str | None = None,
+    off: Sequence[Interval] = (),
+    default_timezone: str | None = None,
+) -> list[Interval]:
     """The UTC intervals (ms) of a weekly rule, validated.
 
     With ``now`` given, a rule starting before today (in its timezone) is 422 and slots of
-    today that already started are left out; more than 500 slots is 422.
+    today that already started are left out; more than 500 slots is 422. ``uf``: the doctor's
+    state, whose holidays ``skip_holidays`` skips besides the national ones; ``off``: the
+    doctor's time-off ranges, skipped; ``default_timezone``: the zone of a rule that names
+    none (the doctor's own). A rule left with no slot is 422 ``no_slots``.
     """
-    zone = _zone(rule.timezone)
+    zone_name = rule.timezone or default_timezone
+    if not zone_name:
+        raise Invalid("timezone must be an IANA name", code="invalid_timezone")
+    zone = _zone(zone_name)
     first = _date(rule.from_, "from")
     last = _date(rule.to, "to")
     if last < first:
@@ -145,12 +182,13 @@ def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
     elif last.year > 9000:  # no clock given (tests): still keep the date arithmetic in range
         raise Invalid("the rule is too far ahead", code="beyond_horizon")
     weekdays = set(rule.weekdays)
+    days_off = holidays_between(uf, first, last) if rule.skip_holidays else frozenset()
     duration = timedelta(minutes=rule.duration_minutes)
     step = duration + timedelta(minutes=rule.gap_minutes)
     out: list[Interval] = []
     day = first
     while day <= last:
-        if day.isoweekday() in weekdays:
+        if day.isoweekday() in weekdays and day not in days_off:
             wall = datetime.combine(day, begin)
             end_wall = datetime.combine(day, finish)
             while wall + duration <= end_wall:
@@ -158,7 +196,8 @@ def expand_rule(rule: WeeklyRule, *, now: int | None = None) -> list[Interval]:
                 if _exists(local, zone):
                     start = int(local.astimezone(UTC).timestamp() * 1000)
                     end = start + rule.duration_minutes * MINUTE_MS
-                    if (not out or start >= out[-1][1]) and (now is None or start > now):
+                    fresh = (not out or start >= out[-1][1]) and (now is None or start > now)
+                    if fresh and outside([(start, end)], off):
                         out.append((start, end))
                         if len(out) > MAX_SLOTS_PER_CALL:
                             raise Invalid(

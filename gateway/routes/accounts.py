@@ -162,8 +162,10 @@ async def me(engine: Engine, principal: Principal) -> DoctorProfile | PatientPro
     responses=problems(401, 403, 413, 422),
 )
 async def update_me(engine: Engine, doctor: Principal, data: DoctorPatch) -> DoctorProfile:
-    """Doctors only (patients: 403): `price_cents`, `specialty`, `location`, `city`, `name`;
-    fields not sent keep their value. A new specialty moves the doctor in the directory."""
+    """Doctors only (patients: 403): `price_cents`, `specialty`, `location`, `city`, `name`,
+    `timezone` (an IANA name, default `America/Sao_Paulo`: agendas carry it and weekly rules
+    without a `timezone` use it); fields not sent keep their value. A new specialty moves the
+    doctor in the directory."""
     return await engine.accounts.update_doctor(doctor, data)
 
 

@@ -161,3 +161,24 @@ def test_the_doctor_cancels_with_a_justification_and_the_patient_is_told(
             if r.kind == "appointment.cancelled"] == []  # fmt: skip
     agenda = http.get(f"/v1/doctors/{p['doctor_id']}/slots", headers=p["pat"]).json()
     assert [(s["id"], s["status"]) for s in agenda["slots"]] == [(slot, "open")]
+
+
+# --- the doctor's time zone -------------------------------------------------------------------
+
+
+def test_the_doctors_timezone_defaults_to_sao_paulo_and_is_set_with_patch_me(
+    http: httpx.Client, unique: Callable[[], int]
+) -> None:
+    """A new doctor's profile says America/Sao_Paulo; PATCH /v1/me sets another IANA name,
+    seen in the public profile too; a name that is not IANA (or not a string) is 422
+    invalid_timezone and changes nothing."""
+    p = people(http, unique)
+    assert http.get("/v1/me", headers=p["doc"]).json()["timezone"] == "America/Sao_Paulo"
+    r = http.patch("/v1/me", headers=p["doc"], json={"timezone": "America/Manaus"})
+    assert r.status_code == 200, r.text
+    assert r.json()["timezone"] == "America/Manaus"
+    public = http.get(f"/v1/doctors/{p['doctor_id']}", headers=p["pat"]).json()
+    assert public["timezone"] == "America/Manaus"
+    for bad in ("Mars/Olympus_Mons", "../../etc/passwd", "x" * 300, 5):
+        problem(http.patch("/v1/me", headers=p["doc"], json={"timezone": bad}), 422)
+    assert http.get("/v1/me", headers=p["doc"]).json()["timezone"] == "America/Manaus"

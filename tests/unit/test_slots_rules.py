@@ -200,3 +200,59 @@ def test_slot_ids_name_their_doctor() -> None:
     ):
         with pytest.raises(NotFound):
             doctor_of_slot(bad)
+
+
+def test_skip_holidays_leaves_out_national_and_state_holidays() -> None:
+    """A daily rule over 2027-07-07..10 with skip_holidays: São Paulo's 9 July (a state
+    holiday) has no slot for a SP doctor, but has one for a RJ doctor; Christmas (national)
+    has none for either; without the flag every day has its slot."""
+
+    def days(slots: list[tuple[int, int]]) -> list[str]:
+        return [datetime.fromtimestamp(s / 1000, tz=UTC).date().isoformat() for s, _ in slots]
+
+    july = rule(from_="2027-07-07", to="2027-07-10", skip_holidays=True)
+    assert days(expand_rule(july, uf="SP")) == ["2027-07-07", "2027-07-08", "2027-07-10"]
+    assert days(expand_rule(july, uf="RJ")) == ["2027-07-07", "2027-07-08", "2027-07-09",
+                                                 "2027-07-10"]  # fmt: skip
+    christmas = rule(from_="2027-12-24", to="2027-12-26", skip_holidays=True)
+    for uf in ("SP", "RJ", None):
+        assert days(expand_rule(christmas, uf=uf)) == ["2027-12-24", "2027-12-26"]
+    plain = rule(from_="2027-12-24", to="2027-12-26")
+    assert days(expand_rule(plain, uf="SP")) == ["2027-12-24", "2027-12-25", "2027-12-26"]
+    with pytest.raises(Invalid) as caught:
+        expand_rule(rule(from_="2027-12-25", to="2027-12-25", skip_holidays=True), uf="SP")
+    assert caught.value.code == "no_slots"
+
+
+def test_holidays_follow_the_rules_local_date() -> None:
+    """A slot at 22:00 in São Paulo on 2027-12-24 is 01:00Z on the 25th: kept (the local day
+    is not Christmas); 22:00 local on the 25th is left out."""
+    late = rule(from_="2027-12-24", to="2027-12-25", start_time="22:00", end_time="23:00",
+                skip_holidays=True)  # fmt: skip
+    (slot,) = expand_rule(late, uf="SP")
+    assert slot[0] == ms("2027-12-25T01:00:00")
+
+
+def test_time_off_is_skipped_by_rules_and_explicit_slots() -> None:
+    """Slots overlapping a time-off range (half-open) are left out of a rule's expansion and of
+    explicit slots; one ending exactly at its start is kept."""
+    day = rule(from_="2027-03-01", to="2027-03-03", start_time="10:00", end_time="11:00")
+    off = [(ms("2027-03-02T00:00:00"), ms("2027-03-03T00:00:00"))]
+    kept = expand_rule(day, off=off)
+    assert [s for s, _ in kept] == [ms("2027-03-01T13:00:00"), ms("2027-03-03T13:00:00")]
+    now = ms("2027-01-01T00:00:00")
+    slots = [
+        SlotTimes(start="2027-03-01T23:10:00Z", end="2027-03-02T00:00:00Z"),
+        SlotTimes(start="2027-03-01T23:30:00Z", end="2027-03-02T00:20:00Z"),
+    ]
+    assert explicit_slots(slots, now, off) == [(ms("2027-03-01T23:10:00"),
+                                                ms("2027-03-02T00:00:00"))]  # fmt: skip
+
+
+def test_a_rule_without_a_timezone_takes_the_doctors() -> None:
+    """No ``timezone`` in the rule: the doctor's profile zone applies; none at all is 422."""
+    (slot,) = expand_rule(rule(timezone=None), default_timezone="America/Manaus")
+    assert slot[0] == ms("2026-12-07T12:00:00")  # Manaus is UTC-4
+    with pytest.raises(Invalid) as caught:
+        expand_rule(rule(timezone=None))
+    assert caught.value.code == "invalid_timezone"
