@@ -9,7 +9,8 @@
 -- KEYS[9] waitlist hydrated marker  KEYS[10] passed set of this slot (entries that declined
 -- or let lapse this slot)  KEYS[11] day bucket of the slot's start (entry -> FCFS seq)
 -- ARGV[1] mode: "appt" (ARGV[2] = the appointment releasing it), "hold" (ARGV[2] = the entry
---   whose hold ends), "slot" (a new or edited open slot; ARGV[2] = "")
+--   whose hold ends), "slot" (a new slot still "pending" after its durable write, in place of
+--   commit.lua, or an edited "open" one; ARGV[2] = "")
 -- ARGV[2] id  ARGV[3] slot id  ARGV[4] now (ms)  ARGV[5] hold length (ms)
 -- ARGV[6] decision lead (ms): no hold past start - lead (nobody could book it then)
 -- ARGV[7] start (ms) the caller believes  ARGV[8] end (ms)  ARGV[9] channel
@@ -60,7 +61,7 @@ elseif mode == "hold" then
   if ARGV[12] == "due" and tonumber(s[6]) > now then
     return {1, "not_due", id, s[7], tonumber(s[6]), 0, status}
   end
-elseif status ~= "open" then
+elseif status ~= "open" and status ~= "pending" then
   return {1, "already", "", "", 0, 0, status or ""}
 end
 local start = tonumber(s[3])
