@@ -8,18 +8,25 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pyotp
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from tests.browser.conftest import (
-    ACCESS_TTL_SECONDS,
-    allow_http_error,
-    axe_violations,
-    screenshot,
+from tests.browser._pages import (
+    SAO_PAULO,
+    accessible,
+    api_login,
+    go,
+    live,
+    login_doctor,
+    login_patient,
+    mark,
+    not_reloaded,
+    tomorrow,
+    zulu,
 )
+from tests.browser.conftest import ACCESS_TTL_SECONDS, allow_http_error, screenshot
 from tests.e2e._accounts import (
     PASSWORD,
     cpf_for,
@@ -31,60 +38,7 @@ from tests.e2e._accounts import (
 )
 from tests.support import ServerProcess
 
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
-
-
-def tomorrow() -> date:
-    return datetime.now(SAO_PAULO).date() + timedelta(days=1)
-
-
-def _z(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def mark(page: Page) -> None:
-    """Tag the document, so a later check proves that no reload happened in between."""
-    page.evaluate("window.__noReload = 'kept'")
-
-
-def not_reloaded(page: Page) -> None:
-    assert page.evaluate("window.__noReload") == "kept"
-
-
-def accessible(page: Page) -> None:
-    violations = axe_violations(page)
-    assert violations == [], violations
-
-
-def go(page: Page, route: str) -> None:
-    """Follow an in-app link (a hash change: the session in memory stays)."""
-    page.evaluate(f"location.hash = {route!r}")
-
-
-def live(page: Page) -> None:
-    expect(page.locator("#live")).to_have_attribute("data-state", "on")
-
-
-def login_patient(page: Page, identifier: str) -> None:
-    page.goto("/")
-    form = page.get_by_role("region", name="Entrar como paciente")
-    form.get_by_label("E-mail ou CPF").fill(identifier)
-    form.get_by_label("Senha").fill(PASSWORD)
-    form.get_by_label("Senha").press("Enter")  # forms submit from the keyboard
-    expect(page.get_by_role("heading", level=1)).to_have_text("Encontrar um médico")
-    live(page)
-
-
-def login_doctor(page: Page, crm: str) -> None:
-    page.goto("/")
-    form = page.get_by_role("region", name="Entrar como médico")
-    form.get_by_label("CRM", exact=True).fill(crm)
-    form.get_by_label("UF do CRM").select_option("SP")
-    form.get_by_label("Senha").fill(PASSWORD)
-    form.get_by_role("button", name="Entrar").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Pedidos de consulta")
-    live(page)
 
 
 def test_booking_flows_live_between_patient_and_doctor(
@@ -245,7 +199,7 @@ def test_a_shared_record_is_downloadable_by_the_doctor(
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
         made = http.post(
             "/v1/me/slots",
-            json={"slots": [{"start": _z(start), "end": _z(start + timedelta(minutes=50))}]},
+            json={"slots": [{"start": zulu(start), "end": zulu(start + timedelta(minutes=50))}]},
             headers={"Authorization": f"Bearer {doctor_token}"},
         )
         assert made.status_code == 201, made.text
@@ -321,11 +275,11 @@ def test_the_page_reconnects_and_resyncs_what_it_missed(
         doctor = register_doctor(http, n)
         register_patient(http, n)
         register_patient(http, n + 1)
-        doctor_token = _login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
+        doctor_token = api_login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
         made = http.post(
             "/v1/me/slots",
-            json={"slots": [{"start": _z(start), "end": _z(start + timedelta(minutes=50))}]},
+            json={"slots": [{"start": zulu(start), "end": zulu(start + timedelta(minutes=50))}]},
             headers={"Authorization": f"Bearer {doctor_token}"},
         )
         assert made.status_code == 201, made.text
@@ -357,7 +311,7 @@ def test_the_page_reconnects_and_resyncs_what_it_missed(
         ws.close(code=1011, reason="test: connection lost")
     expect(pat.locator("#live")).to_have_attribute("data-state", "retrying")
     with httpx.Client(base_url=server.url) as http:
-        token = _login(http, "patients", {"email": patient_body(n + 1)["email"]})
+        token = api_login(http, "patients", {"email": patient_body(n + 1)["email"]})
         booked = http.post(
             "/v1/appointments",
             json={"slot_id": slot_id},
@@ -382,12 +336,6 @@ def test_the_page_reconnects_and_resyncs_what_it_missed(
     not_reloaded(pat)
 
 
-def _login(http: httpx.Client, who: str, body: dict[str, str]) -> str:
-    r = http.post(f"/v1/auth/{who}/login", json={**body, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
-
-
 def test_a_doctor_with_two_factor_login_passes_the_code_step(
     new_page: Callable[..., Page], server: ServerProcess, unique: Callable[[], int]
 ) -> None:
@@ -396,7 +344,7 @@ def test_a_doctor_with_two_factor_login_passes_the_code_step(
     n = unique()
     with httpx.Client(base_url=server.url) as http:
         doctor = register_doctor(http, n)
-        token = _login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
+        token = api_login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
         auth = {"Authorization": f"Bearer {token}"}
         secret = http.post("/v1/me/mfa/totp", json={"password": PASSWORD}, headers=auth).json()[
             "secret"

@@ -2,7 +2,7 @@
 
 import { call, current, qs } from "./api.js";
 import { live } from "./live.js";
-import { appointmentList } from "./patient.js";
+import { appointmentList, cancelControl } from "./patient.js";
 import {
   act,
   addDays,
@@ -78,8 +78,9 @@ export async function weekView(root) {
   const title = h("h2", { id: "semana-titulo", tabindex: "-1" });
   const upcoming = appointmentList({
     filter: (a) => a.status === "confirmed" && new Date(a.slot.end) > new Date(),
-    actions: () => null,
+    actions: (appt) => cancelControl(appt, (u) => upcoming.update(u)),
   });
+  upcoming.list.id = "confirmadas";
 
   async function load() {
     const sunday = addDays(monday, 7);

@@ -17,13 +17,13 @@ import {
 } from "./ui.js";
 
 const AGENDA_DAYS = 14;
-const km1 = new Intl.NumberFormat("pt-BR", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const oneDecimal = new Intl.NumberFormat("pt-BR", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 
 // --- search ---------------------------------------------------------------------------------
 
 function card(doctor) {
   const rating = doctor.rating && doctor.rating.count
-    ? `${doctor.rating.average.toFixed(1)} de 5 (${doctor.rating.count} avaliações)`
+    ? `${oneDecimal.format(doctor.rating.average)} de 5 (${doctor.rating.count} ${doctor.rating.count === 1 ? "avaliação" : "avaliações"})`
     : "Sem avaliações ainda";
   const facts = [
     ["Especialidade", doctor.specialty],
@@ -32,7 +32,7 @@ function card(doctor) {
     ["Avaliação", rating],
     ["Consulta", fmt.money(doctor.price)],
   ];
-  if (doctor.distance_km !== undefined) facts.push(["Distância", `${km1.format(doctor.distance_km)} km`]);
+  if (doctor.distance_km !== undefined) facts.push(["Distância", `${oneDecimal.format(doctor.distance_km)} km`]);
   facts.push([
     "Próximo horário livre",
     doctor.next_open_slot ? fmt.dateTime(doctor.next_open_slot) : "nenhum no momento",
@@ -238,7 +238,7 @@ export async function agendaView(root, doctorId) {
 // --- own appointments ---------------------------------------------------------------------------
 
 /** The list of own appointments, kept current by events; shared by patients and doctors. */
-export function appointmentList({ filter = () => true, actions }) {
+export function appointmentList({ filter = () => true, actions, query = () => ({ from: new Date(Date.now() - 86_400_000).toISOString() }), order = 1 }) {
   const items = new Map();
   const list = h("ul", { class: "appointments", "aria-live": "polite" });
 
@@ -281,12 +281,12 @@ export function appointmentList({ filter = () => true, actions }) {
   }
 
   function render() {
-    const shown = [...items.values()].filter(filter).sort((a, b) => a.slot.start.localeCompare(b.slot.start));
+    const shown = [...items.values()].filter(filter).sort((a, b) => order * a.slot.start.localeCompare(b.slot.start));
     list.replaceChildren(...(shown.length ? shown.map(row) : [h("li", {}, empty("Nada por aqui."))]));
   }
 
   async function resync() {
-    const page = await call("GET", `/v1/appointments${qs({ limit: 100, from: new Date(Date.now() - 86_400_000).toISOString() })}`);
+    const page = await call("GET", `/v1/appointments${qs({ limit: 100, ...query() })}`);
     items.clear();
     for (const a of page.items) items.set(a.id, a);
     render();
@@ -294,6 +294,7 @@ export function appointmentList({ filter = () => true, actions }) {
 
   const off = live.onEvent((msg) => {
     if (!msg.event.startsWith("appointment.")) return;
+    if (!items.has(msg.data.id) && !filter(msg.data)) return;
     items.set(msg.data.id, msg.data);
     render();
   });
@@ -306,9 +307,12 @@ export function appointmentList({ filter = () => true, actions }) {
   return { list, resync, update, stop: off };
 }
 
-/** A cancel disclosure: a justification (10-1000 characters) and a confirm button. */
+/** A cancel disclosure: a justification (10-1000 characters) and a confirm button. A doctor
+ * cancels only a confirmed appointment (a request is refused instead); the patient is told. */
 export function cancelControl(appt, done) {
-  if (appt.status !== "requested" && appt.status !== "confirmed") return null;
+  const doctor = current().role === "doctor";
+  if (appt.status !== "confirmed" && (doctor || appt.status !== "requested")) return null;
+  if (new Date(appt.slot.end) <= new Date()) return null;
   const text = h("textarea", { name: "justification", required: true, minlength: 10, maxlength: 1000, rows: 3 });
   const form = h(
     "form",
@@ -322,22 +326,90 @@ export function cancelControl(appt, done) {
       const updated = await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/cancel`, {
         body: { justification: text.value.trim() },
       });
-      announce("Consulta cancelada.");
+      announce(doctor ? "Consulta cancelada: o paciente foi avisado." : "Consulta cancelada.");
       done(updated);
     });
   });
   return h("details", { class: "cancel-box" }, h("summary", {}, "Cancelar consulta"), form);
 }
 
-export async function appointmentsView(root) {
-  const view = appointmentList({
-    actions: (appt) => cancelControl(appt, (updated) => view.update(updated)),
+// --- rating a past consultation -------------------------------------------------------------------
+
+const rated = new Map(); // appointment id -> stars, for this session (the API answers 409 after)
+const STARS = ["1 estrela", "2 estrelas", "3 estrelas", "4 estrelas", "5 estrelas"];
+
+/** Stars (1 to 5) and an optional comment, for a confirmed consultation that has ended. */
+export function ratingControl(appt) {
+  if (appt.status !== "confirmed" || new Date(appt.slot.end) > new Date()) return null;
+  const done = (text) => h("p", { class: "rated" }, text);
+  if (rated.has(appt.id)) {
+    const stars = rated.get(appt.id);
+    return done(stars ? `Sua avaliação: ${STARS[stars - 1]}. Obrigado!` : "Esta consulta já foi avaliada.");
+  }
+  const name = `stars-${appt.id}`;
+  const stars = h(
+    "fieldset",
+    { class: "stars" },
+    h("legend", {}, "Sua nota"),
+    STARS.map((label, i) => {
+      const id = `${name}-${i + 1}`;
+      return h("div", { class: "check" }, h("input", { type: "radio", name, id, value: i + 1, required: true }), h("label", { for: id }, label));
+    }),
+  );
+  const comment = h("textarea", { name: "comment", maxlength: 1000, rows: 2 });
+  const form = h("form", { class: "rating" }, stars, field("Comentário (opcional)", comment), h("button", { type: "submit" }, "Enviar avaliação"));
+  const box = h("details", { class: "rating-box" }, h("summary", {}, "Avaliar consulta"), form);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const chosen = Number(form.querySelector("input[type=radio]:checked").value);
+    act(form.querySelector("button"), async () => {
+      const body = { stars: chosen };
+      if (comment.value.trim()) body.comment = comment.value.trim();
+      try {
+        await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/rating`, { body });
+        rated.set(appt.id, chosen);
+        announce("Avaliação enviada. Obrigado!");
+      } catch (err) {
+        if (err.code !== "already_rated") throw err;
+        rated.set(appt.id, 0);
+        announce("Esta consulta já tinha sido avaliada.");
+      }
+      const shown = ratingControl(appt);
+      box.replaceWith(shown);
+      shown.tabIndex = -1;
+      shown.focus();
+    });
   });
-  root.replaceChildren(h("h1", {}, "Minhas consultas"), h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}). As respostas dos médicos aparecem aqui na hora.`), view.list);
-  await view.resync();
-  const offReady = live.onReady(() => view.resync().catch(() => {}));
+  return box;
+}
+
+export async function appointmentsView(root) {
+  // Earlier consultations (started more than a day ago) are listed apart, newest first, with
+  // the rating of the confirmed ones; the main list holds the current ones, live.
+  const boundary = () => new Date(Date.now() - 86_400_000).toISOString();
+  const view = appointmentList({
+    actions: (appt) => [cancelControl(appt, (updated) => view.update(updated)), ratingControl(appt)],
+    query: () => ({ from: boundary() }),
+  });
+  const past = appointmentList({
+    filter: (a) => a.status === "confirmed" && new Date(a.slot.start) < new Date(boundary()),
+    actions: (appt) => ratingControl(appt),
+    query: () => ({ status: "confirmed", to: boundary(), from: new Date(Date.now() - 365 * 86_400_000).toISOString() }),
+    order: -1,
+  });
+  view.list.id = "consultas";
+  past.list.id = "anteriores";
+  root.replaceChildren(
+    h("h1", {}, "Minhas consultas"),
+    h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}). As respostas dos médicos aparecem aqui na hora.`),
+    view.list,
+    section("Consultas anteriores", h("p", { class: "hint" }, "Consultas confirmadas que já aconteceram: avalie o atendimento."), past.list),
+  );
+  await Promise.all([view.resync(), past.resync()]);
+  const offReady = live.onReady(() => Promise.all([view.resync(), past.resync()]).catch(() => {}));
   return () => {
     view.stop();
+    past.stop();
     offReady();
   };
 }
