@@ -112,7 +112,7 @@ class Engine:
         if background:
             engine._spawn(engine._watch_redis(), "redis-watch")
             engine._spawn(engine.accounts.revocations.run(), "revocations")
-            engine._spawn(engine.booking.run_sweeper(), "expiry-sweeper")
+            engine._spawn(engine.booking.run_expiry(), "request-expiry")
             engine._spawn(engine.waitlist.run_sweeper(), "waitlist-sweeper")
             engine._spawn(engine.notifications.outbox.run(), "outbox-drainer")
             await engine.hub.start()
@@ -137,7 +137,7 @@ class Engine:
         """
         await self.accounts.restore_revocations()
         count = await self.directory.rebuild()
-        await self.booking.rehydrate(force=force)
+        await self.booking.rebuild(force=force)
         await self.redis.set(keys.hydrated(), "1")
         log.info("rehydrated redis from the store: %d doctors", count)
 

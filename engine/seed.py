@@ -270,9 +270,9 @@ async def _past_appointments(
     ``PAST_DAYS`` back, so every rule (no past slot, decision lead) holds as it did then."""
     count = min(count, len(patients))
     booking = engine.booking
-    real_clock = booking.clock
+    real_clock = booking.ctx.clock
     offset = PAST_DAYS * 86_400_000
-    booking.clock = lambda: real_clock() - offset
+    booking.ctx.clock = lambda: real_clock() - offset
     try:
         per_doctor = -(-count // len(doctors))
         days = max(1, -(-per_doctor // 10))  # ten slots a day, 08:00-18:00
@@ -301,7 +301,7 @@ async def _past_appointments(
 
         await _bounded([one(p, d, s) for p, (d, s) in zip(patients[:count], free, strict=False)])
     finally:
-        booking.clock = real_clock
+        booking.ctx.clock = real_clock
     return [
         msgspec.structs.replace(p, past_appointment=booked.get(p.id)) if p.id in booked else p
         for p in patients

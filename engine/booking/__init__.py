@@ -1,13 +1,15 @@
 """Booking: slots, atomic reservations (Redis + Lua), decisions written through to the store,
-meeting links, ratings, rehydration and the expiry sweeper.
+meeting links, ratings, rebuilding Redis from the store and the expiry of undecided requests.
 
-Read :mod:`engine.booking.service` for the shape, the ``*.lua`` headers for the atomic steps and
-:mod:`engine.booking._store` for the durable layout and its double-booking guard.
+Read :mod:`engine.booking.service` for the shape (the facade and which part owns what);
+``request_appointment`` lives in :mod:`engine.booking._reserve` (``Reservations.request``).
+The ``*.lua`` headers describe the atomic steps, :mod:`engine.booking._scripts` their typed
+replies, and :mod:`engine.booking._store` the durable layout and its double-booking guard.
 """
 
 from __future__ import annotations
 
-from engine.booking._core import DECISION_LEAD_MS, AccountsPort, doctor_of_slot
+from engine.booking._context import DECISION_LEAD_MS, AccountsPort, doctor_of_slot
 from engine.booking._meeting import JitsiMeetings, MeetingProvider
 from engine.booking._model import (
     Agenda,

@@ -19,8 +19,8 @@ import msgspec
 from redis.exceptions import RedisError
 
 from engine import keys
-from engine.booking import _store as st
-from engine.booking._core import doctor_of_slot, hold_value, redis_guard
+from engine.booking import _store as layout
+from engine.booking._context import doctor_of_slot, hold_keys, redis_guard
 from engine.booking._model import (
     ACTIVE,
     JUSTIFICATION_MAX,
@@ -32,15 +32,15 @@ from engine.booking._model import (
     MeetingView,
     Slot,
 )
-from engine.booking._reserve import _Reserve
-from engine.errors import Conflict, Forbidden, Invalid, NotFound
-from engine.realtime import events
+from engine.errors import Conflict, Invalid, NotFound
 from engine.store import ConditionFailed, Item, Put
 from engine.timeutil import to_rfc3339
 
 if TYPE_CHECKING:
+    from engine.booking._context import BookingContext
     from engine.booking._model import CancelledBy
-    from engine.principal import Principal, Role
+    from engine.booking._views import Views
+    from engine.principal import Principal
     from engine.store import Op
 
 log = logging.getLogger("healthmed.booking")
@@ -57,80 +57,27 @@ GHOST_GRACE_MS = 60_000
 than a store write can take (DynamoDB: 3 attempts of 3 s connect + 10 s read)."""
 
 
-class _Decisions(_Reserve):
-    # --- access -------------------------------------------------------------------------------
-    async def _participant(
-        self, principal: Principal, appointment_id: str
-    ) -> tuple[Appointment, int]:
-        """The appointment if the caller is one of its two participants; 404 otherwise."""
-        appt, version = await self._load_appointment(appointment_id)
-        if principal.user_id not in (appt.doctor_id, appt.patient_id):
-            raise NotFound("appointment not found", code="appointment_not_found")
-        return appt, version
+class Decisions:
+    """What happens to a request once made (see the module docstring)."""
 
-    async def _own_as(
-        self, principal: Principal, appointment_id: str, role: Role
-    ) -> tuple[Appointment, int]:
-        """The appointment if the caller is its ``role`` participant: the other role is 403,
-        anyone else (e.g. another doctor) 404."""
-        if principal.role != role:
-            raise Forbidden(f"only the appointment's {role} can do this", code="wrong_role")
-        appt, version = await self._participant(principal, appointment_id)
-        owner = appt.doctor_id if role == "doctor" else appt.patient_id
-        if owner != principal.user_id:
-            raise NotFound("appointment not found", code="appointment_not_found")
-        return appt, version
-
-    def meeting_view(self, appt: Appointment, user_id: str) -> MeetingView | None:
-        if appt.meeting is None or appt.status != "confirmed":
-            return None
-        role: Role = "doctor" if user_id == appt.doctor_id else "patient"
-        url = self.meetings.join_url(
-            appt.meeting.room,
-            user_id=user_id,
-            role=role,
-            starts_at=appt.meeting.starts_at,
-            ends_at=appt.meeting.ends_at,
-        )
-        return MeetingView(
-            url=url,
-            starts_at=to_rfc3339(appt.meeting.starts_at),
-            ends_at=to_rfc3339(appt.meeting.ends_at),
-        )
-
-    def view_for(self, appt: Appointment, user_id: str) -> AppointmentView:
-        view = appt.view()
-        meeting = self.meeting_view(appt, user_id)
-        return msgspec.structs.replace(view, meeting=meeting) if meeting else view
-
-    async def view_named(self, appt: Appointment, user_id: str) -> AppointmentView:
-        """What ``user_id`` sees: its meeting link and the other party's name."""
-        return await self.named(self.view_for(appt, user_id), appt, user_id)
-
-    async def _frames(
-        self, appt: Appointment, event: str, *, patient: bool, doctor: bool
-    ) -> list[tuple[str, bytes]]:
-        pairs: list[tuple[str, bytes]] = []
-        if patient:
-            topic = events.patient_appointments_topic(appt.patient_id)
-            pairs += events.frames([topic], event, await self.view_named(appt, appt.patient_id))
-        if doctor:
-            topic = events.doctor_appointments_topic(appt.doctor_id)
-            pairs += events.frames([topic], event, await self.view_named(appt, appt.doctor_id))
-        return pairs
+    def __init__(self, ctx: BookingContext, views: Views) -> None:
+        self.ctx = ctx
+        self.views = views
 
     # --- accept -------------------------------------------------------------------------------
     @redis_guard
     async def accept(self, principal: Principal, appointment_id: str) -> AppointmentView:
         """Confirm a request (its doctor only): 409 ``invalid_transition`` unless ``requested``
         and before its deadline; 503 with nothing changed if the store fails."""
-        appt, version = await self._own_as(principal, appointment_id, "doctor")
-        now = self.clock()
+        appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
+        now = self.ctx.clock()
         if appt.status != "requested":
             raise _transition_error(f"the appointment is {appt.status}, not requested")
         if now >= appt.deadline:
             raise _transition_error("the request expired")
-        hold = await self.store.get(st.doctor_pk(appt.doctor_id), st.hold_sk(appt.slot_id))
+        hold = await self.ctx.store.get(
+            layout.doctor_pk(appt.doctor_id), layout.hold_sk(appt.slot_id)
+        )
         if hold is None or hold.data.get("appointment_id") != appt.id:
             raise _transition_error("the request no longer holds its slot")
         confirmed = msgspec.structs.replace(
@@ -138,53 +85,56 @@ class _Decisions(_Reserve):
             status="confirmed",
             decided_at=now,
             meeting=MeetingDoc(
-                room=self.meetings.new_room(),
+                room=self.ctx.meetings.new_room(),
                 starts_at=appt.start,
-                ends_at=appt.start + self.meeting_ms,
+                ends_at=appt.start + self.ctx.meeting_ms,
             ),
         )
         booked = Slot(
             id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
             status="booked", appointment_id=appt.id, patient_id=appt.patient_id,
         )  # fmt: skip
-        main, *index = st.appointment_ops(confirmed, version)
+        main, *index = layout.appointment_ops(confirmed, version)
         ops: list[Op] = [
             main,
-            st.hold_put(confirmed, hold.version),
-            Put(item=st.slot_item(booked), expect="present"),
+            layout.hold_put(confirmed, hold.version),
+            Put(item=layout.slot_item(booked), expect="present"),
             *index,
-            *self.notices.confirmed(confirmed, now),
+            *self.ctx.notices.confirmed(confirmed, now),
         ]
         try:
-            await self.store.transact(ops)
+            await self.ctx.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
-        self.notices.wake()
-        await self._after_commit(appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id])
+        self.ctx.notices.wake()
+        await self.ctx.rebuild.after_commit(
+            appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id]
+        )
         try:  # no longer a request: it stops counting toward the patient's request caps
-            await self.redis.hset(
-                keys.patient_holds(appt.patient_id), appt.id, hold_value(confirmed)
+            await self.ctx.redis.hset(
+                keys.patient_holds(appt.patient_id), appt.id, confirmed.hold_value()
             )
         except RedisError:  # it stops counting at its deadline anyway (claim.lua)
             log.warning("could not update the patient's hold %s", appt.id, exc_info=True)
-        await self._publish(
-            await self._frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
+        await self.ctx.publish(
+            await self.views.frames(confirmed, "appointment.confirmed", patient=True, doctor=True)
         )
-        return await self.view_named(confirmed, principal.user_id)
+        return await self.views.view_named(confirmed, principal.user_id)
 
     async def _mark_booked(self, appt: Appointment) -> None:
         """Redis side of a stored confirmation: the slot booked, its deadline gone (idempotent).
         If Redis does not hold the request (flushed, stale), rebuild the doctor from the store,
         which already has the confirmation."""
-        result = await self._doctor_eval(
-            self.scripts.accept,
+        slot, _, deadlines, pending, hydrated = hold_keys(appt.doctor_id, appt.slot_id)
+        accepted = await self.ctx.doctor_eval(
+            self.ctx.scripts.accept,
             appt.doctor_id,
-            [self._hold_keys(appt.doctor_id, appt.slot_id)[i] for i in (0, 2, 3, 4)],
+            [slot, deadlines, pending, hydrated],
             [appt.id],
             retry=True,
         )
-        if result[0] == 0:
-            await self.hydrate_doctor(appt.doctor_id, force=True)
+        if not accepted.ok:
+            await self.ctx.rebuild.doctor(appt.doctor_id, force=True)
 
     # --- refuse, cancel, expire ---------------------------------------------------------------
     @redis_guard
@@ -194,18 +144,18 @@ class _Decisions(_Reserve):
         """Refuse a request (its doctor only); reopens the slot."""
         if reason is not None and len(reason) > TEXT_MAX:
             raise Invalid(f"reason is at most {TEXT_MAX} characters", code="invalid_reason")
-        appt, version = await self._own_as(principal, appointment_id, "doctor")
+        appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
         if appt.status != "requested":
             raise _transition_error(f"the appointment is {appt.status}, not requested")
-        now = self.clock()
+        now = self.ctx.clock()
         refused = msgspec.structs.replace(
             appt, status="refused", decided_at=now, refusal_reason=reason or None
         )
         await self._close(refused, version, now)
-        await self._publish(
-            await self._frames(refused, "appointment.refused", patient=True, doctor=False)
+        await self.ctx.publish(
+            await self.views.frames(refused, "appointment.refused", patient=True, doctor=False)
         )
-        return await self.view_named(refused, principal.user_id)
+        return await self.views.view_named(refused, principal.user_id)
 
     @redis_guard
     async def cancel(
@@ -221,13 +171,13 @@ class _Decisions(_Reserve):
                 f"justification must be {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters",
                 code="invalid_justification",
             )
-        appt, version = await self._participant(principal, appointment_id)
-        return await self._cancel(appt, version, principal.role, text, principal.user_id)
+        appt, version = await self.ctx.participant(principal, appointment_id)
+        return await self.cancel_by(appt, version, principal.role, text, principal.user_id)
 
-    async def _cancel(
+    async def cancel_by(
         self, appt: Appointment, version: int, by: CancelledBy, text: str, viewer: str
     ) -> AppointmentView:
-        now = self.clock()
+        now = self.ctx.clock()
         if appt.status not in ACTIVE:
             raise _transition_error(f"the appointment is {appt.status}")
         if appt.end <= now:
@@ -240,10 +190,10 @@ class _Decisions(_Reserve):
             sequence=appt.sequence + 1,
         )
         await self._close(cancelled, version, now)
-        await self._publish(
-            await self._frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
+        await self.ctx.publish(
+            await self.views.frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
         )
-        return await self.view_named(cancelled, viewer)
+        return await self.views.view_named(cancelled, viewer)
 
     async def _close(self, closed: Appointment, version: int, now: int) -> None:
         """Store the end of an active appointment (freeing its slot and hold), then free the
@@ -253,33 +203,33 @@ class _Decisions(_Reserve):
         free = Slot(
             id=closed.slot_id, doctor_id=closed.doctor_id, start=closed.start, end=closed.end
         )
-        main, *index = st.appointment_ops(closed, version)
+        main, *index = layout.appointment_ops(closed, version)
         ops: list[Op] = [
             main,
-            st.hold_delete(closed),
-            Put(item=st.slot_item(free), expect="present"),
+            layout.hold_delete(closed),
+            Put(item=layout.slot_item(free), expect="present"),
             *index,
-            *self.notices.closed(closed, now),
+            *self.ctx.notices.closed(closed, now),
         ]
         try:
-            await self.store.transact(ops)
+            await self.ctx.store.transact(ops)
         except ConditionFailed as exc:
             raise _transition_error("the appointment changed meanwhile") from exc
-        self.notices.wake()
+        self.ctx.notices.wake()
         # The slot's Redis hash goes with the marker if this fails: a fresh "requested" there
         # would otherwise survive the rebuild as an in-flight reservation (rebuild.lua).
-        if not await self._after_commit(
-            closed.doctor_id, self._reopen(closed, now), [closed.slot_id]
+        if not await self.ctx.rebuild.after_commit(
+            closed.doctor_id, self.ctx.reopen(closed, now), [closed.slot_id]
         ):
             try:
-                await self.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)
+                await self.ctx.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)
             except RedisError:
                 log.warning("could not drop the patient's hold %s", closed.id, exc_info=True)
 
-    async def _expire(self, appointment_id: str, slot_id: str, now: int) -> bool:
-        """Expire one claimed request (sweeper). True if this call expired it."""
+    async def expire(self, appointment_id: str, slot_id: str, now: int) -> bool:
+        """Expire one request claimed by the expiry sweep. True if this call expired it."""
         try:
-            appt, version = await self._load_appointment(appointment_id)
+            appt, version = await self.ctx.load_appointment(appointment_id)
         except NotFound:
             # A ghost: reserved in Redis but never stored (the process died, or the store
             # failed and the release did too). Release it.
@@ -299,7 +249,7 @@ class _Decisions(_Reserve):
         if appt.status != "requested":
             # Refused, expired or cancelled in the store, but Redis missed it: free the slot
             # (reopen.lua reopens it only if it has not started) and clear the stale deadline.
-            await self._reopen(appt, now)
+            await self.ctx.reopen(appt, now)
             return False
         if appt.deadline > now:
             return False
@@ -308,8 +258,8 @@ class _Decisions(_Reserve):
             await self._close(expired, version, now)
         except Conflict:
             return False
-        await self._publish(
-            await self._frames(expired, "appointment.expired", patient=True, doctor=True)
+        await self.ctx.publish(
+            await self.views.frames(expired, "appointment.expired", patient=True, doctor=True)
         )
         return True
 
@@ -318,7 +268,9 @@ class _Decisions(_Reserve):
         store if Redis holds something else) and make sure its patient's hold is there."""
         await self._mark_booked(appt)
         if appt.end > now:
-            await self.redis.hset(keys.patient_holds(appt.patient_id), appt.id, hold_value(appt))
+            await self.ctx.redis.hset(
+                keys.patient_holds(appt.patient_id), appt.id, appt.hold_value()
+            )
 
     async def _release_ghost(self, ghost: Appointment, now: int) -> None:
         """Release a reservation the store does not know, once it is ``GHOST_GRACE_MS`` old.
@@ -327,29 +279,29 @@ class _Decisions(_Reserve):
         deadline only milliseconds after the request): left alone, its claim's lease brings
         it back to the sweeper, which then finds it stored, or still missing and old enough.
         """
-        slot = await self.redis.hmget(
-            self._hold_keys(ghost.doctor_id, ghost.slot_id)[0],
+        fields = await self.ctx.redis.hmget(
+            keys.slot(ghost.doctor_id, ghost.slot_id),
             "start", "end", "patient_id", "requested_at", "appointment_id",
         )  # fmt: skip
-        if slot[0] is None:
-            await self._reopen(ghost, now)
+        if fields[0] is None:
+            await self.ctx.reopen(ghost, now)
             return
         start, end, patient, requested_at, holder = (
-            v.decode() if isinstance(v, bytes) else v for v in slot
+            v.decode() if isinstance(v, bytes) else v for v in fields
         )
         if holder == ghost.id and now - int(requested_at or 0) < GHOST_GRACE_MS:
             return
         real = msgspec.structs.replace(
             ghost, start=int(start or 0), end=int(end or 0), patient_id=patient or ""
         )
-        await self._reopen(real, now)
+        await self.ctx.reopen(real, now)
 
     # --- meeting and rating -------------------------------------------------------------------
     @redis_guard
     async def meeting(self, principal: Principal, appointment_id: str) -> MeetingView:
         """The caller's meeting link (participants only); 409 unless confirmed."""
-        appt, _ = await self._participant(principal, appointment_id)
-        view = self.meeting_view(appt, principal.user_id)
+        appt, _ = await self.ctx.participant(principal, appointment_id)
+        view = self.views.meeting_view(appt, principal.user_id)
         if view is None:
             raise Conflict("the appointment is not confirmed", code="not_confirmed")
         return view
@@ -364,8 +316,8 @@ class _Decisions(_Reserve):
             raise Invalid("stars must be 1 to 5", code="invalid_stars")
         if comment is not None and len(comment) > TEXT_MAX:
             raise Invalid(f"comment is at most {TEXT_MAX} characters", code="invalid_comment")
-        appt, _ = await self._own_as(principal, appointment_id, "patient")
-        now = self.clock()
+        appt, _ = await self.ctx.own_as(principal, appointment_id, "patient")
+        now = self.ctx.clock()
         if appt.status != "confirmed":
             raise Conflict("only a confirmed appointment can be rated", code="not_confirmed")
         if now < appt.end:
@@ -378,9 +330,11 @@ class _Decisions(_Reserve):
             "comment": comment,
             "created_at": to_rfc3339(now),
         }
-        op = Put(item=Item(pk=st.appt_pk(appt.id), sk=st.RATING_SK, data=rating), expect="absent")
+        op = Put(
+            item=Item(pk=layout.appt_pk(appt.id), sk=layout.RATING_SK, data=rating), expect="absent"
+        )
         try:
-            await self.accounts.rate_doctor(appt.doctor_id, stars, [op])
+            await self.ctx.accounts.rate_doctor(appt.doctor_id, stars, [op])
         except ConditionFailed as exc:
             raise Conflict("this appointment was already rated", code="already_rated") from exc
         return rating

@@ -5,7 +5,7 @@ same patient, whatever happens to Redis meanwhile:
 
 * the store holds the record (``USER#<patient>`` / ``IDEM#<sha256 of the key>``: appointment
   id, slot id, the first outcome, until when it holds). A 201's record is written in the same
-  transaction as the request itself (:meth:`_Reserve._store_request`), so no appointment exists
+  transaction as the request itself (:meth:`Reservations._store_request`), so no appointment exists
   without its record and no record without its appointment; a 4xx's record is one put. Both are
   conditioned on the record being absent (or on the version of one that has lapsed), so of two
   attempts that raced through a lost Redis, the first stored wins and the other replays it;

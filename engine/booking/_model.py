@@ -207,6 +207,13 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
         data: dict[str, Any] = msgspec.to_builtins(self)
         return data
 
+    def hold_value(self) -> str:
+        """Its entry in the patient's holds (claim.lua): ``start:end``, plus
+        ``:doctor:deadline`` while it is a request (counted toward the patient's caps)."""
+        if self.status == "requested":
+            return f"{self.start}:{self.end}:{self.doctor_id}:{self.deadline}"
+        return f"{self.start}:{self.end}"
+
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Appointment:
         return msgspec.convert(data, cls)

@@ -21,7 +21,7 @@ doctor in the sweep index before the store write, so the sweeper releases it at 
 If step 1 itself fails without an answer (a timeout, a cancelled call: it may have landed), the
 doctor is indexed at the latest deadline the reservation can have. The window left is a process
 dying between the script's reply and the ``ZADD`` (one round trip); the sweepers' periodic
-re-index (``BookingService.reindex_sweep``) finds such a request within about five minutes.
+re-index (``Expiry.reindex``) finds such a request within about five minutes.
 
 Who may undo: the call that made the reservation. ``reserve.lua`` answers ``already`` to a
 retry of a reservation that landed, so after our own timeout retry the answer is ``already``
@@ -40,32 +40,42 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.booking import _idempotency as idem
-from engine.booking import _store as st
-from engine.booking._core import DECISION_LEAD_MS, doctor_of_slot, redis_guard
+from engine.booking import _store as layout
+from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys, redis_guard
 from engine.booking._model import ACTIVE, Appointment, Slot
-from engine.booking._scripts import text
-from engine.booking._slots import _Slots
 from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
+from engine.lua import text
 from engine.realtime import events
 from engine.store import ConditionFailed, Put
-from engine.timeutil import new_id, to_rfc3339
+from engine.timeutil import new_id
 
 if TYPE_CHECKING:
+    from engine.booking._context import BookingContext
+    from engine.booking._views import Views
     from engine.principal import Principal
 
 log = logging.getLogger("healthmed.booking")
 
 IDEMPOTENCY_TTL_S = idem.TTL_MS // 1000
 _encoder = msgspec.json.Encoder()
+_TEMPLATES_MAX = 100_000
 
 
 class _StaleRedis(Conflict):
     """The store holds the slot for another request although Redis had it open."""
 
 
-class _Reserve(_Slots):
+class Reservations:
+    """Requests for a slot (see the module docstring)."""
+
+    def __init__(self, ctx: BookingContext, views: Views) -> None:
+        self.ctx = ctx
+        self.views = views
+        self._taken: dict[str, events.FrameTemplate] = {}
+        """slot.updated ("taken") per slot: a reservation is the hot path."""
+
     @redis_guard
-    async def request_appointment(
+    async def request(
         self, principal: Principal, slot_id: str, idempotency_key: str | None = None
     ) -> bytes:
         """Reserve a slot for the calling patient; the 201 body (the appointment as JSON).
@@ -84,7 +94,7 @@ class _Reserve(_Slots):
         bind = keys.patient_idempotency(patient_id, idempotency_key)
         answer = keys.patient_idempotent_response(patient_id, idempotency_key)
         fresh = new_id()
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.ctx.redis.pipeline(transaction=False) as pipe:
             pipe.get(answer)
             # The key is bound to its first appointment id and slot: a retry reuses the id
             # (the reservation is idempotent by it); the same key for another slot is refused.
@@ -98,8 +108,8 @@ class _Reserve(_Slots):
         if cached is not None:
             return idem.replay(cached)
         # Redis has no outcome: new key, first attempt in flight, or Redis lost. The store knows.
-        now = self.clock()
-        record, expect = await idem.load(self.store, patient_id, idempotency_key, now)
+        now = self.ctx.clock()
+        record, expect = await idem.load(self.ctx.store, patient_id, idempotency_key, now)
         if record is not None:
             return await self._replay_record(record, slot_id, bind, answer, now)
         use = idem.KeyUse(
@@ -114,9 +124,9 @@ class _Reserve(_Slots):
                 raise  # a 503 has no outcome: the key may be retried
             outcome = idem.Outcome.of_error(exc)
             try:
-                await self.store.put(use.put(appointment_id, outcome).item, expect=use.expect)
+                await self.ctx.store.put(use.put(appointment_id, outcome).item, expect=use.expect)
             except ConditionFailed:
-                first, _ = await idem.load(self.store, patient_id, idempotency_key, now)
+                first, _ = await idem.load(self.ctx.store, patient_id, idempotency_key, now)
                 if first is not None:
                     return await self._replay_record(first, slot_id, bind, answer, now)
                 raise
@@ -140,7 +150,7 @@ class _Reserve(_Slots):
     async def _cache(self, key: str, value: bytes | str, ttl_ms: int) -> None:
         """Best effort: the store holds the record; a lost copy is rebuilt from it."""
         try:
-            await self.redis.set(key, value, px=max(1, ttl_ms))
+            await self.ctx.redis.set(key, value, px=max(1, ttl_ms))
         except RedisError:
             log.warning("could not cache an idempotency record in redis", exc_info=True)
 
@@ -157,53 +167,51 @@ class _Reserve(_Slots):
         made by this very call (no ``Idempotency-Key``), so a reservation holding it is ours.
         ``key``: the ``Idempotency-Key`` whose record is stored with the request."""
         doctor_id = doctor_of_slot(slot_id)
-        now = self.clock()
-        channel, head, mid, tail_a, tail_b = self._taken_frame(doctor_id, slot_id)
-        tail = tail_a + to_rfc3339(now).encode() + tail_b
+        now = self.ctx.clock()
+        taken = self._taken_template(doctor_id, slot_id)
         try:
-            result = await self._doctor_eval(
-                self.scripts.reserve,
+            reserved = await self.ctx.doctor_eval(
+                self.ctx.scripts.reserve,
                 doctor_id,
-                self._hold_keys(doctor_id, slot_id),
-                [appointment_id, patient_id, now, self.ttl_ms, DECISION_LEAD_MS, slot_id,
-                 channel, head, mid, tail],
+                hold_keys(doctor_id, slot_id),
+                [appointment_id, patient_id, now, self.ctx.ttl_ms, DECISION_LEAD_MS, slot_id,
+                 taken.channel, *taken.for_script(now)],
                 retry=True,
             )  # fmt: skip
         except BaseException:
             # No answer (timeout, cancelled): the script may have landed. Its deadline is at
             # most now + TTL, so the sweeper looks at the doctor then at the latest.
-            await self._index_for_sweep(doctor_id, now + self.ttl_ms, appointment_id)
+            await self._index_for_sweep(doctor_id, now + self.ctx.ttl_ms, appointment_id)
             raise
-        if result[0] == 0:
-            reason = str(result[1])
-            if reason == "not_found":
+        if not reserved.ok:
+            if reserved.outcome == "not_found":
                 raise NotFound("slot not found", code="slot_not_found")
-            if reason == "past":
+            if reserved.outcome == "past":
                 raise Invalid("the slot starts in the past", code="slot_in_past")
-            if reason == "too_late":
+            if reserved.outcome == "too_late":
                 raise Conflict(
                     "requests close 15 minutes before the slot starts", code="slot_unavailable"
                 )
             raise Conflict("the slot is not open", code="slot_unavailable")
-        fresh = minted or result[1] == "reserved"
-        start, end, deadline, requested_at = (int(v) for v in result[2:6])
+        fresh = minted or reserved.outcome == "reserved"
+        deadline = reserved.deadline
         stub = Appointment(
             id=appointment_id, status="requested", doctor_id=doctor_id, patient_id=patient_id,
-            slot_id=slot_id, start=start, end=end, price_cents=0, currency="BRL",
-            requested_at=requested_at, deadline=deadline,
+            slot_id=slot_id, start=reserved.start, end=reserved.end, price_cents=0,
+            currency="BRL", requested_at=reserved.requested_at, deadline=deadline,
         )  # fmt: skip
         try:
             # The sweep index entry must exist before the store write: from here on, whatever
             # stops this call, the sweeper finds the reservation and releases it if unstored.
             indexed, claimed = await asyncio.gather(
-                self.redis.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True),
+                self.ctx.redis.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True),
                 self._claim(stub, now),
                 return_exceptions=True,
             )
             for outcome in (claimed, indexed):
                 if isinstance(outcome, BaseException):
                     raise outcome
-            profile = await self.accounts.get_doctor(doctor_id)
+            profile = await self.ctx.accounts.get_doctor(doctor_id)
             appt = msgspec.structs.replace(
                 stub,
                 price_cents=int(profile.price.amount_cents),
@@ -216,50 +224,39 @@ class _Reserve(_Slots):
             if fresh:  # only the call that made the reservation may undo it
                 await self._undo(stub, now)
             if isinstance(exc, (_StaleRedis, idem.Replayed)):
-                await self.hydrate_doctor(doctor_id, force=True)
+                await self.ctx.rebuild.doctor(doctor_id, force=True)
             raise
         if stored is not appt:
             return stored  # an earlier attempt with this id already stored it
         pairs = events.frames(
             [events.doctor_appointments_topic(doctor_id)],
             "appointment.requested",
-            await self.named(appt.view(), appt, doctor_id),
+            await self.views.named(appt.view(), appt, doctor_id),
         )
-        await self._publish(pairs)
+        await self.ctx.publish(pairs)
         return appt
 
     async def _index_for_sweep(self, doctor_id: str, score: int, appointment_id: str) -> None:
         """Best effort: put the doctor in the sweep index by ``score`` (or keep an earlier one)."""
         try:
-            await self.redis.zadd(keys.sweep_index(), {doctor_id: score}, lt=True)
+            await self.ctx.redis.zadd(keys.sweep_index(), {doctor_id: score}, lt=True)
         except Exception:
             log.warning("could not index %s for the sweeper", appointment_id, exc_info=True)
 
-    def _taken_frame(self, doctor_id: str, slot_id: str) -> tuple[str, bytes, bytes, bytes, bytes]:
-        """The slot.updated ("taken") frame of a slot, cut around its start, end and time: the
-        script splices in the start and end it holds, the caller the time. Cached per slot
-        (a reservation is the hot path)."""
-        cached = self._taken_frames.get(slot_id)
-        if cached is not None:
-            return cached
-        topic = events.doctor_slots_topic(doctor_id)
-        data = {"slot_id": slot_id, "doctor_id": doctor_id, "start": "@@S@@", "end": "@@E@@",
-                "status": "taken"}  # fmt: skip
-        frame = _encoder.encode(
-            events.EventFrame(topic=topic, event="slot.updated", data=data, at="@@A@@")
-        )
-        head, _, rest = frame.partition(b"@@S@@")
-        mid, _, rest = rest.partition(b"@@E@@")
-        tail_a, _, tail_b = rest.partition(b"@@A@@")
-        cached = (events.channel(topic), head, mid, tail_a, tail_b)
-        if len(self._taken_frames) >= 100_000:
-            self._taken_frames.clear()
-        self._taken_frames[slot_id] = cached
-        return cached
+    def _taken_template(self, doctor_id: str, slot_id: str) -> events.FrameTemplate:
+        """The slot.updated ("taken") frame of a slot: reserve.lua fills in the start and end
+        it holds, the time is filled in here. Cached per slot."""
+        template = self._taken.get(slot_id)
+        if template is None:
+            if len(self._taken) >= _TEMPLATES_MAX:
+                self._taken.clear()
+            template = events.slot_updated_template(doctor_id, slot_id, "taken")
+            self._taken[slot_id] = template
+        return template
 
     async def _undo(self, stub: Appointment, now: int) -> None:
         try:
-            await self._reopen(stub, now)
+            await self.ctx.reopen(stub, now)
         except Exception:
             log.warning("could not release reservation %s", stub.id, exc_info=True)
 
@@ -269,21 +266,21 @@ class _Reserve(_Slots):
         ``request_limit`` past the patient's caps (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``,
         ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient cannot hold a whole agenda."""
         holds = keys.patient_holds(appt.patient_id)
-        caps = [self.settings.request_limit_per_doctor, self.settings.request_limit_total]
+        caps = [self.ctx.settings.request_limit_per_doctor, self.ctx.settings.request_limit_total]
         args = [appt.id, appt.start, appt.end, now, appt.doctor_id, appt.deadline, *caps]
         for _ in range(4):
-            result = await self._eval(self.scripts.claim, [holds], args, retry=True)
-            if result[0] == 1:
+            claimed = await self.ctx.eval(self.ctx.scripts.claim, [holds], args, retry=True)
+            if claimed.ok:
                 return
-            if result[1] == "not_hydrated":
-                await self.hydrate_patient(appt.patient_id)
+            if claimed.outcome == "not_hydrated":
+                await self.ctx.rebuild.patient(appt.patient_id)
                 continue
-            if result[1] == "request_limit":
-                per_doctor = str(result[2]) == "doctor"
+            if claimed.outcome == "request_limit":
+                per_doctor = claimed.other == "doctor"
                 limit = (
-                    self.settings.request_limit_per_doctor
+                    self.ctx.settings.request_limit_per_doctor
                     if per_doctor
-                    else self.settings.request_limit_total
+                    else self.ctx.settings.request_limit_total
                 )
                 raise Conflict(
                     f"you already have {limit} undecided requests"
@@ -293,14 +290,14 @@ class _Reserve(_Slots):
                     limit=limit,
                     scope="doctor" if per_doctor else "total",
                 )
-            other = str(result[2])
+            other = claimed.other
             try:
-                blocking, _ = await self._load_appointment(other)
+                blocking, _ = await self.ctx.load_appointment(other)
             except NotFound:
                 break  # possibly a request being stored right now: it counts
             if blocking.status in ACTIVE and blocking.end > now:
                 break
-            await self.redis.hdel(holds, other)
+            await self.ctx.redis.hdel(holds, other)
         raise Conflict(
             "you already have an appointment at an overlapping time", code="patient_overlap"
         )
@@ -316,29 +313,30 @@ class _Reserve(_Slots):
             status="requested", appointment_id=appt.id, patient_id=appt.patient_id,
             deadline=appt.deadline, requested_at=appt.requested_at,
         )  # fmt: skip
-        main, *index = st.appointment_ops(appt, "absent")
+        main, *index = layout.appointment_ops(appt, "absent")
         record = (
             [] if key is None else [key.put(appt.id, idem.Outcome(body=await self._body(appt)))]
         )
         try:
-            await self.store.transact(
-                [main, st.hold_put(appt, "absent"), Put(item=st.slot_item(slot), expect="present"),
-                 *index, *record, *self.notices.requested(appt)]
+            await self.ctx.store.transact(
+                [main, layout.hold_put(appt, "absent"),
+                 Put(item=layout.slot_item(slot), expect="present"),
+                 *index, *record, *self.ctx.notices.requested(appt)]
             )  # fmt: skip
         except ConditionFailed as exc:
             if key is not None:
-                first, _ = await idem.load(self.store, key.patient_id, key.key, key.now)
+                first, _ = await idem.load(self.ctx.store, key.patient_id, key.key, key.now)
                 if first is not None:
                     raise idem.Replayed(first) from exc
             if exc.index == 0:
-                stored, _ = await self._load_appointment(appt.id)
+                stored, _ = await self.ctx.load_appointment(appt.id)
                 if stored.slot_id == appt.slot_id and stored.patient_id == appt.patient_id:
                     return stored
             raise _StaleRedis("the slot is not open", code="slot_unavailable") from exc
-        self.notices.wake()
+        self.ctx.notices.wake()
         return appt
 
     async def _body(self, appt: Appointment) -> str:
         """The 201 body of a new request (what an ``Idempotency-Key`` replays), as the
         patient sees it: with the doctor's name and specialty."""
-        return _encoder.encode(await self.named(appt.view(), appt, appt.patient_id)).decode()
+        return _encoder.encode(await self.views.named(appt.view(), appt, appt.patient_id)).decode()

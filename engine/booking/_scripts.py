@@ -1,50 +1,98 @@
-"""The booking Lua scripts, loaded from the ``*.lua`` files beside this module and registered
-once per Redis client (EVALSHA, reloaded on NOSCRIPT), and the coalescer that sends the calls
-made at the same moment as one pipeline."""
+"""The booking Lua scripts (the ``*.lua`` files beside this module, loaded by
+:mod:`engine.lua`), the type of each one's reply, and the coalescer that sends the calls made
+at the same moment as one pipeline.
+
+A reply type is named after its script and lists what the script's header says it returns
+after ``{ok, outcome}``; a refusal returns fewer values, so the further fields have defaults.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
+
+from engine.lua import Reply, Script, load
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-_Call = tuple["AsyncScript", list[Any], list[Any], "asyncio.Future[Any]"]
+_PACKAGE = "engine.booking"
 
 
-def source(name: str) -> str:
-    return (resources.files("engine.booking") / f"{name}.lua").read_text(encoding="utf-8")
+class CreateReply(Reply, array_like=True, frozen=True):
+    future_slots: int = 0
+    """``slot_limit``: the doctor's future slots now."""
+    overlapping: str = ""
+    """``slot_overlap``: the member overlapped (``~<id>`` for a pending edit's shadow)."""
+
+
+class CommitReply(Reply, array_like=True, frozen=True):
+    done: int = 0
+    missing: int = 0
+    """Slots of the batch no longer in Redis (rebuilt meanwhile)."""
+
+
+class LockReply(Reply, array_like=True, frozen=True):
+    start: int = 0
+    end: int = 0
+
+
+class UnlockReply(Reply, array_like=True, frozen=True):
+    pass
+
+
+class ReserveReply(Reply, array_like=True, frozen=True):
+    start: int = 0
+    end: int = 0
+    deadline: int = 0
+    requested_at: int = 0
+
+
+class ReopenReply(Reply, array_like=True, frozen=True):
+    pass
+
+
+class AcceptReply(Reply, array_like=True, frozen=True):
+    pass
+
+
+class ClaimReply(Reply, array_like=True, frozen=True):
+    other: str = ""
+    """``patient_overlap``: the appointment overlapped; ``request_limit``: ``doctor`` or
+    ``total``, the cap reached."""
+
+
+class SweepReply(Reply, array_like=True, frozen=True):
+    claimed: list[tuple[str, str]] = []
+    """(appointment id, slot id) of each request claimed for expiry."""
+
+
+class RebuildReply(Reply, array_like=True, frozen=True):
+    pass
 
 
 class Scripts:
+    """Every booking script, registered on one Redis client."""
+
     def __init__(self, redis: Redis) -> None:
-        self.create = redis.register_script(source("create"))
-        self.commit = redis.register_script(source("commit"))
-        self.lock = redis.register_script(source("lock"))
-        self.unlock = redis.register_script(source("unlock"))
-        self.reserve = redis.register_script(source("reserve"))
-        self.reopen = redis.register_script(source("reopen"))
-        self.accept = redis.register_script(source("accept"))
-        self.claim = redis.register_script(source("claim"))
-        self.sweep = redis.register_script(source("sweep"))
-        self.rebuild = redis.register_script(source("rebuild"))
+        self.create = load(redis, _PACKAGE, "create", CreateReply)
+        self.commit = load(redis, _PACKAGE, "commit", CommitReply)
+        self.lock = load(redis, _PACKAGE, "lock", LockReply)
+        self.unlock = load(redis, _PACKAGE, "unlock", UnlockReply)
+        self.reserve = load(redis, _PACKAGE, "reserve", ReserveReply)
+        self.reopen = load(redis, _PACKAGE, "reopen", ReopenReply)
+        self.accept = load(redis, _PACKAGE, "accept", AcceptReply)
+        self.claim = load(redis, _PACKAGE, "claim", ClaimReply)
+        self.sweep = load(redis, _PACKAGE, "sweep", SweepReply)
+        self.rebuild = load(redis, _PACKAGE, "rebuild", RebuildReply)
 
 
-def text(value: Any) -> str:
-    """A script's string result (bytes from a raw client, str from a decoding one)."""
-    if isinstance(value, bytes):
-        return value.decode()
-    return str(value)
+__all__ = ["Coalescer", "Script", "Scripts"]
 
-
-def decode(result: Any) -> list[Any]:
-    """A script result with its bulk strings decoded; integers are left as they are."""
-    return [text(v) if isinstance(v, bytes) else v for v in result]
+_Call = tuple["AsyncScript", list[Any], list[Any], "asyncio.Future[Any]"]
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

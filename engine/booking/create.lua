@@ -4,8 +4,8 @@
 -- KEYS[3+i] slot hash of new slot i (i = 1..n, sorted by start)
 -- ARGV[1] max future slots of the doctor  ARGV[2] n  ARGV[3] now (ms)
 -- ARGV[4+5(i-1) .. 8+5(i-1)] slot i: id, start (ms), end (ms), start (RFC 3339), end (RFC 3339)
--- returns {1, "created", n} | {0, "not_hydrated"} | {0, "slot_overlap", i, other id}
---       | {0, "slot_limit", future slots now}
+-- returns {1, "created", future slots now} | {0, "not_hydrated"}
+--       | {0, "slot_limit", future slots now} | {0, "slot_overlap", future slots now, other id}
 -- New slots are "pending": they occupy their interval for overlap checks but are not bookable
 -- nor listed until commit.lua runs (after the durable write) or abort removes them. Each holds
 -- "since" (Redis TIME, ms), so a rebuild keeps it while its create is in flight (rebuild.lua).
@@ -38,14 +38,14 @@ for i = 1, n do
   local s = tonumber(ARGV[base + 1])
   local e = tonumber(ARGV[base + 2])
   if prev_end ~= nil and s < prev_end then
-    return {0, "slot_overlap", i, ARGV[base - 5]}
+    return {0, "slot_overlap", future, ARGV[base - 5]}
   end
   prev_end = e
   local last = redis.call("ZREVRANGEBYSCORE", KEYS[1], "(" .. e, "-inf", "LIMIT", 0, 1)
   if #last > 0 then
     local member = last[1]
     if overlapping(member, s, e) then
-      return {0, "slot_overlap", i, member}
+      return {0, "slot_overlap", future, member}
     end
     local partner
     if string.sub(member, 1, 1) == "~" then
@@ -54,7 +54,7 @@ for i = 1, n do
       partner = "~" .. member
     end
     if overlapping(partner, s, e) then
-      return {0, "slot_overlap", i, partner}
+      return {0, "slot_overlap", future, partner}
     end
   end
 end
@@ -69,4 +69,4 @@ for i = 1, n do
   redis.call("ZADD", KEYS[1], ARGV[base + 1], id)
   redis.call("HSET", KEYS[2], id, ARGV[base + 2])
 end
-return {1, "created", n}
+return {1, "created", future + n}

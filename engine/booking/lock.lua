@@ -8,7 +8,7 @@
 -- The locked slot holds "since" (Redis TIME, ms): a rebuild keeps it while the edit is in
 -- flight (rebuild.lua).
 -- returns {1, "locked", start, end} (the current interval)
---       | {0, "not_hydrated" | "not_found" | "slot_not_open"} | {0, "slot_overlap", other id}
+--       | {0, "not_hydrated" | "not_found" | "slot_not_open" | "slot_overlap"}
 if redis.call("EXISTS", KEYS[5]) == 0 then
   return {0, "not_hydrated"}
 end
@@ -35,7 +35,7 @@ if ARGV[2] == "edit" then
     local ends = redis.call("HMGET", KEYS[3], unpack(others))
     for j = 1, #others do
       if tonumber(ends[j]) ~= nil and tonumber(ends[j]) > s then
-        return {0, "slot_overlap", others[j]}
+        return {0, "slot_overlap"}
       end
     end
   end

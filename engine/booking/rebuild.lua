@@ -17,7 +17,7 @@
 -- Only while fresh ("since" less than KEEP_MS ago, by Redis TIME): one left behind by a dead
 -- process is replaced by the store's version. (A request whose store write failed and whose
 -- release failed too stays taken until its deadline, when the sweeper releases it.)
--- returns {1, "rebuilt", n} | {1, "skipped"} | {0, "retry"}
+-- returns {1, "rebuilt"} | {1, "skipped"} | {0, "retry"}
 local KEEP_MS = 300000
 if ARGV[1] ~= "1" and redis.call("EXISTS", KEYS[6]) == 1 then
   return {1, "skipped"}
@@ -99,4 +99,4 @@ for i = 1, n do
   end
 end
 redis.call("SET", KEYS[6], "1")
-return {1, "rebuilt", n}
+return {1, "rebuilt"}

@@ -13,7 +13,7 @@
 -- ARGV[1] appointment id  ARGV[2] patient id  ARGV[3] now (ms)  ARGV[4] request TTL (ms)
 -- ARGV[5] decision lead (ms): requests close this long before the start
 -- ARGV[6] slot id  ARGV[7] channel  ARGV[8..10] slot.updated frame split around start and end
--- returns {1, "reserved" | "already", start, end, deadline, requested_at, start_s, end_s}
+-- returns {1, "reserved" | "already", start, end, deadline, requested_at}
 --       | {0, "not_hydrated" | "not_found" | "past" | "too_late" | "slot_unavailable"}
 -- Deadline = min(now + TTL, start - lead). When start - lead is already past the request is
 -- refused ("too_late"): the doctor would have no time left to decide.
@@ -28,7 +28,7 @@ if status == false or status == "pending" then
 end
 local appt = ARGV[1]
 if s[4] == appt and (status == "requested" or status == "booked") then
-  return {1, "already", tonumber(s[2]), tonumber(s[3]), tonumber(s[5]), tonumber(s[6]), s[7], s[8]}
+  return {1, "already", tonumber(s[2]), tonumber(s[3]), tonumber(s[5]), tonumber(s[6])}
 end
 local now = tonumber(ARGV[3])
 local start = tonumber(s[2])
@@ -54,4 +54,4 @@ redis.call("ZREM", KEYS[2], ARGV[6])
 redis.call("ZADD", KEYS[3], deadline, appt)
 redis.call("HSET", KEYS[4], appt, ARGV[6])
 redis.call("PUBLISH", ARGV[7], ARGV[8] .. s[7] .. ARGV[9] .. s[8] .. ARGV[10])
-return {1, "reserved", start, tonumber(s[3]), deadline, now, s[7], s[8]}
+return {1, "reserved", start, tonumber(s[3]), deadline, now}

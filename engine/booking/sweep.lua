@@ -5,21 +5,17 @@
 -- conditioned on the appointment's version, so an item is never expired twice.
 -- KEYS[1] deadlines zset  KEYS[2] pending hash  KEYS[3] hydrated marker
 -- ARGV[1] now (ms)  ARGV[2] lease (ms)  ARGV[3] max items
--- returns {1, next deadline or -1, appointment id 1, slot id 1, ...} | {0, "not_hydrated"}
+-- returns {1, "claimed", {{appointment id 1, slot id 1}, ...}} | {0, "not_hydrated"}
+-- (the caller reads the doctor's next deadline itself once it has expired what it claimed)
 if redis.call("EXISTS", KEYS[3]) == 0 then
   return {0, "not_hydrated"}
 end
 local now = tonumber(ARGV[1])
 local due = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now, "LIMIT", 0, tonumber(ARGV[3]))
-local out = {1, -1}
+local claimed = {}
 for i = 1, #due do
   redis.call("ZADD", KEYS[1], now + tonumber(ARGV[2]), due[i])
-  out[#out + 1] = due[i]
   local slot = redis.call("HGET", KEYS[2], due[i])
-  out[#out + 1] = slot or ""
+  claimed[#claimed + 1] = {due[i], slot or ""}
 end
-local first = redis.call("ZRANGE", KEYS[1], 0, 0, "WITHSCORES")
-if #first > 0 then
-  out[2] = tonumber(first[2])
-end
-return out
+return {1, "claimed", claimed}

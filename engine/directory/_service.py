@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import logging
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -37,6 +36,7 @@ from engine.accounts.models import Money, Rating, doctor_profile
 from engine.booking import DECISION_LEAD_MS
 from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
 from engine.errors import Invalid, Unavailable
+from engine.lua import Reply, load
 from engine.timeutil import now_ms, to_rfc3339
 
 if TYPE_CHECKING:
@@ -72,6 +72,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class MoveReply(Reply, array_like=True, frozen=True):
+    """move.lua: ``done``, or ``changed`` (the specialty changed since it was read)."""
+
+
+class RatingReply(Reply, array_like=True, frozen=True):
+    """rating.lua: ``applied``, or ``ignored`` (card gone, or a newer count already there)."""
+
+
 class _Query(msgspec.Struct, frozen=True, kw_only=True):
     specialty: str | None
     lat: float | None
@@ -89,12 +97,8 @@ class DirectoryService:
     def __init__(self, store: Store, redis: Redis) -> None:
         self._store = store
         self._redis = redis
-        self._rate = redis.register_script(
-            (resources.files(__package__) / "rating.lua").read_text(encoding="utf-8")
-        )
-        self._move_script = redis.register_script(
-            (resources.files(__package__) / "move.lua").read_text(encoding="utf-8")
-        )
+        self._rate = load(redis, __package__, "rating", RatingReply)
+        self._move_script = load(redis, __package__, "move", MoveReply)
 
     # --- maintenance ------------------------------------------------------------------------
     @staticmethod
@@ -138,7 +142,7 @@ class DirectoryService:
             raw = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
             old = _text(raw) if raw is not None else ""
             was, will = old or new or "-", new or "-"
-            result = await self._move_script(
+            reply = await self._move_script.run(
                 keys=[
                     keys.directory_doctor(doctor_id), keys.directory_geo_all(),
                     keys.directory_rating(), keys.directory_specialties(),
@@ -147,7 +151,7 @@ class DirectoryService:
                 ],
                 args=[doctor_id, old, new, *args],
             )  # fmt: skip
-            if int(result[0]) == 1:
+            if reply.ok:
                 return
         raise RuntimeError("the doctor's specialty kept changing")
 
@@ -168,7 +172,7 @@ class DirectoryService:
         spec = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
         if spec is None:
             return
-        await self._rate(
+        await self._rate.run(
             keys=[
                 keys.directory_doctor(doctor_id),
                 keys.directory_rating(),

@@ -19,6 +19,8 @@ import msgspec
 from engine.timeutil import now_ms, to_rfc3339
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.asyncio import Redis
 
 CHANNEL_PREFIX = "hm:t:"
@@ -72,3 +74,63 @@ async def publish(redis: Redis, pairs: list[tuple[str, bytes]]) -> None:
             # not the command; classic PUBLISH reaches subscribers on every cluster node.
             pipe.execute_command("PUBLISH", ch, payload)
         await pipe.execute()
+
+
+class FrameTemplate:
+    """One event's frame encoded once, with holes in it filled later, some by a Lua script
+    (a script cannot encode JSON; it joins the pieces around values it holds).
+
+    The frame is encoded with markers in the ``holes`` (keys of ``data``, in the order the
+    frame has them) and in ``at``, then cut at the markers: ``pieces`` has one piece more than
+    holes, ``at`` being the last hole. The values filled in must not need JSON escaping
+    (RFC 3339 times, ids).
+    """
+
+    __slots__ = ("channel", "pieces")
+
+    def __init__(self, topic: str, event: str, data: dict[str, Any], holes: Sequence[str]):
+        names = [*holes, "at"]
+        marked = {**data, **{name: f"@@{name}@@" for name in holes}}
+        rest = _encoder.encode(EventFrame(topic=topic, event=event, data=marked, at="@@at@@"))
+        pieces: list[bytes] = []
+        for name in names:
+            piece, found, rest = rest.partition(f"@@{name}@@".encode())
+            if not found:
+                raise ValueError(f"hole {name!r} is not in the frame (or out of order)")
+            pieces.append(piece)
+        pieces.append(rest)
+        self.channel = channel(topic)
+        self.pieces: tuple[bytes, ...] = tuple(pieces)
+
+    def fill(self, *values: str) -> bytes:
+        """The frame with every hole filled, ``at`` last."""
+        if len(values) + 1 != len(self.pieces):
+            raise ValueError("one value per hole")
+        out = self.pieces[0]
+        for value, piece in zip(values, self.pieces[1:], strict=True):
+            out += value.encode() + piece
+        return out
+
+    def for_script(self, at_ms: int) -> list[bytes]:
+        """The pieces a script joins around the holes it fills (every hole but ``at``), with
+        ``at`` filled in here."""
+        *first, before_at, after_at = self.pieces
+        return [*first, before_at + to_rfc3339(at_ms).encode() + after_at]
+
+
+SLOT_UPDATED = "slot.updated"
+
+
+def slot_updated_template(doctor_id: str, slot_id: str, status: str) -> FrameTemplate:
+    """``slot.updated`` of a slot, its ``start`` and ``end`` left as holes (reserve.lua fills
+    them from the slot it holds)."""
+    data = {"slot_id": slot_id, "doctor_id": doctor_id, "start": "", "end": "", "status": status}
+    return FrameTemplate(doctor_slots_topic(doctor_id), SLOT_UPDATED, data, ("start", "end"))
+
+
+def slot_frame(
+    doctor_id: str, slot_id: str, start: int, end: int, status: str, at_ms: int
+) -> tuple[str, bytes]:
+    """(channel, payload) of ``slot.updated`` for a slot now ``status``."""
+    template = slot_updated_template(doctor_id, slot_id, status)
+    return template.channel, template.fill(to_rfc3339(start), to_rfc3339(end), to_rfc3339(at_ms))

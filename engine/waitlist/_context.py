@@ -29,7 +29,7 @@ REINDEX_SECONDS = 300.0
 class SlotsPort(Protocol):
     """What the waitlist needs from booking (:class:`engine.booking.BookingService`)."""
 
-    async def hydrate_doctor(self, doctor_id: str, *, force: bool = False) -> int: ...
+    async def rebuild_doctor(self, doctor_id: str, *, force: bool = False) -> int: ...
 
 
 class DoctorsPort(Protocol):

@@ -92,7 +92,7 @@ class HotWaitlist:
                 raise Unavailable("redis failed", code="redis_unavailable") from exc
             if result[0] == 0 and result[1] == "not_hydrated":
                 if script is self.ctx.scripts.release:
-                    await self.ctx.slots.hydrate_doctor(doctor_id)
+                    await self.ctx.slots.rebuild_doctor(doctor_id)
                 else:
                     await self.hydrate(doctor_id)
                 continue

@@ -182,12 +182,12 @@ async def test_expired_request_reopens_the_slot_and_cannot_be_accepted(
     start = clock.now + 5 * HOUR
     (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
     appt = await book(booking, patient(), slot)
-    assert appt["decision_deadline"] == to_rfc3339(clock.now + booking.ttl_ms)
-    clock.advance(booking.ttl_ms)
+    assert appt["decision_deadline"] == to_rfc3339(clock.now + booking.ctx.ttl_ms)
+    clock.advance(booking.ctx.ttl_ms)
     with pytest.raises(Conflict) as info:
         await booking.accept(doc, appt["id"])
     assert info.value.code == "invalid_transition"
-    assert await booking.sweep_once() == 1
+    assert await booking.expire_due() == 1
     assert (await booking.get_appointment(doc, appt["id"])).status == "expired"
     assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) == start
 
@@ -203,12 +203,12 @@ async def test_a_request_missing_from_the_sweep_index_is_found_by_the_reindex(
     (slot,) = await slots_of(booking, doc, [(start, start + HOUR)])
     appt = await book(booking, patient(), slot)
     await booking_redis.zrem(keys.sweep_index(), doc.user_id)  # the lost ZADD
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 0  # nothing tells the sweeper about it
-    assert await booking.reindex_sweep() == 1
-    assert await booking.sweep_once() == 1
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 0  # nothing tells the sweeper about it
+    assert await booking.reindex_deadlines() == 1
+    assert await booking.expire_due() == 1
     assert (await booking.get_appointment(doc, appt["id"])).status == "expired"
-    assert await booking.reindex_sweep() == 0  # nothing undecided is left
+    assert await booking.reindex_deadlines() == 0  # nothing undecided is left
 
 
 async def test_deadline_is_fifteen_minutes_before_a_close_start(
@@ -382,12 +382,12 @@ async def test_full_rehydrate_rebuilds_every_doctor(
     a, b = await slots_of(booking, doc, [(start, start + HOUR), (start + HOUR, start + 2 * HOUR)])
     appt = (await book(booking, patient(), a))["id"]
     await booking_redis.flushdb()
-    assert await booking.rehydrate() == 2
+    assert await booking.rebuild() == 2
     assert await booking_redis.zrange(keys.doctor_open_slots(doc.user_id), 0, -1) == [b.encode()]
     assert await booking_redis.zrange(keys.doctor_deadlines(doc.user_id), 0, -1) == [appt.encode()]
     assert await booking_redis.zscore(keys.sweep_index(), doc.user_id) is not None
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 1
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 1
 
 
 @pytest.mark.parametrize("death", ["hung_before_store", "store_and_release_failed"])
@@ -412,31 +412,31 @@ async def test_ghost_reservation_is_released_by_the_sweeper(
             reached.set()
             await never.wait()
 
-        booking.accounts.get_doctor = hang  # type: ignore[method-assign]
+        booking.ctx.accounts.get_doctor = hang  # type: ignore[method-assign]
         task = asyncio.create_task(book(booking, pat, slot))
         await asyncio.wait_for(reached.wait(), 5)
     else:
         booking_store.failing_only = {"transact"}
-        real_reopen = booking._reopen
+        real_reopen = booking.ctx.reopen
 
         async def broken_reopen(*args: object) -> str:
             raise Unavailable("redis failed", code="redis_unavailable")
 
-        booking._reopen = broken_reopen  # type: ignore[method-assign,assignment]
+        booking.ctx.reopen = broken_reopen  # type: ignore[method-assign,assignment]
         with pytest.raises(Unavailable):
             await book(booking, pat, slot)
-        booking._reopen = real_reopen  # type: ignore[method-assign]
+        booking.ctx.reopen = real_reopen  # type: ignore[method-assign]
         booking_store.failing_only = set()
     ghost = await booking_redis.hget(keys.slot(doc.user_id, slot), "appointment_id")
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
     assert await booking_store.inner.get(appt_pk(ghost.decode()), APPT_SK) is None
     assert await booking_store.inner.query(doctor_pk(doc.user_id), prefix="HOLD#") == []
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 0
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 0
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"open"
     assert await booking_redis.zscore(keys.sweep_index(), doc.user_id) is None
     # slot and the patient's hold are free again: the same patient books the same slot
-    booking.accounts = type(booking.accounts)(booking_store)  # type: ignore[call-arg]
+    booking.ctx.accounts = type(booking.ctx.accounts)(booking_store)  # type: ignore[call-arg]
     assert (await book(booking, pat, slot))["status"] == "requested"
     if task is not None:
         task.cancel()
@@ -446,17 +446,17 @@ async def test_ghost_reservation_is_released_by_the_sweeper(
 
 def _time_out_after_landing(booking: BookingService, times: int) -> None:
     """The next ``times`` reserve.lua calls run in Redis, then report a timeout."""
-    real = booking._run_script
+    real = booking.ctx.run_script
     left = [times]
 
     async def landing_then_timeout(script: object, keys_: list[str], args: list[object]) -> object:
         result = await real(script, keys_, args)  # type: ignore[arg-type]
-        if script is booking.scripts.reserve and left[0] > 0:
+        if script is booking.ctx.scripts.reserve.registered and left[0] > 0:
             left[0] -= 1
             raise RedisTimeoutError("injected timeout after the script ran")
         return result
 
-    booking._run_script = landing_then_timeout  # type: ignore[assignment]
+    booking.ctx.run_script = landing_then_timeout  # type: ignore[assignment]
 
 
 async def test_timed_out_reservation_is_undone_on_patient_overlap(
@@ -491,8 +491,8 @@ async def test_unanswered_reservation_is_indexed_for_the_sweeper(
     with pytest.raises(Unavailable):
         await book(booking, pat, slot)
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 0
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 0
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"open"
     assert (await book(booking, pat, slot))["status"] == "requested"
 
@@ -569,13 +569,13 @@ async def test_a_reservation_being_stored_is_not_released_as_a_ghost(
     task = asyncio.create_task(book(booking, pat, slot))
     await asyncio.wait_for(entered.wait(), 5)
     clock.advance(2000)
-    assert await booking.sweep_once() == 0
+    assert await booking.expire_due() == 0
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
     gate.set()
     body = await task
     assert body["status"] == "requested"
     clock.advance(HOUR)
-    assert await booking.sweep_once() == 1
+    assert await booking.expire_due() == 1
     item = await booking_store.inner.get(appt_pk(body["id"]), APPT_SK)
     assert item is not None
     assert item.data["status"] == "expired"

@@ -39,8 +39,8 @@ async def test_each_key_replays_its_first_response_after_redis_is_flushed(
     )
     names = ["refused", "expired", "requested", "confirmed"]
     first = {"expired": await book(booking, pat, slots[1], "key-expired")}
-    clock.advance(booking.ttl_ms)
-    assert await booking.sweep_once() == 1
+    clock.advance(booking.ctx.ttl_ms)
+    assert await booking.expire_due() == 1
     for name, slot in zip(names, slots, strict=True):
         if name != "expired":
             first[name] = await book(booking, pat, slot, f"key-{name}")
@@ -105,7 +105,7 @@ class GatedStore(FlakyStore):
 @pytest.fixture
 def gated(booking: BookingService, booking_store: FlakyStore) -> GatedStore:
     store = GatedStore(booking_store.inner)
-    booking.store = store
+    booking.ctx.store = store
     return store
 
 

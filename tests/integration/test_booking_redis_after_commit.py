@@ -46,8 +46,8 @@ def failing_script(
     booking: BookingService, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> Iterator[None]:
     """Every run of the named Lua script fails as if Redis had dropped the connection."""
-    real = booking._doctor_eval
-    script = getattr(booking.scripts, name)
+    real = booking.ctx.doctor_eval
+    script = getattr(booking.ctx.scripts, name)
 
     async def flaky(target: Any, *args: Any, **kwargs: Any) -> list[Any]:
         if target is script:
@@ -55,7 +55,7 @@ def failing_script(
         return await real(target, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(booking, "_doctor_eval", flaky)
+        patch.setattr(booking.ctx, "doctor_eval", flaky)
         yield
 
 
@@ -117,8 +117,8 @@ async def test_accept_redis_failure_then_sweeper_keeps_the_booking(
     with failing_script(booking, monkeypatch, "accept"):
         view = await booking.accept(doc, appt)
     assert view.status == "confirmed"
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 0
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 0
     await assert_booked(booking, booking_redis, doc, pat, slot, appt)
     with pytest.raises(Conflict) as info:
         await book(booking, pat, other)
@@ -141,13 +141,13 @@ async def test_sweeper_resyncs_a_confirmed_request_left_in_redis(
     appt = (await book(booking, pat, slot))["id"]
     with (
         failing_script(booking, monkeypatch, "accept"),
-        failing_deletes(booking.redis, monkeypatch),
+        failing_deletes(booking.ctx.redis, monkeypatch),
         suppress(Unavailable),  # the old behaviour; what matters is what the sweeper does
     ):
         await booking.accept(doc, appt)
     assert await booking_redis.hget(keys.slot(doc.user_id, slot), "status") == b"requested"
-    clock.advance(booking.ttl_ms + 1)
-    assert await replica.sweep_once() == 0
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await replica.expire_due() == 0
     await assert_booked(replica, booking_redis, doc, pat, slot, appt)
 
 
@@ -182,7 +182,7 @@ async def test_refuse_with_redis_down_recovers_when_redis_returns(
     appt = (await book(booking, patient(), slot))["id"]
     with (
         failing_script(booking, monkeypatch, "reopen"),
-        failing_deletes(booking.redis, monkeypatch),
+        failing_deletes(booking.ctx.redis, monkeypatch),
     ):
         view = await booking.refuse(doc, appt)
     assert view.status == "refused"
@@ -272,8 +272,8 @@ async def test_forced_rebuild_during_a_create_allows_no_overlap(
     gate, entered = await _paused_transact(booking_store, monkeypatch)
     first = asyncio.create_task(slots_of(booking, doc, [(start, start + HOUR)]))
     await entered.wait()
-    await booking.hydrate_doctor(doc.user_id, force=True)
-    assert await booking.rehydrate(force=True) == 1
+    await booking.rebuild_doctor(doc.user_id, force=True)
+    assert await booking.rebuild(force=True) == 1
     with pytest.raises(Conflict) as info:
         await slots_of(booking, doc, [(start + 30 * MIN, start + 90 * MIN)])
     assert info.value.code == "slot_overlap"
@@ -300,7 +300,7 @@ async def test_forced_rebuild_during_an_edit_keeps_the_lock(
         booking.update_slot(doc, slot, to_rfc3339(new_start), to_rfc3339(new_start + HOUR))
     )
     await entered.wait()
-    await booking.hydrate_doctor(doc.user_id, force=True)
+    await booking.rebuild_doctor(doc.user_id, force=True)
     with pytest.raises(Conflict):  # the new interval is reserved by the edit
         await slots_of(booking, doc, [(new_start + 30 * MIN, new_start + 90 * MIN)])
     with pytest.raises(Conflict):  # the locked slot cannot be booked meanwhile
@@ -328,7 +328,7 @@ async def test_forced_rebuild_during_a_reservation_keeps_it_taken_and_expiring(
     gate, entered = await _paused_transact(booking_store, monkeypatch)
     first = asyncio.create_task(book(booking, patient(), slot))
     await entered.wait()
-    await booking.hydrate_doctor(doc.user_id, force=True)
+    await booking.rebuild_doctor(doc.user_id, force=True)
     assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) is None
     with pytest.raises(Conflict) as info:
         await book(booking, patient(), slot)
@@ -336,8 +336,8 @@ async def test_forced_rebuild_during_a_reservation_keeps_it_taken_and_expiring(
     gate.set()
     appt = await first
     assert appt["status"] == "requested"
-    clock.advance(booking.ttl_ms + 1)
-    assert await booking.sweep_once() == 1
+    clock.advance(booking.ctx.ttl_ms + 1)
+    assert await booking.expire_due() == 1
     assert (await booking.get_appointment(doc, appt["id"])).status == "expired"
     assert await booking_redis.zscore(keys.doctor_open_slots(doc.user_id), slot) == start
 
@@ -350,6 +350,6 @@ async def test_rehydrate_leaves_hydrated_doctors_alone(
     await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR
     await slots_of(booking, doc, [(start, start + HOUR)])
-    assert await booking.rehydrate() == 0
+    assert await booking.rebuild() == 0
     await booking_redis.delete(keys.doctor_hydrated(doc.user_id))
-    assert await booking.rehydrate() == 1
+    assert await booking.rebuild() == 1

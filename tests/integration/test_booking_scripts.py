@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
 from engine.booking import BookingService
+from engine.booking._context import hold_keys
 from engine.booking._store import APPT_SK, appt_pk, doctor_pk
 from engine.errors import Conflict, Unavailable
 from engine.timeutil import new_id, to_rfc3339
@@ -39,11 +40,11 @@ async def test_reserve_script_is_idempotent_by_appointment_id(
     (slot,) = await slots_of(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
     d = doc.user_id
     appt = new_id()
-    args = [appt, "p1", clock.now, booking.ttl_ms, 15 * MIN, slot, "ch", "", "", ""]
-    first = await booking._eval(booking.scripts.reserve, booking._hold_keys(d, slot), args)
-    again = await booking._eval(booking.scripts.reserve, booking._hold_keys(d, slot), args)
-    other = await booking._eval(
-        booking.scripts.reserve, booking._hold_keys(d, slot), [new_id(), "p2", *args[2:]]
+    args = [appt, "p1", clock.now, booking.ctx.ttl_ms, 15 * MIN, slot, "ch", "", "", ""]
+    first = await booking.ctx.eval_raw(booking.ctx.scripts.reserve, hold_keys(d, slot), args)
+    again = await booking.ctx.eval_raw(booking.ctx.scripts.reserve, hold_keys(d, slot), args)
+    other = await booking.ctx.eval_raw(
+        booking.ctx.scripts.reserve, hold_keys(d, slot), [new_id(), "p2", *args[2:]]
     )
     assert first[:2] == [1, "reserved"]
     assert again[:2] == [1, "already"]
@@ -59,7 +60,7 @@ async def test_reservation_retried_after_a_timeout_makes_one_reservation(
     'already' and the patient gets one reservation (not slot_unavailable)."""
     doc = doctor()
     (slot,) = await slots_of(booking, doc, [(clock.now + 5 * HOUR, clock.now + 6 * HOUR)])
-    real = booking.scripts.reserve
+    real = booking.ctx.scripts.reserve.registered
     calls = 0
 
     async def lands_then_times_out(keys: Any = None, args: Any = None, client: Any = None) -> Any:
@@ -70,7 +71,7 @@ async def test_reservation_retried_after_a_timeout_makes_one_reservation(
             raise RedisTimeoutError("reply lost")
         return result
 
-    booking.scripts.reserve = lands_then_times_out  # type: ignore[assignment]
+    booking.ctx.scripts.reserve.registered = lands_then_times_out  # type: ignore[assignment]
     body = await booking.request_appointment(patient(), slot)
     assert calls == 2
     assert b'"status":"requested"' in body
@@ -156,15 +157,15 @@ async def test_two_concurrent_sweepers_expire_each_request_once(
         for s in slots:
             body = await a.request_appointment(patient(), s)
             appts.append(body.split(b'"id":"')[1].split(b'"')[0].decode())
-    clock.advance(a.ttl_ms + 1)
-    counts = await asyncio.gather(*(s.sweep_once() for s in services))
+    clock.advance(a.ctx.ttl_ms + 1)
+    counts = await asyncio.gather(*(s.expire_due() for s in services))
     assert sum(counts) == 30
     for appt_id in appts:
         item = await booking_store.inner.get(appt_pk(appt_id), APPT_SK)
         assert item is not None
         assert item.data["status"] == "expired"
     assert await booking_redis.zcard(keys.sweep_index()) == 0
-    assert sum(await asyncio.gather(*(s.sweep_once() for s in services))) == 0
+    assert sum(await asyncio.gather(*(s.expire_due() for s in services))) == 0
 
 
 async def test_fifty_concurrent_overlapping_creations_store_no_overlap(
@@ -200,31 +201,34 @@ async def test_claim_script_contract(booking: BookingService, booking_redis: Red
     prunes ended holds; counts undecided requests per doctor and in all until their
     deadline."""
     key = keys.patient_holds("p")
-    claim = booking.scripts.claim
+    claim = booking.ctx.scripts.claim
 
     def args(appt: str, start: int, end: int, now: int, doc: str = "d1") -> list[Any]:
         return [appt, start, end, now, doc, now + 1000, 2, 3]
 
-    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [0, "not_hydrated"]
+    assert await booking.ctx.eval_raw(claim, [key], args("a", 100, 200, 0)) == [0, "not_hydrated"]
     await booking_redis.hset(key, "~h", "1")
-    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [1, "claimed"]
-    assert await booking._eval(claim, [key], args("a", 100, 200, 0)) == [1, "already"]
-    assert await booking._eval(claim, [key], args("b", 150, 250, 0)) == [
+    assert await booking.ctx.eval_raw(claim, [key], args("a", 100, 200, 0)) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("a", 100, 200, 0)) == [1, "already"]
+    assert await booking.ctx.eval_raw(claim, [key], args("b", 150, 250, 0)) == [
         0, "patient_overlap", "a",
     ]  # fmt: skip
-    assert await booking._eval(claim, [key], args("b", 150, 250, 300)) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("b", 150, 250, 300)) == [1, "claimed"]
     assert await booking_redis.hexists(key, "a") == 0
     # Requests (deadline 1300 here): two at d1 reach the per-doctor cap, a third anywhere
     # the cap in all.
-    assert await booking._eval(claim, [key], args("c", 4000, 5000, 300)) == [1, "claimed"]
-    assert await booking._eval(claim, [key], args("c2", 5000, 6000, 300)) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("c", 4000, 5000, 300)) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("c2", 5000, 6000, 300)) == [1, "claimed"]
     doctor_cap = [0, "request_limit", "doctor"]
-    assert await booking._eval(claim, [key], args("d", 6000, 7000, 300)) == doctor_cap
-    assert await booking._eval(claim, [key], args("d", 6000, 7000, 300, "d2")) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("d", 6000, 7000, 300)) == doctor_cap
+    assert await booking.ctx.eval_raw(claim, [key], args("d", 6000, 7000, 300, "d2")) == [
+        1,
+        "claimed",
+    ]
     total_cap = [0, "request_limit", "total"]
-    assert await booking._eval(claim, [key], args("d4", 7000, 7500, 300, "d4")) == total_cap
+    assert await booking.ctx.eval_raw(claim, [key], args("d4", 7000, 7500, 300, "d4")) == total_cap
     # Past their deadline the requests stop counting, though their holds stay.
-    assert await booking._eval(claim, [key], args("e", 8000, 9000, 1301)) == [1, "claimed"]
+    assert await booking.ctx.eval_raw(claim, [key], args("e", 8000, 9000, 1301)) == [1, "claimed"]
     assert await booking_redis.hexists(key, "c") == 1
 
 
@@ -261,6 +265,6 @@ async def test_large_batch_stays_unbookable_when_compensation_fails_too(
         await booking.list_own_slots(doc, to_rfc3339(start), to_rfc3339(start + 200 * HOUR)) == []
     )
     assert await booking_redis.zcard(keys.doctor_open_slots(doc.user_id)) == 0
-    await booking.hydrate_doctor(doc.user_id, force=True)
+    await booking.rebuild_doctor(doc.user_id, force=True)
     assert await booking_redis.zcard(keys.doctor_slots(doc.user_id)) == 0
     assert len(await slots_of(booking, doc, intervals)) == 120

@@ -189,7 +189,7 @@ class BookingMachine(RuleBasedStateMachine):
         else:
             assert err is None, err
             appt_id = body.split(b'"id":"')[1].split(b'"')[0].decode()
-            deadline = min(now + self.booking.ttl_ms, slot.start - LEAD)
+            deadline = min(now + self.booking.ctx.ttl_ms, slot.start - LEAD)
             self.model.appts[appt_id] = MAppt(slot_id, p, slot.start, slot.end, deadline)
             slot.status, slot.appt = "requested", appt_id
 
@@ -237,7 +237,7 @@ class BookingMachine(RuleBasedStateMachine):
     def expire(self, minutes: int) -> None:
         """Advance time and sweep: every request past its deadline expires, once."""
         self.clock.advance(minutes * MIN)
-        expired = self.run(self.booking.sweep_once())
+        expired = self.run(self.booking.expire_due())
         due = [
             i for i, a in self.model.appts.items()
             if a.status == "requested" and a.deadline <= self.clock.now
@@ -251,7 +251,7 @@ class BookingMachine(RuleBasedStateMachine):
         """FLUSHDB between requests; either a full rehydrate or lazy per-doctor rebuilds."""
         self.run(self.redis.flushdb())
         if full:
-            self.run(self.booking.hydrate_doctor(self.doctor.user_id))
+            self.run(self.booking.rebuild_doctor(self.doctor.user_id))
 
     # --- invariants ---------------------------------------------------------------------------
     @invariant()

@@ -92,14 +92,14 @@ async def test_overlap_check_agrees_with_brute_force(
         others = [t for j, t in enumerate(taken) if j != index]
         if any(a < new[1] and new[0] < b for a, b in others):
             continue
-        locked = await service._doctor_eval(
-            service.scripts.lock, doc.user_id,
+        locked = await service.ctx.doctor_eval(
+            service.ctx.scripts.lock, doc.user_id,
             [keys.slot(doc.user_id, ids[index]), keys.doctor_slots(doc.user_id),
              keys.doctor_slot_ends(doc.user_id), keys.doctor_open_slots(doc.user_id),
              keys.doctor_hydrated(doc.user_id)],
             [ids[index], "edit", new[0], new[1], 4 * HOUR],
         )  # fmt: skip
-        assert locked[0] == 1
+        assert locked.ok == 1
         taken.append(new)
     for _ in range(150):
         start = base + rng.randrange(0, 60 * 40) * MIN

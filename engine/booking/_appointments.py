@@ -1,0 +1,137 @@
+"""Reading appointments: one, the caller's list, the outbox's reminder guard, the calendar
+feed, the LGPD export."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any, get_args
+
+import msgspec
+
+from engine.booking import _store as layout
+from engine.booking._model import (
+    ACTIVE,
+    Appointment,
+    AppointmentPage,
+    AppointmentStatus,
+    AppointmentView,
+)
+from engine.errors import Invalid, NotFound
+from engine.timeutil import parse_rfc3339
+
+if TYPE_CHECKING:
+    from engine.booking._context import BookingContext
+    from engine.booking._views import Views
+    from engine.notifications import CalendarEvent, OutboxItem
+    from engine.principal import Principal, Role
+
+_STATUSES = frozenset(get_args(AppointmentStatus))
+
+
+def _encode_cursor(sk: str) -> str:
+    return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        sk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise Invalid("invalid cursor", code="invalid_cursor") from None
+    if not sk.startswith("APPT#"):
+        raise Invalid("invalid cursor", code="invalid_cursor")
+    return sk
+
+
+class Appointments:
+    """Appointments as their participants read them."""
+
+    def __init__(self, ctx: BookingContext, views: Views) -> None:
+        self.ctx = ctx
+        self.views = views
+
+    async def get(self, principal: Principal, appointment_id: str) -> AppointmentView:
+        """One appointment for either participant (``NotFound`` for anyone else)."""
+        appt, _ = await self.ctx.participant(principal, appointment_id)
+        return await self.views.view_named(appt, principal.user_id)
+
+    async def page(
+        self,
+        principal: Principal,
+        *,
+        status: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> AppointmentPage:
+        """The caller's appointments by slot start; ``status`` and start range ``[from, to)``
+        filters; ``limit`` 1-100; ``next_cursor`` while more remain."""
+        if not 1 <= limit <= 100:
+            raise Invalid("limit must be 1 to 100", code="invalid_limit")
+        if status is not None and status not in _STATUSES:
+            raise Invalid("unknown status", code="invalid_status")
+        lo = parse_rfc3339(start, field="from") if start else None
+        hi = parse_rfc3339(end, field="to") if end else None
+        after = _decode_cursor(cursor) if cursor else None
+        pk = layout.user_pk(principal.user_id)
+        items: list[AppointmentView] = []
+        fetch = 100
+        while True:
+            batch = await self.ctx.store.query(
+                pk,
+                prefix="APPT#",
+                start=layout.index_sk(lo, "") if lo is not None else None,
+                end=layout.index_sk(hi, "") if hi is not None else None,
+                after=after,
+                limit=fetch,
+            )
+            for item in batch:
+                appt = Appointment.from_data(item.data)
+                if status is None or appt.status == status:
+                    items.append(await self.views.view_named(appt, principal.user_id))
+                    if len(items) == limit:
+                        return AppointmentPage(items=items, next_cursor=_encode_cursor(item.sk))
+            if len(batch) < fetch:
+                return AppointmentPage(items=items, next_cursor=None)
+            after = batch[-1].sk
+
+    async def all_of(self, user_id: str) -> list[Appointment]:
+        """Every appointment ``user_id`` took part in."""
+        items = await self.ctx.store.query(layout.user_pk(user_id), prefix="APPT#")
+        return [Appointment.from_data(item.data) for item in items]
+
+    # --- notifications and calendar -----------------------------------------------------------
+    async def reminder_current(self, item: OutboxItem) -> bool:
+        """Outbox guard: a reminder is sent only while its appointment is confirmed and still
+        starts when the reminder was made for (a cancelled or moved one sends none)."""
+        context = item.context or {}
+        try:
+            appt, _ = await self.ctx.load_appointment(str(context.get("appointment_id", "")))
+        except NotFound:
+            return False
+        return appt.status == "confirmed" and appt.start == context.get("start_ms")
+
+    async def calendar_events(self, user_id: str, start: int, end: int) -> list[CalendarEvent]:
+        """The user's requested and confirmed appointments starting in ``[start, end)``, as
+        their calendar feed shows them (with their own meeting link)."""
+        items = await self.ctx.store.query(
+            layout.user_pk(user_id), prefix="APPT#", start=layout.index_sk(start, ""),
+            end=layout.index_sk(end, ""),
+        )  # fmt: skip
+        found = []
+        for item in items:
+            appt = Appointment.from_data(item.data)
+            if appt.status in ACTIVE:
+                role: Role = "doctor" if appt.doctor_id == user_id else "patient"
+                found.append(self.ctx.notices.calendar_event(appt, role))
+        return found
+
+    # --- LGPD ---------------------------------------------------------------------------------
+    async def export_user(self, principal: Principal) -> dict[str, Any]:
+        """``{"appointments": [...]}``: every appointment the user took part in."""
+        appointments = [
+            await self.views.view_named(appt, principal.user_id)
+            for appt in await self.all_of(principal.user_id)
+        ]
+        return {"appointments": msgspec.to_builtins(appointments)}
