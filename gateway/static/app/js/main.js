@@ -8,17 +8,20 @@ import { live } from "./live.js";
 import { agendaView, appointmentsView, searchView } from "./patient.js";
 import { recordsView, sharedView } from "./records.js";
 import { announce, errorText, h } from "./ui.js";
+import { doctorWaitlistView, offerNotices, waitlistView } from "./waitlist.js";
 
 const MENUS = {
   patient: [
     ["#/buscar", "Buscar médicos"],
     ["#/consultas", "Minhas consultas"],
+    ["#/espera", "Lista de espera"],
     ["#/prontuario", "Prontuário"],
   ],
   doctor: [
     ["#/pedidos", "Pedidos"],
     ["#/agenda", "Agenda"],
     ["#/horarios", "Publicar horários"],
+    ["#/espera", "Lista de espera"],
     ["#/compartilhados", "Prontuários"],
   ],
 };
@@ -28,12 +31,14 @@ const VIEWS = {
     buscar: searchView,
     medico: agendaView,
     consultas: appointmentsView,
+    espera: waitlistView,
     prontuario: recordsView,
   },
   doctor: {
     pedidos: inboxView,
     agenda: weekView,
     horarios: publishView,
+    espera: doctorWaitlistView,
     compartilhados: sharedView,
   },
 };
@@ -117,7 +122,10 @@ async function render() {
 }
 
 onSessionChange((session) => {
-  if (session && live.stopped) live.start();
+  if (session && live.stopped) {
+    live.start();
+    offerNotices(); // stop() drops every handler: joined again at each start
+  }
   if (!session) {
     live.stop();
     if (cleanup) cleanup();

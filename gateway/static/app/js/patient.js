@@ -15,6 +15,7 @@ import {
   section,
   select,
 } from "./ui.js";
+import { joinWaitlist } from "./waitlist.js";
 
 const AGENDA_DAYS = 14;
 const oneDecimal = new Intl.NumberFormat("pt-BR", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
@@ -220,6 +221,7 @@ export async function agendaView(root, doctorId) {
       grid,
       confirm,
     ),
+    joinWaitlist(doctorId),
   );
   await resync();
   // data-live marks the agenda as following events (after the resync that `subscribed` starts).

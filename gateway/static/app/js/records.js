@@ -13,6 +13,7 @@ import {
   fmt,
   h,
   isoDate,
+  localInput,
   section,
   select,
 } from "./ui.js";
@@ -37,11 +38,6 @@ export async function save(path, filename) {
 
 function recordTitle(rec) {
   return rec.title || rec.filename;
-}
-
-function localInput(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${isoDate(date)}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
 export async function recordsView(root) {

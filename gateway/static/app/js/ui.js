@@ -99,9 +99,21 @@ export function announce(text, kind = "info") {
   box.dataset.kind = kind;
 }
 
+/** The API's conflict codes, said in Portuguese (the server's own detail is in English). */
+const CONFLICTS = {
+  slot_unavailable: "Esse horário não está mais livre.",
+  patient_overlap: "Você já tem uma consulta nesse horário.",
+  invalid_transition: "A consulta mudou de estado enquanto isso: a lista foi atualizada.",
+  already_waiting: "Você já está na lista de espera deste médico num período que se sobrepõe a esse.",
+  waitlist_limit: "Você já está em 10 listas de espera: saia de uma para entrar em outra.",
+  no_offer: "Não há mais horário reservado para você nesta lista.",
+  already_rated: "Esta consulta já tinha sido avaliada.",
+};
+
 export function errorText(err) {
   if (err && err.status === 429) return "Muitas tentativas. Aguarde um pouco e tente de novo.";
   if (err && err.status >= 500) return "O servidor não respondeu. Tente de novo.";
+  if (err && CONFLICTS[err.code]) return CONFLICTS[err.code];
   return (err && err.message) || "Algo deu errado.";
 }
 
@@ -131,6 +143,12 @@ export function empty(text) {
 export function isoDate(d) {
   const pad = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+
+/** The value of a datetime-local input for a Date (local wall time, to the minute). */
+export function localInput(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${isoDate(date)}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
 export function startOfWeek(d) {
