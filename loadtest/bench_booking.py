@@ -43,7 +43,7 @@ from _bench import PASSWORD, SETUP_CONCURRENCY, Conn, forge_token, iso, pct, run
 from redis.asyncio import Redis
 
 from engine import keys  # importable once _bench ran
-from engine.booking._scripts import source
+from engine.lua import source
 
 
 # --- setup --------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ async def live_phase(port: int, connections: int, seconds: float) -> dict[str, f
 async def evalsha_phase(redis_port: int, connections: int, seconds: float) -> float:
     """EVALSHA rate of reserve.lua against a taken slot, pipelined (Redis' own limit)."""
     redis = Redis(host="127.0.0.1", port=redis_port, max_connections=connections + 4)
-    sha = await redis.script_load(source("reserve"))
+    sha = await redis.script_load(source("engine.booking", "reserve"))
     doctor, slot = "bench-doctor", "bench-doctor.01ARZ3NDEKTSV4RRFFQ69G5FAV"
     now = int(time.time() * 1000)
     await redis.hset(
