@@ -17,7 +17,6 @@ from engine import keys
 from engine.accounts import AccountService
 from engine.accounts.tokens import AccessTokens
 from engine.booking import BookingService
-from engine.directory import DirectoryService
 from engine.errors import Unavailable
 from engine.notifications import Notifications
 from engine.realtime import Hub
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from engine.config import Settings
+    from engine.directory import DirectoryService
     from engine.principal import Principal
     from engine.store import Store
 
@@ -61,7 +61,7 @@ class Engine:
         self.store = store
         self.tokens = AccessTokens(settings)
         self.accounts = AccountService(settings, store, redis, self.tokens)
-        self.directory = DirectoryService(store, redis)
+        self.directory: DirectoryService = self.accounts.directory  # one search cache
         # Relays events from Redis pub/sub to this process's websockets; started with the
         # background tasks (Engine.start(background=True)), closed in close().
         self.hub = Hub(redis, queue_size=settings.ws_queue_size)

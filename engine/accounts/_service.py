@@ -138,7 +138,9 @@ class AccountService:
         # would be circular whichever package is imported first.
         from engine.directory import DirectoryService
 
-        self._directory: DirectoryService = DirectoryService(store, redis)
+        self.directory: DirectoryService = DirectoryService(store, redis)
+        """The directory this service writes doctors and ratings to; the engine searches the
+        same object, so its search cache drops on this process's own writes."""
         self._sealer = sealer
         self.events = SecurityLog(store)
         self.mfa = Mfa(store, redis, self._sealer_open, self.events)
@@ -260,7 +262,7 @@ class AccountService:
         """Show a doctor in the directory. The store already holds the change, so a Redis
         failure here is logged, not raised: the next rebuild lists the doctor."""
         try:
-            await self._directory.upsert_doctor(profile)
+            await self.directory.upsert_doctor(profile)
         except Exception:
             log.warning("directory update failed for doctor %s", profile.id, exc_info=True)
 
@@ -636,7 +638,7 @@ class AccountService:
             self._doctors.pop(doctor_id, None)
             rating = rating_of(data)
             try:
-                await self._directory.update_rating(doctor_id, rating.average, rating.count)
+                await self.directory.update_rating(doctor_id, rating.average, rating.count)
             except Exception:
                 log.warning("directory rating update failed for %s", doctor_id, exc_info=True)
             return
@@ -693,5 +695,5 @@ class AccountService:
         await self.mfa.erase(user_id)
         await self.events.erase(user_id)
         self._doctors.pop(user_id, None)
-        await self._directory.remove_doctor(user_id)
+        await self.directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

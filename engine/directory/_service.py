@@ -17,6 +17,14 @@ keys share the ``{dir}`` hash tag, so the scripts that write several of them at 
 (``move.lua``: a doctor in or out, atomically out of the old specialty; ``rating.lua``) run on
 one cluster slot; a rebuild writes them with plain pipelined commands. A search page costs
 two or three round trips whatever its length.
+
+Search pages are cached per process (:class:`engine.fresh.FreshCache`) for at most
+``SEARCH_STALE_SECONDS``: a page served is never older than that (a doctor, rating or slot
+changed in another process, or a slot booked, shows within that bound), and concurrent
+identical searches share one read. A page is not served from the cache once a
+``next_open_slot`` it shows has closed to requests, and writes through this service (a doctor
+in, out or moved, a rating) drop the cache, so this process sees them at once. A shown slot
+is a hint: booking it is decided by ``reserve.lua``, which may answer 409.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ import base64
 import binascii
 import hashlib
 import logging
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -36,10 +46,13 @@ from engine.accounts.models import Money, Rating, doctor_profile
 from engine.booking import DECISION_LEAD_MS
 from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
 from engine.errors import Invalid, Unavailable
+from engine.fresh import FreshCache
 from engine.lua import Reply, load
 from engine.timeutil import now_ms, to_rfc3339
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from redis.asyncio import Redis
     from redis.asyncio.client import Pipeline
 
@@ -55,6 +68,10 @@ MAX_OFFSET = 10_000
 EARTH_RADIUS_KM = 20_038.0
 """Half the equator: a radius that covers the whole earth, used when no ``max_km`` is given,
 so a search with a location but no distance limit still orders every doctor by distance."""
+SEARCH_STALE_SECONDS = 0.25
+"""Oldest search page served from the per-process cache (from the start of its Redis reads)."""
+SEARCH_CACHE_SIZE = 4096
+"""Search pages kept per process (distinct filters and offsets); the oldest go first."""
 
 _cursor_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
@@ -80,6 +97,11 @@ class RatingReply(Reply, array_like=True, frozen=True):
     """rating.lua: ``applied``, or ``ignored`` (card gone, or a newer count already there)."""
 
 
+def _still_requestable(entry: tuple[SearchPage, float]) -> bool:
+    """Every ``next_open_slot`` of a cached page is still open to requests by time."""
+    return now_ms() < entry[1]
+
+
 class _Query(msgspec.Struct, frozen=True, kw_only=True):
     specialty: str | None
     lat: float | None
@@ -94,9 +116,15 @@ class _Query(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DirectoryService:
-    def __init__(self, store: Store, redis: Redis) -> None:
+    def __init__(
+        self, store: Store, redis: Redis, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._store = store
         self._redis = redis
+        # (page, epoch ms until which every next_open_slot it shows is still requestable)
+        self._pages: FreshCache[tuple[_Query, int], tuple[SearchPage, float]] = FreshCache(
+            SEARCH_STALE_SECONDS, SEARCH_CACHE_SIZE, clock=clock
+        )
         self._rate = load(redis, __package__, "rating", RatingReply)
         self._move_script = load(redis, __package__, "move", MoveReply)
 
@@ -158,10 +186,16 @@ class DirectoryService:
     async def upsert_doctor(self, profile: DoctorProfile) -> None:
         """Add or refresh a doctor; a changed specialty moves the doctor out of the old one
         in the same atomic step, and an old specialty left empty leaves the list."""
-        await self._move(profile.id, profile)
+        try:
+            await self._move(profile.id, profile)
+        finally:
+            self._pages.clear()
 
     async def remove_doctor(self, doctor_id: str) -> None:
-        await self._move(doctor_id, None)
+        try:
+            await self._move(doctor_id, None)
+        finally:
+            self._pages.clear()
 
     async def update_rating(self, doctor_id: str, average: float | None, count: int) -> None:
         """Refresh a listed doctor's rating; a doctor not listed (erased) stays out.
@@ -172,14 +206,17 @@ class DirectoryService:
         spec = await self._redis.hget(keys.directory_doctor(doctor_id), "specialty")
         if spec is None:
             return
-        await self._rate.run(
-            keys=[
-                keys.directory_doctor(doctor_id),
-                keys.directory_rating(),
-                keys.directory_rating_by(_text(spec)),
-            ],
-            args=[count, "" if average is None else average, -average if average else 0.0],
-        )
+        try:
+            await self._rate.run(
+                keys=[
+                    keys.directory_doctor(doctor_id),
+                    keys.directory_rating(),
+                    keys.directory_rating_by(_text(spec)),
+                ],
+                args=[count, "" if average is None else average, -average if average else 0.0],
+            )
+        finally:
+            self._pages.clear()
 
     async def rebuild(self) -> int:
         """Drop the directory and rebuild it from the store's doctors. Returns their number."""
@@ -209,6 +246,7 @@ class DirectoryService:
                 for profile in profiles[start : start + 500]:
                     self._add(pipe, profile)
                 await pipe.execute()
+        self._pages.clear()
         return len(profiles)
 
     # --- queries ----------------------------------------------------------------------------
@@ -304,11 +342,15 @@ class DirectoryService:
         query = self._query(specialty, lat, lon, max_km, min_rating, limit)
         offset = self._offset(cursor, query)
         try:
-            return await self._search(query, offset)
+            page, _ = await self._pages.get(
+                (query, offset), lambda: self._search(query, offset), _still_requestable
+            )
         except RedisError as exc:
             raise Unavailable("the directory does not answer", code="redis_unavailable") from exc
+        return page
 
-    async def _search(self, query: _Query, offset: int) -> SearchPage:
+    async def _search(self, query: _Query, offset: int) -> tuple[SearchPage, float]:
+        """The page and the epoch ms its first shown ``next_open_slot`` closes to requests."""
         want = offset + query.limit + 1
         distances: dict[str, float] = {}
         if query.lat is not None and query.lon is not None:
@@ -361,15 +403,20 @@ class DirectoryService:
             ids = [_text(m) for m in members]
         more = len(ids) > query.limit
         ids = ids[: query.limit]
-        cards = await self._cards(ids, distances)
-        return SearchPage(
+        cards, closes = await self._cards(ids, distances)
+        page = SearchPage(
             items=cards, next_cursor=self._cursor(offset + query.limit, query) if more else None
         )
+        return page, closes
 
-    async def _cards(self, ids: list[str], distances: dict[str, float]) -> list[DoctorCard]:
-        """Public cards and next open slot of ``ids``, in order: one pipelined round trip."""
+    async def _cards(
+        self, ids: list[str], distances: dict[str, float]
+    ) -> tuple[list[DoctorCard], float]:
+        """Public cards and next open slot of ``ids``, in order, and the epoch ms the first of
+        those slots closes to requests: one pipelined round trip."""
+        closes = math.inf
         if not ids:
-            return []
+            return [], closes
         # The first slot still open to requests: they close DECISION_LEAD_MS before the start.
         after = f"({now_ms() + DECISION_LEAD_MS}"
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -393,6 +440,8 @@ class DirectoryService:
             card = {_text(k): _text(v) for k, v in raw.items()}
             avg = card.get("avg", "")
             distance = distances.get(doctor_id)
+            if nxt:
+                closes = min(closes, int(nxt[0][1]) - DECISION_LEAD_MS)
             cards.append(
                 DoctorCard(
                     id=doctor_id,
@@ -409,4 +458,4 @@ class DirectoryService:
                     next_open_slot=to_rfc3339(int(nxt[0][1])) if nxt else msgspec.UNSET,
                 )
             )
-        return cards
+        return cards, closes
