@@ -179,9 +179,12 @@ class Reservations:
                 retry=True,
             )  # fmt: skip
         except BaseException:
-            # No answer (timeout, cancelled): the script may have landed. Its deadline is at
-            # most now + TTL, so the sweeper looks at the doctor then at the latest.
+            # No answer (timeout, cancelled, Redis failing over): the script may have landed,
+            # leaving a reservation nobody will store. Its deadline is at most now + TTL, so
+            # the sweeper looks at the doctor then at the latest; sooner, the doctor is rebuilt
+            # from the store without this slot's in-flight entry (see _forget).
             await self._index_for_sweep(doctor_id, now + self.ctx.ttl_ms, appointment_id)
+            await asyncio.shield(self._forget(doctor_id, slot_id))
             raise
         if not reserved.ok:
             if reserved.outcome == "not_found":
@@ -255,10 +258,26 @@ class Reservations:
         return template
 
     async def _undo(self, stub: Appointment, now: int) -> None:
+        """Release our unstored reservation; if Redis cannot be told (it is failing), forget
+        the slot's in-flight entry instead, so the slot is not held until its deadline."""
         try:
             await self.ctx.reopen(stub, now)
         except Exception:
             log.warning("could not release reservation %s", stub.id, exc_info=True)
+            await self._forget(stub.doctor_id, stub.slot_id)
+
+    async def _forget(self, doctor_id: str, slot_id: str) -> None:
+        """Rebuild the doctor from the store, dropping ``slot_id``'s in-flight entry (a
+        reservation this call made, or may have made, and never stored). Invalidation is
+        remembered while Redis is down and applied once it answers (the Redis watcher), so
+        after a failover the slot shows what the store holds within seconds, not at the
+        reservation's deadline. Safe for a rival reservation of the same slot that was in
+        flight: its store write still decides (the slot's HOLD guard), and a stale agenda is
+        rebuilt on the conflict."""
+        try:
+            await self.ctx.rebuild.invalidate(doctor_id, [slot_id])
+        except Exception:
+            log.warning("could not invalidate doctor %s", doctor_id, exc_info=True)
 
     async def _claim(self, appt: Appointment, now: int) -> None:
         """The patient half (claim.lua), hydrating the patient's holdings when needed and
