@@ -233,9 +233,13 @@ class Settings:
     access_ttl_seconds: int = setting(900, "access-token lifetime")
     refresh_ttl_seconds: int = _fixed(30 * 86400, "refresh-token lifetime")
     # --- accounts: abuse limits -----------------------------------------------------------
-    login_fail_limit_account: int = setting(5, "failed logins of one account per window (429)")
-    login_fail_limit_address: int = setting(50, "failed logins from one address per window")
-    login_fail_window_seconds: int = setting(900, "the failed-login window")
+    login_fail_limit_account: int = setting(
+        5, "failed logins of one account (or one known device) before its waits begin (429)"
+    )
+    login_fail_limit_address: int = setting(
+        50, "failed logins from one address (an IPv6 /64) per window"
+    )
+    login_fail_window_seconds: int = setting(900, "the failed-login window and longest wait")
     registration_limit_address: int = setting(
         3000, "registrations and reset requests from one address per window (429 past it)"
     )

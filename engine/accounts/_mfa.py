@@ -81,6 +81,8 @@ def _new_recovery_code() -> str:
 class _Challenge(msgspec.Struct, frozen=True, array_like=True):
     user_id: str
     role: str
+    device: str | None = None
+    """The trusted device the password step came from (its gate limits the code step)."""
 
 
 class Mfa:
@@ -212,18 +214,19 @@ class Mfa:
         return False
 
     # --- the second step of a login ----------------------------------------------------------
-    async def challenge(self, user_id: str, role: Role) -> MfaChallenge:
+    async def challenge(self, user_id: str, role: Role, device: str | None = None) -> MfaChallenge:
         token = secrets.token_urlsafe(32)
-        value = msgspec.json.encode(_Challenge(user_id, role))
+        value = msgspec.json.encode(_Challenge(user_id, role, device))
         await self._redis.set(keys.mfa_challenge(_token_hash(token)), value, ex=CHALLENGE_SECONDS)
         return MfaChallenge(mfa_token=token, expires_in=CHALLENGE_SECONDS)
 
-    async def challenged(self, token: str) -> tuple[str, Role]:
-        """The user and role an unspent ``mfa_token`` names; 401 otherwise."""
+    async def challenged(self, token: str) -> tuple[str, Role, str | None]:
+        """The user, role and trusted device (or None) an unspent ``mfa_token`` names; 401
+        otherwise."""
         raw = await self._redis.get(keys.mfa_challenge(_token_hash(token)))
         return _decode_challenge(raw)
 
-    async def spend(self, token: str) -> tuple[str, Role]:
+    async def spend(self, token: str) -> tuple[str, Role, str | None]:
         """Take the ``mfa_token`` (GETDEL: one login completes with it); 401 if gone."""
         raw = await self._redis.getdel(keys.mfa_challenge(_token_hash(token)))
         return _decode_challenge(raw)
@@ -233,9 +236,9 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _decode_challenge(raw: bytes | str | None) -> tuple[str, Role]:
+def _decode_challenge(raw: bytes | str | None) -> tuple[str, Role, str | None]:
     if raw is None:
         raise Unauthenticated("the mfa_token is wrong, spent or expired", code="invalid_mfa_token")
     challenge = msgspec.json.decode(raw, type=_Challenge)
     role: Role = "doctor" if challenge.role == "doctor" else "patient"
-    return challenge.user_id, role
+    return challenge.user_id, role, challenge.device

@@ -1,10 +1,11 @@
 """Account security flows on top of :class:`AccountService`: 2FA management, the second login
 step, step-up checks (erasure), password change.
 
-Every check of a secret here (a code, the current password) first reserves a place in the
-login limiter under the account (``user:<id>``) and the client address, exactly as a login
-does, so guessing a code or a password through any of these routes is limited like guessing
-it through the login (429 past the limits).
+Every check of a secret here (a code, the current password) first reserves a place in a
+login gate and checks the client address, exactly as a login does, so guessing a code or a
+password through any of these routes is limited like guessing it through the login (429).
+The gate: for the second login step, the one the password step used (the trusted device's,
+or the account's unknown clients'); for a signed-in caller, its session's.
 """
 
 from __future__ import annotations
@@ -30,8 +31,13 @@ log = logging.getLogger("healthmed.accounts")
 _RETRIES = 20
 
 
-def _ref(user_id: str) -> str:
-    return f"user:{user_id}"
+def _ref(principal: Principal) -> str:
+    """The gate a signed-in caller's checks are limited in: its own session's (a login that
+    already proved the password), so guesses at the account's login from unknown clients
+    never stop its owner from changing the password or 2FA from a session they hold."""
+    if principal.session:
+        return f"session:{principal.session}"
+    return f"user:{principal.user_id}"
 
 
 def invalid_password() -> Invalid:
@@ -64,7 +70,7 @@ class Security:
 
     async def activate_totp(self, principal: Principal, code: str, address: str) -> list[str]:
         await self._own_item(principal)
-        ref = _ref(principal.user_id)
+        ref = _ref(principal)
         await self._limiter.attempt(ref, address)
         async with self._limiter.counting_failure(address):
             codes = await self._mfa.activate(principal.user_id, code)
@@ -74,7 +80,7 @@ class Security:
 
     async def disable_mfa(self, principal: Principal, code: str, address: str) -> None:
         await self._own_item(principal)
-        ref = _ref(principal.user_id)
+        ref = _ref(principal)
         await self._limiter.attempt(ref, address)
         async with self._limiter.counting_failure(address):
             await self._mfa.disable(principal.user_id, code)
@@ -89,18 +95,18 @@ class Security:
             raise Unauthenticated(
                 "the mfa_token is wrong, spent or expired", code="invalid_mfa_token"
             )
-        user_id, role = await self._mfa.challenged(body.mfa_token)
-        ref = _ref(user_id)
+        user_id, role, device = await self._mfa.challenged(body.mfa_token)
+        ref = self._accounts.gate(user_id, device)
         await self._limiter.attempt(ref, address)
         if not await self._mfa.consume(user_id, body.code):
             await self._limiter.failed(address)
             raise Unauthenticated("the code is wrong or was already used", code="invalid_code")
-        user_id, role = await self._mfa.spend(body.mfa_token)
+        user_id, role, device = await self._mfa.spend(body.mfa_token)
         if await self._accounts._profile_item(user_id) is None:
             raise Unauthenticated("wrong credentials", code="invalid_credentials")
-        # The password step kept its place on the account until the code was right.
+        # The password step kept its place in the gate until the code was right.
         await self._limiter.succeeded(ref)
-        return await self._accounts._issue(user_id, role)
+        return await self._accounts.issue_login(user_id, role, device)
 
     # --- step-up -----------------------------------------------------------------------------
     async def _check_password(self, item: Item, password: str) -> bool:
@@ -122,7 +128,7 @@ class Security:
         on (422 ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)
         or a change of the second factor (enrolment)."""
         item = item or await self._own_item(principal)
-        ref = _ref(principal.user_id)
+        ref = _ref(principal)
         await self._limiter.attempt(ref, address)
         async with self._limiter.counting_failure(address):
             if not await self._check_password(item, password):
@@ -143,7 +149,7 @@ class Security:
         every other login of the account ends, this one goes on."""
         new = v.password(body.new_password)
         item = await self._own_item(principal)
-        ref = _ref(principal.user_id)
+        ref = _ref(principal)
         await self._limiter.attempt(ref, address)
         if not await self._check_password(item, body.current_password):
             await self._limiter.failed(address)

@@ -20,10 +20,11 @@ from redis.exceptions import RedisError
 from engine import keys
 from engine.accounts import _window as window
 from engine.accounts import validators as v
+from engine.accounts._devices import DeviceTokens
 from engine.accounts._events import SecurityLog
 from engine.accounts._mfa import Mfa
 from engine.accounts._passwords import Passwords
-from engine.accounts._ratelimit import LoginLimiter
+from engine.accounts._ratelimit import LoginLimiter, address_group
 from engine.accounts._refresh import RefreshReused, RefreshTokens
 from engine.accounts._revocations import Revocations, member
 from engine.accounts.models import (
@@ -130,6 +131,7 @@ class AccountService:
             address_limit=settings.login_fail_limit_address,
             window_seconds=settings.login_fail_window_seconds,
         )
+        self.devices = DeviceTokens(settings.jwt_secret)
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
         self.revocations = Revocations(redis, durable=self.durable_revocations)
         self._doctors: dict[str, tuple[float, DoctorProfile]] = {}
@@ -276,15 +278,30 @@ class AccountService:
             return None
         return item.data
 
+    @staticmethod
+    def gate(user_id: str, device: str | None) -> str:
+        """The login gate an attempt on ``user_id`` is limited in: its trusted ``device``'s
+        own, or the one of the account's unknown clients."""
+        return f"device:{user_id}:{device}" if device else f"user:{user_id}"
+
     async def _login(
-        self, user: dict[str, Any] | None, account: str, password: str, address: str, role: Role
+        self,
+        user: dict[str, Any] | None,
+        account: str,
+        password: str,
+        address: str,
+        role: Role,
+        device_token: str | None = None,
     ) -> TokenPair | MfaChallenge:
-        """Reserve an attempt on the account (429 past its limit), check the address's
-        failures (429 past its limit), verify (a dummy hash for unknown accounts), then issue
-        a pair, or with 2FA active a challenge for the code (:meth:`Security.complete_mfa`).
-        A failure keeps its place on the account and counts one on the address; a password
-        right with 2FA on keeps its place on the account until the code is right too."""
-        ref = f"user:{user['id']}" if user is not None else account
+        """Reserve an attempt in the account's gate (429 while it is closed: the gate of the
+        device ``device_token`` proves logged in before, else the unknown clients'), check
+        the address's failures (429 past its limit), verify (a dummy hash for unknown
+        accounts), then issue a pair with a device token, or with 2FA active a challenge for
+        the code (:meth:`Security.complete_mfa`). A failure keeps its place in the gate and
+        counts one on the address; a password right with 2FA on keeps its place until the
+        code is right too."""
+        device = self.devices.device(device_token, user["id"]) if user is not None else None
+        ref = self.gate(user["id"], device) if user is not None else account
         await self._limiter.reserve(ref)
         stored = user.get("password_hash") if user is not None else None
         if len(password) > v.PASSWORD_MAX:
@@ -296,9 +313,15 @@ class AccountService:
             await self._limiter.failed(address)
             raise _bad_credentials()
         if await self.mfa.active(user["id"]):
-            return await self.mfa.challenge(user["id"], role)
+            return await self.mfa.challenge(user["id"], role, device)
         await self._limiter.succeeded(ref)
-        return await self._issue(user["id"], role)
+        return await self.issue_login(user["id"], role, device)
+
+    async def issue_login(self, user_id: str, role: Role, device: str | None) -> TokenPair:
+        """The pair a completed login gets, with the token of its device (renewed, or new)."""
+        pair = await self._issue(user_id, role)
+        token = self.devices.issue(user_id, device)
+        return msgspec.structs.replace(pair, device_token=token)
 
     async def issue_without_password(self, user_id: str, role: Role) -> TokenPair:
         """A token pair for an account that exists, with no password step: for seeding load
@@ -319,7 +342,9 @@ class AccountService:
         except Invalid:
             guard = None
         user = await self._user_by_guard(guard) if guard else None
-        return await self._login(user, f"crm:{uf}:{crm}", body.password, address, "doctor")
+        return await self._login(
+            user, f"crm:{uf}:{crm}", body.password, address, "doctor", body.device_token
+        )
 
     async def login_patient(self, body: PatientLogin, address: str) -> TokenPair | MfaChallenge:
         """E-mail and/or CPF + password; both given must name the same account (else 401)."""
@@ -343,7 +368,9 @@ class AccountService:
         ids = {u["id"] if u else None for u in found}
         user = found[0] if len(ids) == 1 else None
         account = f"email:{email}" if email else f"cpf:{cpf_raw}"
-        return await self._login(user, account, body.password, address, "patient")
+        return await self._login(
+            user, account, body.password, address, "patient", body.device_token
+        )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """Rotate a refresh token; a spent one revokes its whole family (401) and every access
@@ -491,7 +518,7 @@ class AccountService:
         limit = self._settings.registration_limit_address
         seen, wait = await window.count(
             self._redis,
-            keys.registrations_address(address),
+            keys.registrations_address(address_group(address)),
             self._settings.registration_window_seconds,
         )
         if seen > limit:

@@ -94,10 +94,22 @@ class PatientRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     password: Password
 
 
+DeviceToken = Annotated[
+    str,
+    msgspec.Meta(
+        description="The `device_token` an earlier successful login of this account returned "
+        "(browsers send it as the `healthmed_device` cookie instead): attempts from a device "
+        "that logged in before are limited apart from unknown clients, so failures elsewhere "
+        "do not slow this device down. An invalid or expired one is ignored.",
+    ),
+]
+
+
 class DoctorLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     crm: str
     uf: str
     password: str
+    device_token: DeviceToken | None = None
 
 
 class PatientLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -106,6 +118,7 @@ class PatientLogin(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     password: str
     email: str | None = None
     cpf: str | None = None
+    device_token: DeviceToken | None = None
 
 
 class RefreshRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -139,6 +152,10 @@ class TokenPair(msgspec.Struct, frozen=True, kw_only=True):
     token_type: Literal["Bearer"] = "Bearer"
     expires_in: int
     """Seconds until the access token expires."""
+    device_token: str | msgspec.UnsetType = msgspec.UNSET
+    """After a login (not a refresh): this device's token, to send with the next logins of
+    the account (``device_token`` in the body, or the ``healthmed_device`` cookie, which the
+    response also sets). Valid 90 days from the last login."""
 
 
 class DoctorProfile(msgspec.Struct, frozen=True, kw_only=True):

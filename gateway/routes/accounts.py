@@ -4,9 +4,12 @@ engine decides."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from litestar import delete, get, patch, post
+import msgspec
+from litestar import Response, delete, get, patch, post
+from litestar.datastructures import Cookie
+from litestar.params import CookieParameter
 from litestar.status_codes import (
     HTTP_200_OK,
     HTTP_201_CREATED,
@@ -36,6 +39,7 @@ from engine.accounts import (
     ResetAccepted,
     TokenPair,
 )
+from engine.accounts._devices import COOKIE, LIFETIME_SECONDS
 from engine.errors import EngineError, Invalid
 from gateway.problems import problems
 from gateway.telemetry import event
@@ -46,6 +50,54 @@ if TYPE_CHECKING:
 
 _PUBLIC: list[dict[str, list[str]]] = [{}]
 """OpenAPI: no bearer token needed."""
+
+DeviceCookie = Annotated[
+    str | None,
+    CookieParameter(
+        name=COOKIE,
+        required=False,
+        description="The device token an earlier login set (browsers); `device_token` in the "
+        "body, when given, is used instead.",
+    ),
+]
+_DEVICE_COOKIE = [
+    Cookie(
+        key=COOKIE,
+        description="This device's token (the body's `device_token`), sent back by the "
+        "browser on its next logins: failures from unknown clients do not slow it down. "
+        "HttpOnly, SameSite=Strict, Path=/v1/auth, 90 days; Secure in production.",
+        documentation_only=True,
+    )
+]
+
+
+def _with_device_cookie(
+    engine: Engine, answer: TokenPair | MfaChallenge
+) -> Response[TokenPair | MfaChallenge]:
+    """The login's answer, setting the device cookie when it carries a device token."""
+    cookies = []
+    if isinstance(answer, TokenPair) and isinstance(answer.device_token, str):
+        cookies.append(
+            Cookie(
+                key=COOKIE,
+                value=answer.device_token,
+                max_age=LIFETIME_SECONDS,
+                path="/v1/auth",
+                httponly=True,
+                samesite="strict",
+                secure=engine.settings.production,
+            )
+        )
+    return Response(answer, cookies=cookies)
+
+
+_Login = TypeVar("_Login", DoctorLogin, PatientLogin)
+
+
+def _device_from_cookie(body: _Login, cookie: str | None) -> _Login:
+    if body.device_token is None and cookie:
+        return msgspec.structs.replace(body, device_token=cookie)
+    return body
 
 
 @post(
@@ -89,14 +141,24 @@ async def register_patient(
     status_code=HTTP_200_OK,
     security=_PUBLIC,
     responses=problems(401, 422, 429),
+    response_cookies=_DEVICE_COOKIE,
 )
-async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> TokenPair | MfaChallenge:
+async def login_doctor(
+    engine: Engine, address: str, data: DoctorLogin, device_cookie: DeviceCookie = None
+) -> Response[TokenPair | MfaChallenge]:
     """Wrong credentials: 401 `invalid_credentials`, the same body whether the account exists
-    or not. Repeated failures for one account or address: 429 `too_many_attempts`. With 2FA
-    active, a right password answers `{mfa_required: true, mfa_token, expires_in}` instead of
-    tokens: finish with `POST /v1/auth/mfa`."""
+    or not. Repeated failures for one account or address: 429 `too_many_attempts` with
+    `Retry-After`, a delay that grows with each attempt let through (not a lock). Attempts
+    with the `device_token` of an earlier login of the account (or its cookie) are limited
+    apart from unknown clients: someone guessing at a public CRM cannot lock its doctor out
+    of a device used before. A login answers a (renewed) `device_token` and sets the cookie.
+    With 2FA active, a right password answers `{mfa_required: true, mfa_token, expires_in}`
+    instead of tokens: finish with `POST /v1/auth/mfa`."""
     try:
-        return await engine.accounts.login_doctor(data, address)
+        answer = await engine.accounts.login_doctor(
+            _device_from_cookie(data, device_cookie), address
+        )
+        return _with_device_cookie(engine, answer)
     except EngineError as exc:
         event("login.failed", role="doctor", code=exc.code)
         raise
@@ -109,14 +171,18 @@ async def login_doctor(engine: Engine, address: str, data: DoctorLogin) -> Token
     status_code=HTTP_200_OK,
     security=_PUBLIC,
     responses=problems(401, 422, 429),
+    response_cookies=_DEVICE_COOKIE,
 )
 async def login_patient(
-    engine: Engine, address: str, data: PatientLogin
-) -> TokenPair | MfaChallenge:
+    engine: Engine, address: str, data: PatientLogin, device_cookie: DeviceCookie = None
+) -> Response[TokenPair | MfaChallenge]:
     """At least one of e-mail and CPF (neither: 422); both given must name the same account
-    (else 401). Failures and 2FA as for doctors."""
+    (else 401). Failures, device tokens and 2FA as for doctors."""
     try:
-        return await engine.accounts.login_patient(data, address)
+        answer = await engine.accounts.login_patient(
+            _device_from_cookie(data, device_cookie), address
+        )
+        return _with_device_cookie(engine, answer)
     except EngineError as exc:
         event("login.failed", role="patient", code=exc.code)
         raise
@@ -199,12 +265,16 @@ async def export_me(engine: Engine, principal: Principal) -> dict[str, Any]:
     status_code=HTTP_200_OK,
     security=_PUBLIC,
     responses=problems(401, 413, 422, 429),
+    response_cookies=_DEVICE_COOKIE,
 )
-async def login_mfa(engine: Engine, address: str, data: MfaLogin) -> TokenPair:
-    """`{mfa_token, code}` after a login answered `mfa_required` → the token pair. A wrong
-    code, a TOTP code already used, a spent recovery code, a spent or expired `mfa_token`:
-    401. Wrong codes count toward the login limits (429 `too_many_attempts`)."""
-    return await engine.accounts.security.complete_mfa(data, address)
+async def login_mfa(engine: Engine, address: str, data: MfaLogin) -> Response[TokenPair]:
+    """`{mfa_token, code}` after a login answered `mfa_required` → the token pair and the
+    device token (as for a login). A wrong code, a TOTP code already used, a spent recovery
+    code, a spent or expired `mfa_token`: 401. Wrong codes count toward the login limits of
+    the password step's device or unknown clients (429 `too_many_attempts`)."""
+    pair = await engine.accounts.security.complete_mfa(data, address)
+    response: Response[Any] = _with_device_cookie(engine, pair)
+    return response
 
 
 @post(

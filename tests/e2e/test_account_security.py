@@ -10,7 +10,14 @@ from typing import Any
 import httpx
 import pyotp
 
-from tests.e2e._accounts import PASSWORD, bearer, login_patient, register_patient
+from tests.e2e._accounts import (
+    PASSWORD,
+    bearer,
+    login_doctor,
+    login_patient,
+    register_doctor,
+    register_patient,
+)
 from tests.support import ServerProcess
 
 Unique = Callable[[], int]
@@ -177,3 +184,51 @@ def test_openapi_documents_the_security_routes(http: httpx.Client) -> None:
     erase = paths["/v1/me"]["delete"]
     assert "requestBody" in erase
     assert "422" in erase["responses"]
+
+
+def test_a_guesser_cannot_lock_a_doctor_out_of_a_known_browser(
+    start_server: Callable[..., ServerProcess], unique: Unique
+) -> None:
+    """Finding 6 over HTTP: a doctor logs in (the answer carries a device token and sets an
+    HttpOnly cookie); someone else sends 8 wrong passwords for the public CRM/UF: 5 are 401,
+    then 429 with a short Retry-After. The doctor's browser (the cookie) and a JSON client
+    sending `device_token` both log in; a client with neither waits (429)."""
+    srv = start_server()
+    with (
+        httpx.Client(base_url=srv.url, timeout=30) as browser,
+        httpx.Client(base_url=srv.url, timeout=30) as guesser,
+    ):
+        doctor = register_doctor(browser, unique())
+        creds = {"crm": doctor["crm"], "uf": doctor["uf"]}
+        first = browser.post("/v1/auth/doctors/login", json={**creds, "password": PASSWORD})
+        assert first.status_code == 200, first.text
+        token = first.json()["device_token"]
+        cookie = first.headers["set-cookie"]
+        assert cookie.startswith(f"healthmed_device={token};")
+        for attribute in ("HttpOnly", "SameSite=Strict", "Path=/v1/auth"):
+            assert attribute.lower() in cookie.lower()
+        statuses = []
+        for _ in range(8):
+            r = guesser.post("/v1/auth/doctors/login", json={**creds, "password": "guess guess"})
+            statuses.append(r.status_code)
+        assert statuses == [401] * 5 + [429] * 3
+        assert 0 < int(r.headers["retry-after"]) <= 30
+        again = browser.post("/v1/auth/doctors/login", json={**creds, "password": PASSWORD})
+        assert again.status_code == 200, again.text
+        body = {**creds, "password": PASSWORD, "device_token": token}
+        assert guesser.post("/v1/auth/doctors/login", json=body).status_code == 200
+        guesser.cookies.clear()
+        plain = guesser.post("/v1/auth/doctors/login", json={**creds, "password": PASSWORD})
+        assert plain.status_code == 429
+        assert _schema_documents_the_device_token(srv.url)
+        assert login_doctor(browser, doctor)["device_token"]
+
+
+def _schema_documents_the_device_token(url: str) -> bool:
+    """The OpenAPI document: the login bodies take `device_token`, the answer sets the
+    `healthmed_device` cookie and the route reads it."""
+    schema = httpx.get(f"{url}/schema/openapi.json", timeout=30).json()
+    login = schema["paths"]["/v1/auth/doctors/login"]["post"]
+    cookies = [p["name"] for p in login.get("parameters", []) if p["in"] == "cookie"]
+    text = httpx.get(f"{url}/schema/openapi.json", timeout=30).text
+    return cookies == ["healthmed_device"] and '"device_token"' in text and "Set-Cookie" in text
