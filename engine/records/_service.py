@@ -46,7 +46,7 @@ from engine.records._model import (
 )
 from engine.records._pages import LIMIT_DEFAULT, scan, scan_all
 from engine.records._sealed import Sealer
-from engine.records._shares import ShareBook, access_entry
+from engine.records._shares import INDEX_PREFIX, ShareBook, access_entry
 from engine.records._upload import PendingUpload
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Item, Put
 from engine.timeutil import now_ms
@@ -471,6 +471,7 @@ class RecordService:
         doomed = [
             *records,
             *await scan_all(self._store, pk, "SHARE#"),
+            *await scan_all(self._store, pk, INDEX_PREFIX),  # the shares' index and marker
             *await scan_all(self._store, pk, "ACCESS#"),
         ]
         for start in range(0, len(doomed), MAX_TRANSACT):

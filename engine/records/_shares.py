@@ -5,10 +5,19 @@ Access is decided at the moment of each request from the patient's own items: a 
 active while it is not revoked and ``now < expires_at``; a group share covers whatever records
 carry the group *now*, including records added after the share. Revocation is one conditional
 write, so the next request after ``DELETE`` returns is refused.
+
+A doctor's read does not load the patient's every share: each share has an index entry in the
+patient's partition, ``SHAREIX#<doctor id>#<expires_at, 13 digits>#<share id>`` (no data),
+written in the share's own transaction and deleted in its revocation's, so the shares that can
+be active for one doctor are one range query (that doctor's entries expiring after now), each
+then read and checked itself (the entry is only a pointer: the share item decides). Shares
+made before the index existed are indexed the first time a doctor reads that patient: the
+marker ``SHAREIX#`` says the partition's shares are all indexed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -32,7 +41,7 @@ from engine.records._model import (
     share_sk,
 )
 from engine.records._pages import scan, scan_all
-from engine.store import Check, ConditionFailed, Item, Put
+from engine.store import Check, ConditionFailed, Delete, Item, Put
 from engine.timeutil import new_id, parse_rfc3339, to_rfc3339
 
 if TYPE_CHECKING:
@@ -42,6 +51,12 @@ if TYPE_CHECKING:
 
 _DAY_MS = 86_400_000
 _RETRIES = 5
+INDEX_PREFIX = "SHAREIX#"
+"""Index entries (and the partition's marker, the bare prefix): see the module's doc."""
+
+
+def index_sk(share: Share) -> str:
+    return f"{INDEX_PREFIX}{share.doctor_id}#{share.expires_at:013d}#{share.id}"
 
 
 class DoctorLookup(Protocol):
@@ -118,6 +133,7 @@ class ShareBook:
         pk = record_pk(patient_id)
         ops: list[Check | Put] = [Check(pk=pk, sk=record_sk(r)) for r in ids]
         ops.append(Put(item=self._item(share), expect="absent"))
+        ops.append(Put(item=Item(pk=pk, sk=index_sk(share), data={})))
         try:
             await self._store.transact(ops)
         except ConditionFailed as exc:
@@ -168,8 +184,11 @@ class ShareBook:
             if share.revoked_at is not None:
                 return
             revoked = msgspec.structs.replace(share, revoked_at=self._clock())
+            unindex = Delete(pk=item.pk, sk=index_sk(share))
             try:
-                await self._store.put(self._item(revoked), expect=item.version)
+                await self._store.transact(
+                    [Put(item=self._item(revoked), expect=item.version), unindex]
+                )
             except ConditionFailed:
                 continue
             return
@@ -180,13 +199,33 @@ class ShareBook:
         return [(item, _share(item)) for item in items]
 
     async def active_for(self, patient_id: str, doctor_id: str) -> list[Share]:
-        """The shares of this patient that are active for this doctor right now."""
+        """The shares of this patient that are active for this doctor right now: one marker
+        read, one range query of this doctor's unexpired index entries, one read a share."""
         now = self._clock()
-        return [
-            share
+        pk = record_pk(patient_id)
+        if await self._store.get(pk, INDEX_PREFIX) is None:
+            await self._index_all(patient_id)
+        doctor = f"{INDEX_PREFIX}{doctor_id}#"
+        entries = await self._store.query(pk, prefix=doctor, start=f"{doctor}{now + 1:013d}")
+        found = await asyncio.gather(
+            *(self._store.get(pk, share_sk(e.sk.rpartition("#")[2])) for e in entries)
+        )
+        shares = [_share(item) for item in found if item is not None]
+        return [s for s in shares if s.doctor_id == doctor_id and s.active_at(now)]
+
+    async def _index_all(self, patient_id: str) -> None:
+        """Index the shares made before the index (idempotent; racing calls agree), then
+        write the marker."""
+        pk = record_pk(patient_id)
+        now = self._clock()
+        entries = [
+            Item(pk=pk, sk=index_sk(share), data={})
             for _, share in await self.all(patient_id)
-            if share.doctor_id == doctor_id and share.active_at(now)
+            if share.active_at(now)
         ]
+        if entries:
+            await self._store.put_many(entries)
+        await self._store.put(Item(pk=pk, sk=INDEX_PREFIX, data={}))
 
     def without_record(self, item: Item, share: Share, record_id: str) -> Put:
         """The conditional write that removes a deleted record from a share."""
