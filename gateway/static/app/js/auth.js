@@ -115,7 +115,7 @@ function patientSignup(root, done) {
           password: String(data.get("password")),
         };
         await publicCall("POST", "/v1/patients", body);
-        announce("Conta criada.");
+        announce("Conta criada.", "info", { carry: true });
         await finish(root, "patient", { email: body.email, password: body.password }, done);
       },
       field("Nome completo", input("name", { required: true, autocomplete: "name" })),
@@ -145,7 +145,7 @@ function doctorSignup(root, done) {
           city: place[0],
         };
         await publicCall("POST", "/v1/doctors", body);
-        announce("Conta criada.");
+        announce("Conta criada.", "info", { carry: true });
         await finish(root, "doctor", { crm: body.crm, uf: body.uf, password: body.password }, done);
       },
       field("Nome completo", input("name", { required: true, autocomplete: "name" })),

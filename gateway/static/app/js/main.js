@@ -7,7 +7,7 @@ import { inboxView, publishView, weekView } from "./doctor.js";
 import { live } from "./live.js";
 import { agendaView, appointmentsView, searchView } from "./patient.js";
 import { recordsView, sharedView } from "./records.js";
-import { announce, errorText, h } from "./ui.js";
+import { announce, errorText, h, pageChanged } from "./ui.js";
 import { doctorWaitlistView, offerNotices, waitlistView } from "./waitlist.js";
 
 const MENUS = {
@@ -77,6 +77,7 @@ function renderMenu(route) {
 
 async function render() {
   const ticket = ++rendering;
+  pageChanged();
   if (cleanup) {
     cleanup();
     cleanup = null;
@@ -137,11 +138,6 @@ onSessionChange((session) => {
 live.onState((state) => {
   badge.dataset.state = state;
   badge.textContent = LIVE_TEXT[state];
-});
-
-// A menu choice starts afresh: the last action's notice belongs to the page it was made on.
-menu.addEventListener("click", (ev) => {
-  if (ev.target.closest("a")) announce("");
 });
 
 exit.addEventListener("click", () => {

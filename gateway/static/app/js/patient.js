@@ -186,7 +186,7 @@ export async function agendaView(root, doctorId) {
       body: { slot_id: slot.id },
       headers: { "Idempotency-Key": crypto.randomUUID() },
     });
-    announce("Pedido enviado. O médico tem até o prazo indicado para responder.");
+    announce("Pedido enviado. O médico tem até o prazo indicado para responder.", "info", { carry: true });
     location.hash = "#/consultas";
   }
 
@@ -258,7 +258,7 @@ export function appointmentList({ filter = () => true, actions, query = () => ({
       h("p", {}, who, " · ", fmt.money(appt.price)),
     ];
     if (appt.status === "requested") details.push(h("p", { class: "hint" }, `Resposta até ${fmt.dateTime(appt.decision_deadline)}`));
-    if (appt.meeting) {
+    if (appt.meeting && new Date(appt.meeting.ends_at) > new Date()) {
       details.push(
         h(
           "p",

@@ -92,11 +92,22 @@ export function badge(status) {
   return h("span", { class: `badge badge-${status}`, dataset: { status } }, STATUS[status] || status);
 }
 
-/** A polite announcement for screen readers and everyone (the top notice bar). */
-export function announce(text, kind = "info") {
+/** A polite announcement for screen readers and everyone (the top notice bar). A notice
+ * belongs to the page it was made on: the next page clears it, unless `carry` says it is news
+ * for that page (an action that moves on, such as a booking that opens "Minhas consultas"). */
+export function announce(text, kind = "info", { carry = false } = {}) {
   const box = document.getElementById("aviso");
   box.textContent = text;
   box.dataset.kind = kind;
+  if (carry) box.dataset.carry = "1";
+  else delete box.dataset.carry;
+}
+
+/** Called as a new page renders: drop the last page's notice (see `announce`). */
+export function pageChanged() {
+  const box = document.getElementById("aviso");
+  if (box.dataset.carry) delete box.dataset.carry;
+  else announce("");
 }
 
 /** The API's conflict codes, said in Portuguese (the server's own detail is in English). */

@@ -59,7 +59,7 @@ function offerBox(entry, refresh) {
         body: { slot_id: offer.slot.id },
         headers: { "Idempotency-Key": crypto.randomUUID() },
       });
-      announce("Pedido enviado. O médico tem até o prazo indicado para responder.");
+      announce("Pedido enviado. O médico tem até o prazo indicado para responder.", "info", { carry: true });
       location.hash = "#/consultas";
     }),
   );
