@@ -1,19 +1,22 @@
-"""The engine's error tree. The gateway maps it to RFC 9457 problems in one place.
+"""The engine's error tree: domain errors, no transport. ``gateway/problems.py`` alone maps
+them to HTTP statuses, titles and RFC 9457 bodies (and the websocket edge to close codes).
 
 ::
 
-    EngineError                 500  internal (never raised for bad input)
-    ├── Invalid                 422  input that fails validation
-    │   ├── PayloadTooLarge     413
-    │   └── UnsupportedMedia    415
-    ├── Unauthenticated         401  no, bad or expired credentials
-    ├── Forbidden               403  authenticated, wrong role for the action
-    ├── NotFound                404  absent, or owned by someone else (never leak existence)
-    ├── Conflict                409  state conflict: slot taken, overlap, duplicate, transition
-    ├── RateLimited             429  too many attempts; ``retry_after`` seconds
-    └── Unavailable             503  a dependency (store, Redis) failed; nothing was changed
+    EngineError                 ours: a bug or broken data (never raised for bad input)
+    ├── Invalid                 input that fails validation
+    │   ├── PayloadTooLarge     input larger than its limit
+    │   └── UnsupportedMedia    content of a type not accepted
+    ├── Unauthenticated         no, bad or expired credentials
+    ├── Forbidden               authenticated, wrong role for the action
+    ├── NotFound                absent, or owned by someone else (never leak existence)
+    ├── Conflict                state conflict: slot taken, overlap, duplicate, transition
+    ├── RateLimited             too many attempts; ``retry_after`` seconds
+    └── Unavailable             a dependency (store, Redis) failed; nothing was changed
 
-Every error carries a stable machine ``code`` and optional structured ``fields``.
+Every error carries a stable machine ``code`` and optional structured ``fields``. A new kind
+of failure is usually an existing class with a new ``code``; a new class also needs its row in
+``gateway/problems.py``.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from typing import Any, ClassVar
 
 
 class EngineError(Exception):
-    status: ClassVar[int] = 500
-    title: ClassVar[str] = "Internal error"
     default_code: ClassVar[str] = "internal"
 
     def __init__(self, detail: str, *, code: str | None = None, **fields: Any) -> None:
@@ -34,8 +35,6 @@ class EngineError(Exception):
 
 
 class Invalid(EngineError):
-    status = 422
-    title = "Invalid input"
     default_code = "invalid_input"
 
 
@@ -52,44 +51,30 @@ def error_entries(exc: EngineError) -> list[dict[str, Any]]:
 
 
 class PayloadTooLarge(Invalid):
-    status = 413
-    title = "Payload too large"
     default_code = "payload_too_large"
 
 
 class UnsupportedMedia(Invalid):
-    status = 415
-    title = "Unsupported media type"
     default_code = "unsupported_media_type"
 
 
 class Unauthenticated(EngineError):
-    status = 401
-    title = "Unauthenticated"
     default_code = "unauthenticated"
 
 
 class Forbidden(EngineError):
-    status = 403
-    title = "Forbidden"
     default_code = "forbidden"
 
 
 class NotFound(EngineError):
-    status = 404
-    title = "Not found"
     default_code = "not_found"
 
 
 class Conflict(EngineError):
-    status = 409
-    title = "Conflict"
     default_code = "conflict"
 
 
 class RateLimited(EngineError):
-    status = 429
-    title = "Too many requests"
     default_code = "rate_limited"
 
     def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
@@ -98,12 +83,23 @@ class RateLimited(EngineError):
 
 
 class Unavailable(EngineError):
-    status = 503
-    title = "Service unavailable"
     default_code = "unavailable"
 
 
+REFUSALS: tuple[type[EngineError], ...] = (
+    Invalid,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    RateLimited,
+)
+"""The errors that refuse a request for what it asks or who asks it (the caller can change
+that); the others (:class:`Unavailable`, a bare :class:`EngineError`) are failures on our side."""
+
+
 __all__ = [
+    "REFUSALS",
     "Conflict",
     "EngineError",
     "Forbidden",

@@ -92,8 +92,8 @@ class _ClusterPipeline(ClusterPipeline):
 
     When a failover closes a node's connection while a pipeline is (re)connecting or writing
     on it, redis-py lets ``_TORN_DOWN`` errors out instead of a ``ConnectionError``; seen in
-    ``tests/e2e/test_failover.py``. Reported as a connection error it becomes a 503 like any
-    other Redis failure, and the client relearns the slots.
+    ``tests/e2e/test_failover.py``. Reported as a connection error it becomes an ``Unavailable``
+    like any other Redis failure, and the client relearns the slots.
     """
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:

@@ -39,9 +39,9 @@ log = logging.getLogger("healthmed.engine")
 
 READY_TIMEOUT_SECONDS = 2.0
 NEEDS_REDIS = ("booking", "availability", "search", "realtime")
-"""What answers 503 while Redis is down (README "Degraded mode"): reservations, slot edits and
-agendas, the directory, websockets. Accounts, appointments and decisions, records and shares
-need only the store."""
+"""What answers ``Unavailable`` while Redis is down (README "Degraded mode"): reservations, slot
+edits and agendas, the directory, websockets. Accounts, appointments and decisions, records and
+shares need only the store."""
 
 
 class PrivacyPart(Protocol):

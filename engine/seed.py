@@ -294,8 +294,8 @@ async def _past_appointments(
         booked: dict[str, str] = {}
 
         async def one(patient: SeededPatient, doctor_id: str, slot_id: str) -> None:
-            body = await booking.request_appointment(_principal(patient.id, "patient"), slot_id)
-            appointment_id = msgspec.json.decode(body)["id"]
+            view = await booking.request_appointment(_principal(patient.id, "patient"), slot_id)
+            appointment_id = view.id
             await booking.accept(_principal(doctor_id, "doctor"), appointment_id)
             booked[patient.id] = appointment_id
 
@@ -422,10 +422,10 @@ async def _demo_appointments(engine: Engine, doctor_ids: list[str], patient_ids:
     with that doctor for 30 days; the second patient: a request waiting for the second."""
     first, second = patient_ids[0], patient_ids[1]
     agenda = await engine.booking.agenda(doctor_ids[0], None, None)
-    confirmed = msgspec.json.decode(
-        await engine.booking.request_appointment(_principal(first, "patient"), agenda.slots[2].id)
+    confirmed = await engine.booking.request_appointment(
+        _principal(first, "patient"), agenda.slots[2].id
     )
-    await engine.booking.accept(_principal(doctor_ids[0], "doctor"), confirmed["id"])
+    await engine.booking.accept(_principal(doctor_ids[0], "doctor"), confirmed.id)
     agenda = await engine.booking.agenda(doctor_ids[1], None, None)
     await engine.booking.request_appointment(_principal(second, "patient"), agenda.slots[4].id)
     record = await engine.records.upload(

@@ -27,7 +27,7 @@ def to_rfc3339(ms: int) -> str:
 
 
 def parse_rfc3339(value: str, *, field: str) -> int:
-    """Parse an RFC 3339 time with an explicit offset into epoch ms (422 otherwise)."""
+    """Parse an RFC 3339 time with an explicit offset into epoch ms (``Invalid`` otherwise)."""
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
@@ -55,7 +55,7 @@ _ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]{1,32}(/[A-Za-z0-9_+\-]{1,32}){0,2}")
 
 
 def zone(name: str, *, field: str = "timezone") -> ZoneInfo:
-    """The IANA zone ``name`` (422 ``invalid_timezone`` otherwise). Its shape is checked
+    """The IANA zone ``name`` (``Invalid`` ``invalid_timezone`` otherwise). Its shape is checked
     first, since ZoneInfo looks names up as file paths (an over-long name is an OSError, not a
     lookup miss)."""
     if not isinstance(name, str) or _ZONE_NAME.fullmatch(name) is None:

@@ -1,8 +1,9 @@
 """The one mapping from errors to RFC 9457 problem responses (``application/problem+json``).
 
-Engine errors keep their status and ``code``; Litestar's own errors (validation, size limits,
-routing) are mapped here too, so every error a client sees has ``status``, ``title``,
-``detail`` and ``code``. Nothing of the request body is echoed back.
+Engine errors are domain errors (:mod:`engine.errors`): their HTTP status is decided here
+(:data:`STATUSES`, by class) and their title by the status; Litestar's own errors (validation,
+size limits, routing) are mapped here too, so every error a client sees has ``status``,
+``title``, ``detail`` and ``code``. Nothing of the request body is echoed back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,19 @@ from litestar.types import Empty
 from litestar.utils.scope.state import ScopeState
 from redis.exceptions import RedisError
 
-from engine.errors import EngineError, Invalid, RateLimited, error_entries
+from engine.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedMedia,
+    error_entries,
+)
 from gateway._invalid import body_errors
 from gateway.telemetry import REDIS_ERRORS, count_unavailable
 
@@ -32,6 +45,30 @@ log = logging.getLogger("healthmed.gateway")
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
 """What a 503 asks clients to wait before retrying (``Retry-After``): a dependency is down."""
+
+STATUSES: dict[type[EngineError], int] = {
+    EngineError: 500,
+    Invalid: 422,
+    PayloadTooLarge: 413,
+    UnsupportedMedia: 415,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+"""The HTTP status of each engine error class; a subclass takes its nearest listed ancestor's."""
+
+
+def status_of(exc: EngineError) -> int:
+    """The HTTP status an engine error answers with."""
+    for cls in type(exc).__mro__:
+        status = STATUSES.get(cls)
+        if status is not None:
+            return status
+    return 500
+
 
 _TITLES = {
     400: ("Bad request", "bad_request"),
@@ -88,9 +125,10 @@ def problem_response(
 def problem_of(exc: EngineError) -> Problem:
     """The problem body of an engine error (also for routes that pre-encode it)."""
     extra: dict[str, Any] = {}
+    status = status_of(exc)
     if isinstance(exc, RateLimited):
         extra["retry_after"] = exc.retry_after
-    elif exc.status == 503:
+    elif status == 503:
         extra["retry_after"] = RETRY_AFTER_SECONDS
         extra.update({k: exc.fields[k] for k in ("checks", "degraded") if k in exc.fields})
     if isinstance(exc, Invalid):
@@ -98,21 +136,20 @@ def problem_of(exc: EngineError) -> Problem:
             extra["errors"] = entries
     elif "errors" in exc.fields:
         extra["errors"] = exc.fields["errors"]
-    return _problem(exc.status, exc.detail, exc.code, **extra)
+    return _problem(status, exc.detail, exc.code, **extra)
 
 
 def engine_error_handler(_: Request[Any, Any, Any], exc: EngineError) -> Response[Problem]:
-    if exc.status >= 500:
+    status = status_of(exc)
+    if status >= 500:
         log.warning("engine error %s: %s", exc.code, exc.detail)
         count_unavailable(exc)
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
-    elif exc.status == 503:
+    elif status == 503:
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    return Response(
-        problem_of(exc), status_code=exc.status, media_type=PROBLEM_JSON, headers=headers
-    )
+    return Response(problem_of(exc), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def validation_handler(
@@ -255,8 +292,10 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
 __all__ = [
     "EXCEPTION_HANDLERS",
     "PROBLEM_JSON",
+    "STATUSES",
     "Problem",
     "problem_of",
     "problem_response",
     "problems",
+    "status_of",
 ]

@@ -115,7 +115,8 @@ class Mfa:
 
     # --- enrolment ---------------------------------------------------------------------------
     async def enrol(self, user_id: str, account_name: str) -> MfaEnrolment:
-        """A new pending secret (replacing an unconfirmed one); 409 ``mfa_active`` if active."""
+        """A new pending secret (replacing an unconfirmed one); ``Conflict`` ``mfa_active`` if
+        active."""
         for _ in range(_RETRIES):
             item = await self._item(user_id)
             if item is not None and item.data.get("status") == "active":
@@ -134,7 +135,7 @@ class Mfa:
         raise Conflict("two-factor settings changed concurrently; retry", code="busy")
 
     async def activate(self, user_id: str, code: str) -> list[str]:
-        """Confirm the pending secret with a current code: the ten recovery codes (422
+        """Confirm the pending secret with a current code: the ten recovery codes (``Invalid``
         ``invalid_code`` for a wrong code or nothing pending)."""
         for _ in range(_RETRIES):
             item = await self._item(user_id)
@@ -160,7 +161,7 @@ class Mfa:
         raise invalid_code()
 
     async def disable(self, user_id: str, code: str) -> None:
-        """Turn 2FA off with a current TOTP code or an unused recovery code (else 422)."""
+        """Turn 2FA off with a current TOTP code or an unused recovery code (else ``Invalid``)."""
         if not await self.consume(user_id, code):
             raise invalid_code()
         await self._store.delete(f"USER#{user_id}", "MFA")
@@ -221,13 +222,14 @@ class Mfa:
         return MfaChallenge(mfa_token=token, expires_in=CHALLENGE_SECONDS)
 
     async def challenged(self, token: str) -> tuple[str, Role, str | None]:
-        """The user, role and trusted device (or None) an unspent ``mfa_token`` names; 401
-        otherwise."""
+        """The user, role and trusted device (or None) an unspent ``mfa_token`` names;
+        ``Unauthenticated`` otherwise."""
         raw = await self._redis.get(keys.mfa_challenge(_token_hash(token)))
         return _decode_challenge(raw)
 
     async def spend(self, token: str) -> tuple[str, Role, str | None]:
-        """Take the ``mfa_token`` (GETDEL: one login completes with it); 401 if gone."""
+        """Take the ``mfa_token`` (GETDEL: one login completes with it); ``Unauthenticated`` if
+        gone."""
         raw = await self._redis.getdel(keys.mfa_challenge(_token_hash(token)))
         return _decode_challenge(raw)
 

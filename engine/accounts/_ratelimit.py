@@ -1,8 +1,8 @@
 """Failed-login limits per account (and per trusted device) and per client address, in Redis.
 
 Per account, each attempt first *reserves* a place in the account's gate, atomically (one Lua
-script on one key, so no two replicas race) and is refused with 429 before the password is
-checked while the gate is closed: of 100 simultaneous guesses at an account limited to 5, at
+script on one key, so no two replicas race) and is refused with ``RateLimited`` before the password
+is checked while the gate is closed: of 100 simultaneous guesses at an account limited to 5, at
 most 5 reach the password check. A success clears the gate.
 
 The gate is a growing delay, not a hard lock (OWASP, "slow down, don't lock out"): the first
@@ -231,7 +231,8 @@ class LoginLimiter:
 
     @contextlib.asynccontextmanager
     async def counting_failure(self, address: str) -> AsyncIterator[None]:
-        """A wrong credential (401 or 422) raised inside counts one failure on the address."""
+        """A wrong credential (``Unauthenticated`` or ``Invalid``) raised inside counts one failure
+        on the address."""
         try:
             yield
         except (Unauthenticated, Invalid):

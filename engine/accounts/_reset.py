@@ -149,7 +149,7 @@ class PasswordResets:
         return opened
 
     async def confirm(self, body: PasswordResetConfirm) -> None:
-        """Spend the code and set the password (422 ``invalid_reset_token``,
+        """Spend the code and set the password (``Invalid`` ``invalid_reset_token``,
         ``weak_password``); every session of the account ends."""
         password = v.password(body.password)
         if not body.token or len(body.token) > 200:

@@ -3,9 +3,9 @@ step, step-up checks (erasure), password change.
 
 Every check of a secret here (a code, the current password) first reserves a place in a
 login gate and checks the client address, exactly as a login does, so guessing a code or a
-password through any of these routes is limited like guessing it through the login (429).
-The gate: for the second login step, the one the password step used (the trusted device's,
-or the account's unknown clients'); for a signed-in caller, its session's.
+password through any of these routes is limited like guessing it through the login
+(``RateLimited``). The gate: for the second login step, the one the password step used (the trusted
+device's, or the account's unknown clients'); for a signed-in caller, its session's.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Security:
 
     # --- 2FA management ----------------------------------------------------------------------
     async def enrol_totp(self, principal: Principal, password: str, address: str) -> MfaEnrolment:
-        """A new pending secret, once the caller gave the password again (422
+        """A new pending secret, once the caller gave the password again (``Invalid``
         ``invalid_password``): a stolen access token alone cannot bind its thief's
         authenticator to the account (and then hold the owner's second factor)."""
         item = await self._own_item(principal)
@@ -89,8 +89,9 @@ class Security:
 
     # --- the second login step ---------------------------------------------------------------
     async def complete_mfa(self, body: MfaLogin, address: str) -> TokenPair:
-        """``mfa_token`` + a TOTP or recovery code → a token pair. 401 for a wrong, replayed
-        or spent code or token; each wrong code counts toward the login limits (429)."""
+        """``mfa_token`` + a TOTP or recovery code → a token pair. ``Unauthenticated`` for a wrong,
+        replayed or spent code or token; each wrong code counts toward the login limits
+        (``RateLimited``)."""
         if len(body.mfa_token) > 200:
             raise Unauthenticated(
                 "the mfa_token is wrong, spent or expired", code="invalid_mfa_token"
@@ -145,7 +146,7 @@ class Security:
     async def change_password(
         self, principal: Principal, body: PasswordChange, address: str
     ) -> None:
-        """The current password and a new one (422 ``invalid_password``, ``weak_password``);
+        """The current password and a new one (``Invalid`` ``invalid_password``, ``weak_password``);
         every other login of the account ends, this one goes on."""
         new = v.password(body.new_password)
         item = await self._own_item(principal)

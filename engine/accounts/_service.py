@@ -74,7 +74,7 @@ log = logging.getLogger("healthmed.accounts")
 RETRIES = 20
 DOCTOR_CACHE_SECONDS = 2.0
 DOCTOR_CACHE_SIZE = 50_000
-"""Optimistic-lock attempts on a profile before giving up (503)."""
+"""Optimistic-lock attempts on a profile before giving up (``Unavailable``)."""
 
 
 def profile_pk(user_id: str) -> str:
@@ -174,7 +174,8 @@ class AccountService:
         doctor: bool,
         password_hash: str | None,
     ) -> None:
-        """Write the profile and its guards in one transaction; 409 naming the taken field."""
+        """Write the profile and its guards in one transaction; ``Conflict`` naming the taken
+        field."""
         existing = [await self._store.get(pk, "UNIQUE") for _, pk in guards]
         for (field, _), item in zip(guards, existing, strict=True):
             if item is not None:  # fast path only; the conditional write below decides
@@ -293,9 +294,9 @@ class AccountService:
         role: Role,
         device_token: str | None = None,
     ) -> TokenPair | MfaChallenge:
-        """Reserve an attempt in the account's gate (429 while it is closed: the gate of the
-        device ``device_token`` proves logged in before, else the unknown clients'), check
-        the address's failures (429 past its limit), verify (a dummy hash for unknown
+        """Reserve an attempt in the account's gate (``RateLimited`` while it is closed: the gate of
+        the device ``device_token`` proves logged in before, else the unknown clients'), check
+        the address's failures (``RateLimited`` past its limit), verify (a dummy hash for unknown
         accounts), then issue a pair with a device token, or with 2FA active a challenge for
         the code (:meth:`Security.complete_mfa`). A failure keeps its place in the gate and
         counts one on the address; a password right with 2FA on keeps its place until the
@@ -334,8 +335,8 @@ class AccountService:
         return TokenPair(access_token=access, refresh_token=refresh, expires_in=self._tokens.ttl)
 
     async def login_doctor(self, body: DoctorLogin, address: str) -> TokenPair | MfaChallenge:
-        """CRM + UF + password. A malformed CRM or UF is a wrong credential (401), not a 422:
-        login reveals nothing about the rules an account must follow."""
+        """CRM + UF + password. A malformed CRM or UF is a wrong credential (``Unauthenticated``),
+        not an ``Invalid``: login reveals nothing about the rules an account must follow."""
         crm, uf = body.crm.strip(), body.uf.strip().upper()
         try:
             guard = crm_guard(v.uf(uf), v.crm(crm))
@@ -347,7 +348,8 @@ class AccountService:
         )
 
     async def login_patient(self, body: PatientLogin, address: str) -> TokenPair | MfaChallenge:
-        """E-mail and/or CPF + password; both given must name the same account (else 401)."""
+        """E-mail and/or CPF + password; both given must name the same account (else
+        ``Unauthenticated``)."""
         email = (body.email or "").strip().lower()
         cpf_raw = (body.cpf or "").strip()
         if not email and not cpf_raw:
@@ -373,9 +375,9 @@ class AccountService:
         )
 
     async def refresh(self, refresh_token: str) -> TokenPair:
-        """Rotate a refresh token; a spent one revokes its whole family (401) and every access
-        token of its user issued until now (whoever copied the refresh token may hold those
-        too; the user's other logins simply refresh)."""
+        """Rotate a refresh token; a spent one revokes its whole family (``Unauthenticated``) and
+        every access token of its user issued until now (whoever copied the refresh token may hold
+        those too; the user's other logins simply refresh)."""
         try:
             user_id, role, next_token = await self._refresh.rotate(refresh_token)
         except RefreshReused as reused:
@@ -511,10 +513,10 @@ class AccountService:
         return jti, before, session
 
     async def check_address_rate(self, address: str) -> None:
-        """Count a registration or reset request from ``address``; 429 ``too_many_requests``
-        past ``HEALTHMED_REGISTRATION_LIMIT_ADDRESS`` a window (generous: a proxy or a test
-        client registering a thousand accounts a minute never reaches the default). Checked
-        before any hashing, so a flood costs a Redis round trip each, not an Argon2 hash."""
+        """Count a registration or reset request from ``address``; ``RateLimited``
+        ``too_many_requests`` past ``HEALTHMED_REGISTRATION_LIMIT_ADDRESS`` a window (generous: a
+        proxy or a test client registering a thousand accounts a minute never reaches the default).
+        Checked before any hashing, so a flood costs a Redis round trip each, not an Argon2 hash."""
         limit = self._settings.registration_limit_address
         seen, wait = await window.count(
             self._redis,
@@ -555,7 +557,8 @@ class AccountService:
         return item
 
     async def get_profile(self, principal: Principal) -> Profile:
-        """The caller's own profile (with e-mail, CPF or CRM). 401 if the account is gone."""
+        """The caller's own profile (with e-mail, CPF or CRM). ``Unauthenticated`` if the account is
+        gone."""
         item = await self._profile_item(principal.user_id)
         if item is None:
             raise Unauthenticated("the account no longer exists", code="account_erased")
@@ -607,7 +610,7 @@ class AccountService:
         return name
 
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
-        """PATCH /v1/me for doctors (patients: 403). Optimistic lock on the profile."""
+        """PATCH /v1/me for doctors (patients: ``Forbidden``). Optimistic lock on the profile."""
         if principal.role != "doctor":
             raise Forbidden("only doctors edit their profile", code="wrong_role")
         sent = {
@@ -685,7 +688,7 @@ class AccountService:
     async def erase_user(self, principal: Principal) -> None:
         """Revoke every refresh family, anonymise the profile, free the e-mail/CPF/CRM, drop
         the doctor from the directory and reject access tokens issued until now. Idempotent;
-        the account can no longer log in (401 like any wrong credential)."""
+        the account can no longer log in (``Unauthenticated`` like any wrong credential)."""
         user_id = principal.user_id
         self._doctors.pop(user_id, None)
         await self._refresh.revoke_all(user_id)

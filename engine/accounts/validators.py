@@ -126,7 +126,7 @@ def city(value: str | None) -> str | None:
 
 
 def timezone(value: str) -> str:
-    """An IANA time zone name, as given (422 ``invalid_timezone`` otherwise)."""
+    """An IANA time zone name, as given (``Invalid`` ``invalid_timezone`` otherwise)."""
     try:
         zone(value)
     except Invalid:

@@ -2,9 +2,9 @@
 
 Order for every transition: the store first, conditioned on the appointment's version (and,
 for accept, on the slot's ``HOLD`` guard at its version), then Redis (a script, idempotent),
-then the events. If the store fails the call is 503 and Redis is untouched; once the store has
-committed, the store is the truth: if Redis then disagrees (flushed, stale) or fails, the call
-still succeeds and the doctor is rebuilt from the store, which already has the decision (the
+then the events. If the store fails the call is ``Unavailable`` and Redis is untouched; once the
+store has committed, the store is the truth: if Redis then disagrees (flushed, stale) or fails, the
+call still succeeds and the doctor is rebuilt from the store, which already has the decision (the
 sweeper, too, resyncs a confirmed request Redis missed rather than reopening its slot). A
 second confirmed appointment for one slot is impossible in the store: it would need a second
 ``HOLD`` for the slot, which is created only with an ``absent`` condition.
@@ -67,8 +67,9 @@ class Decisions:
     # --- accept -------------------------------------------------------------------------------
     @redis_guard
     async def accept(self, principal: Principal, appointment_id: str) -> AppointmentView:
-        """Confirm a request (its doctor only): 409 ``invalid_transition`` unless ``requested``
-        and before its deadline; 503 with nothing changed if the store fails."""
+        """Confirm a request (its doctor only): ``Conflict`` ``invalid_transition`` unless
+        ``requested`` and before its deadline; ``Unavailable`` with nothing changed if the store
+        fails."""
         appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
         now = self.ctx.clock()
         if appt.status != "requested":
@@ -161,9 +162,9 @@ class Decisions:
     async def cancel(
         self, principal: Principal, appointment_id: str, justification: str | None
     ) -> AppointmentView:
-        """Cancel (its patient or its doctor; justification 10-1000 characters, 422 otherwise)
-        a requested or confirmed appointment that has not ended; reopens the slot if it has
-        not started. ``cancellation.by`` is the caller's role; the other side is told (event
+        """Cancel (its patient or its doctor; justification 10-1000 characters, ``Invalid``
+        otherwise) a requested or confirmed appointment that has not ended; reopens the slot if it
+        has not started. ``cancellation.by`` is the caller's role; the other side is told (event
         and e-mail through the outbox)."""
         text = (justification or "").strip()
         if not JUSTIFICATION_MIN <= len(text) <= JUSTIFICATION_MAX:
@@ -197,9 +198,9 @@ class Decisions:
 
     async def _close(self, closed: Appointment, version: int, now: int) -> None:
         """Store the end of an active appointment (freeing its slot and hold), then free the
-        slot in Redis. 409 if the appointment changed meanwhile; 503 (Redis untouched) if the
-        store fails. Once stored, a Redis failure does not fail the call: the doctor is rebuilt
-        from the store on next use (:meth:`_after_commit`)."""
+        slot in Redis. ``Conflict`` if the appointment changed meanwhile; ``Unavailable`` (Redis
+        untouched) if the store fails. Once stored, a Redis failure does not fail the call: the
+        doctor is rebuilt from the store on next use (:meth:`Rebuild.after_commit`)."""
         free = Slot(
             id=closed.slot_id, doctor_id=closed.doctor_id, start=closed.start, end=closed.end
         )
@@ -299,7 +300,7 @@ class Decisions:
     # --- meeting and rating -------------------------------------------------------------------
     @redis_guard
     async def meeting(self, principal: Principal, appointment_id: str) -> MeetingView:
-        """The caller's meeting link (participants only); 409 unless confirmed."""
+        """The caller's meeting link (participants only); ``Conflict`` unless confirmed."""
         appt, _ = await self.ctx.participant(principal, appointment_id)
         view = self.views.meeting_view(appt, principal.user_id)
         if view is None:
@@ -309,9 +310,9 @@ class Decisions:
     async def rate(
         self, principal: Principal, appointment_id: str, stars: int, comment: str | None
     ) -> dict[str, object]:
-        """Rate a confirmed appointment once after it ended (its patient): 409
+        """Rate a confirmed appointment once after it ended (its patient): ``Conflict``
         ``rating_too_early`` before the end, ``not_confirmed`` for another status,
-        ``already_rated`` the second time; 422 for stars outside 1-5."""
+        ``already_rated`` the second time; ``Invalid`` for stars outside 1-5."""
         if isinstance(stars, bool) or not 1 <= stars <= 5:
             raise Invalid("stars must be 1 to 5", code="invalid_stars")
         if comment is not None and len(comment) > TEXT_MAX:

@@ -10,7 +10,7 @@ import msgspec
 from engine.booking import _store as layout
 from engine.booking._context import redis_guard
 from engine.booking._model import ACTIVE
-from engine.errors import Conflict, EngineError, NotFound
+from engine.errors import REFUSALS, Conflict, EngineError, NotFound
 
 if TYPE_CHECKING:
     from engine.booking._appointments import Appointments
@@ -64,5 +64,5 @@ class Erasure:
                     try:
                         await self.slots.delete(principal, slot.id)
                     except EngineError as exc:
-                        if exc.status >= 500:
+                        if not isinstance(exc, REFUSALS):
                             raise

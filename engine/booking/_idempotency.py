@@ -1,12 +1,13 @@
 """``Idempotency-Key`` records of ``POST /v1/appointments``: durable in the store, cached in Redis.
 
-A key's first outcome (the 201 body, or a deterministic 4xx) is replayed for ``TTL_MS`` to the
+A key's first outcome (the new appointment, or a deterministic refusal) is replayed for
+``TTL_MS`` to the
 same patient, whatever happens to Redis meanwhile:
 
 * the store holds the record (``USER#<patient>`` / ``IDEM#<sha256 of the key>``: appointment
-  id, slot id, the first outcome, until when it holds). A 201's record is written in the same
+  id, slot id, the first outcome, until when it holds). A request's record is written in the same
   transaction as the request itself (:meth:`Reservations._store_request`), so no appointment exists
-  without its record and no record without its appointment; a 4xx's record is one put. Both are
+  without its record and no record without its appointment; a refusal's record is one put. Both are
   conditioned on the record being absent (or on the version of one that has lapsed), so of two
   attempts that raced through a lost Redis, the first stored wins and the other replays it;
 * Redis holds the binding (``idem`` key: the appointment id the key maps to, so a retry while
@@ -26,7 +27,16 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from engine.booking import _store as st
-from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
+from engine.booking._model import AppointmentView
+from engine.errors import (
+    Conflict,
+    EngineError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
 from engine.store import Item, Put
 
 if TYPE_CHECKING:
@@ -34,22 +44,37 @@ if TYPE_CHECKING:
 
 TTL_MS = 24 * 3600 * 1000
 """How long a key's first outcome is replayed."""
-_ERRORS: dict[int, type[EngineError]] = {
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    422: Invalid,
+_KINDS: dict[str, type[EngineError]] = {
+    kind.__name__: kind for kind in (Forbidden, NotFound, Conflict, Invalid)
 }
-REPLAYABLE = frozenset(_ERRORS)
-"""Error statuses that are a key's outcome (deterministic); a 503 is not: it may be retried."""
+"""The refusals that are a key's outcome (deterministic), by the name stored in its record; an
+``Unavailable`` is not: the key may be retried."""
+_NAMES = {kind: name for name, kind in _KINDS.items()}
+_NOT_REPLAYED = (PayloadTooLarge, UnsupportedMedia)
+_LEGACY_KINDS = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 422: "Invalid"}
+"""Records stored before the kind was named carry the HTTP status instead (they lapse within
+``TTL_MS``)."""
 _encoder = msgspec.json.Encoder()
 
 
+def replayable_kind(exc: EngineError) -> str | None:
+    """The name an error's outcome is stored under, or None if it is not a key's outcome."""
+    if isinstance(exc, _NOT_REPLAYED):
+        return None
+    for cls in type(exc).__mro__:
+        if cls in _NAMES:
+            return _NAMES[cls]
+    return None
+
+
 class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The first outcome of an ``Idempotency-Key``: a 201 body, or a 4xx error."""
+    """The first outcome of an ``Idempotency-Key``: the new appointment as JSON (``body``), or
+    a refusal (``error``: its kind, with its ``code`` and ``detail``)."""
 
     body: str | None = None
-    status: int = 201
+    error: str = ""
+    status: int = 0
+    """Records before ``error`` existed: the refusal's HTTP status."""
     code: str = ""
     detail: str = ""
 
@@ -57,19 +82,21 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
         return _encoder.encode(self)
 
     @classmethod
-    def of_error(cls, exc: EngineError) -> Outcome:
-        return cls(status=exc.status, code=exc.code, detail=exc.detail)
+    def of_error(cls, exc: EngineError, kind: str) -> Outcome:
+        return cls(error=kind, code=exc.code, detail=exc.detail)
 
 
 _outcome_decoder = msgspec.json.Decoder(Outcome)
+_view_decoder = msgspec.json.Decoder(AppointmentView)
 
 
-def replay(raw: bytes | str) -> bytes:
-    """The body of a remembered 201, or raise the remembered error."""
+def replay(raw: bytes | str) -> AppointmentView:
+    """The remembered appointment, or raise the remembered refusal."""
     first = _outcome_decoder.decode(raw)
     if first.body is not None:
-        return first.body.encode()
-    raise _ERRORS.get(first.status, Conflict)(first.detail, code=first.code)
+        return _view_decoder.decode(first.body)
+    kind = first.error or _LEGACY_KINDS.get(first.status, "Conflict")
+    raise _KINDS.get(kind, Conflict)(first.detail, code=first.code)
 
 
 def check_key(key: str) -> None:
@@ -148,7 +175,6 @@ class Replayed(Exception):
 
 
 __all__ = [
-    "REPLAYABLE",
     "TTL_MS",
     "KeyUse",
     "Outcome",
@@ -158,5 +184,6 @@ __all__ = [
     "load",
     "record_sk",
     "replay",
+    "replayable_kind",
     "reused",
 ]

@@ -10,7 +10,7 @@
    released.
 3. The request is stored durably (appointment, slot status and the slot's ``HOLD`` guard with
    ``absent`` conditions, in one transaction) so rehydration keeps undecided requests. If that
-   write fails the reservation is released in Redis and the call is 503.
+   write fails the reservation is released in Redis and the call is ``Unavailable``.
 4. ``appointment.requested`` goes to the doctor.
 
 Every step is idempotent by appointment id, so a retry after a timeout (ours, or the client's
@@ -42,7 +42,7 @@ from engine import keys
 from engine.booking import _idempotency as idem
 from engine.booking import _store as layout
 from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys, redis_guard
-from engine.booking._model import ACTIVE, Appointment, Slot
+from engine.booking._model import ACTIVE, Appointment, AppointmentView, Slot
 from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
 from engine.lua import text
 from engine.realtime import events
@@ -77,18 +77,18 @@ class Reservations:
     @redis_guard
     async def request(
         self, principal: Principal, slot_id: str, idempotency_key: str | None = None
-    ) -> bytes:
-        """Reserve a slot for the calling patient; the 201 body (the appointment as JSON).
+    ) -> AppointmentView:
+        """Reserve a slot for the calling patient; the new appointment as the patient sees it.
 
-        409 ``slot_unavailable`` / ``patient_overlap``, 422 for a slot in the past, 404 for an
-        unknown slot, 503 (nothing reserved) when Redis or the store fails. With an
-        ``idempotency_key``, the same key from the same patient returns the first outcome
-        (:mod:`engine.booking._idempotency`)."""
+        ``Conflict`` ``slot_unavailable`` / ``patient_overlap`` / ``request_limit``, ``Invalid``
+        ``slot_in_past``, ``NotFound`` for an unknown slot, ``Unavailable`` (nothing reserved)
+        when Redis or the store fails. With an ``idempotency_key``, the same key from the same
+        patient returns the first outcome (:mod:`engine.booking._idempotency`)."""
         if principal.role != "patient":
             raise Forbidden("only patients book appointments", code="wrong_role")
         if idempotency_key is None:
             appt = await self._request(principal.user_id, slot_id, new_id(), minted=True)
-            return (await self._body(appt)).encode()
+            return await self._patient_view(appt)
         idem.check_key(idempotency_key)
         patient_id = principal.user_id
         bind = keys.patient_idempotency(patient_id, idempotency_key)
@@ -120,9 +120,10 @@ class Reservations:
         except idem.Replayed as replayed:
             return await self._replay_record(replayed.record, slot_id, bind, answer, now)
         except EngineError as exc:
-            if exc.status not in idem.REPLAYABLE:
-                raise  # a 503 has no outcome: the key may be retried
-            outcome = idem.Outcome.of_error(exc)
+            kind = idem.replayable_kind(exc)
+            if kind is None:
+                raise  # a failure (Unavailable) has no outcome: the key may be retried
+            outcome = idem.Outcome.of_error(exc, kind)
             try:
                 await self.ctx.store.put(use.put(appointment_id, outcome).item, expect=use.expect)
             except ConditionFailed:
@@ -132,13 +133,14 @@ class Reservations:
                 raise
             await self._cache(answer, outcome.encode(), idem.TTL_MS)
             raise
-        body = await self._body(appt)
-        await self._cache(answer, idem.Outcome(body=body).encode(), idem.TTL_MS)
-        return body.encode()
+        view = await self._patient_view(appt)
+        outcome = idem.Outcome(body=_encoder.encode(view).decode())
+        await self._cache(answer, outcome.encode(), idem.TTL_MS)
+        return view
 
     async def _replay_record(
         self, record: idem.Record, slot_id: str, bind: str, answer: str, now: int
-    ) -> bytes:
+    ) -> AppointmentView:
         """Replay a key's stored outcome, rebuilding its Redis copy (binding and outcome)."""
         if record.slot_id != slot_id:
             raise idem.reused()
@@ -280,10 +282,11 @@ class Reservations:
             log.warning("could not invalidate doctor %s", doctor_id, exc_info=True)
 
     async def _claim(self, appt: Appointment, now: int) -> None:
-        """The patient half (claim.lua), hydrating the patient's holdings when needed and
-        dropping a stale hold (its appointment is over in the store) that blocks it. 409
-        ``request_limit`` past the patient's caps (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``,
-        ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient cannot hold a whole agenda."""
+        """The patient half (claim.lua), rebuilding the patient's holdings when needed and
+        dropping a stale hold (its appointment is over in the store) that blocks it.
+        ``Conflict`` ``request_limit`` past the patient's caps
+        (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``, ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient
+        cannot hold a whole agenda."""
         holds = keys.patient_holds(appt.patient_id)
         caps = [self.ctx.settings.request_limit_per_doctor, self.ctx.settings.request_limit_total]
         args = [appt.id, appt.start, appt.end, now, appt.doctor_id, appt.deadline, *caps]
@@ -324,9 +327,9 @@ class Reservations:
     async def _store_request(self, appt: Appointment, key: idem.KeyUse | None) -> Appointment:
         """Store the request durably, with its ``Idempotency-Key`` record if ``key``; returns
         ``appt``, or the stored one if an earlier attempt with the same id got there first.
-        ``Replayed`` if another attempt with the key stored its outcome first; 409 if the store
-        says another request holds the slot (Redis was stale: the doctor is rebuilt from the
-        store)."""
+        ``Replayed`` if another attempt with the key stored its outcome first; ``Conflict`` if the
+        store says another request holds the slot (Redis was stale: the doctor is rebuilt from
+        the store)."""
         slot = Slot(
             id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
             status="requested", appointment_id=appt.id, patient_id=appt.patient_id,
@@ -355,7 +358,10 @@ class Reservations:
         self.ctx.notices.wake()
         return appt
 
+    async def _patient_view(self, appt: Appointment) -> AppointmentView:
+        """A new request as the patient sees it: with the doctor's name and specialty."""
+        return await self.views.named(appt.view(), appt, appt.patient_id)
+
     async def _body(self, appt: Appointment) -> str:
-        """The 201 body of a new request (what an ``Idempotency-Key`` replays), as the
-        patient sees it: with the doctor's name and specialty."""
-        return _encoder.encode(await self.views.named(appt.view(), appt, appt.patient_id)).decode()
+        """:meth:`_patient_view` as JSON: what an ``Idempotency-Key`` replays."""
+        return _encoder.encode(await self._patient_view(appt)).decode()

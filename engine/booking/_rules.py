@@ -47,8 +47,8 @@ Interval = tuple[int, int]
 
 
 def check_interval(start: int, end: int, now: int, *, index: int | None = None) -> None:
-    """422 for a slot that is zero or negative length, under 5 min, over 4 h, or starts in the
-    past."""
+    """``Invalid`` for a slot that is zero or negative length, under 5 min, over 4 h, or starts in
+    the past."""
     where = f"slot {index}: " if index is not None else ""
     if end <= start:
         raise Invalid(f"{where}end must be after start", code="invalid_slot", index=index)
@@ -145,11 +145,11 @@ def expand_rule(
 ) -> list[Interval]:
     """The UTC intervals (ms) of a weekly rule, validated.
 
-    With ``now`` given, a rule starting before today (in its timezone) is 422 and slots of
+    With ``now`` given, a rule starting before today (in its timezone) is ``Invalid`` and slots of
     today that already started are left out; more than 500 slots is 422. ``uf``: the doctor's
     state, whose holidays ``skip_holidays`` skips besides the national ones; ``off``: the
     doctor's time-off ranges, skipped; ``default_timezone``: the zone of a rule that names
-    none (the doctor's own). A rule left with no slot is 422 ``no_slots``.
+    none (the doctor's own). A rule left with no slot is ``Invalid`` ``no_slots``.
     """
     zone_name = rule.timezone or default_timezone
     if not zone_name:

@@ -7,8 +7,8 @@ store, then Redis commits (and publishes ``slot.updated``) or aborts:
   batch) and adds the batch as ``pending`` atomically, so two concurrent calls cannot both
   create overlapping slots; the store write follows (one transaction up to 100 slots, else
   ``put_many`` plus compensating deletes on failure); ``commit.lua`` opens them, or removes
-  them if the store failed (503, nothing created).
-* edit/delete: ``lock.lua`` takes an ``open`` slot out of reach (409 ``slot_not_open``
+  them if the store failed (``Unavailable``, nothing created).
+* edit/delete: ``lock.lua`` takes an ``open`` slot out of reach (``Conflict`` ``slot_not_open``
   otherwise), the store write is conditioned on no hold existing for the slot, then
   ``unlock.lua`` applies or restores.
 

@@ -110,7 +110,7 @@ class BookingService:
     # --- reservation (Reservations) -----------------------------------------------------------
     async def request_appointment(
         self, principal: Principal, slot_id: str, idempotency_key: str | None = None
-    ) -> bytes:
+    ) -> AppointmentView:
         """Reserve a slot for the calling patient (reserve.lua, claim.lua, the store)."""
         return await self.reservations.request(principal, slot_id, idempotency_key)
 

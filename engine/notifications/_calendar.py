@@ -11,7 +11,7 @@ pk                          sk           what
 
 A token is 32 random bytes (``secrets.token_urlsafe``): unguessable, and the only thing the
 public feed route accepts. Rotation replaces both items in one transaction, so the old URL
-answers 404 from the moment the new one is returned. The feed shows only the token owner's
+answers ``NotFound`` from the moment the new one is returned. The feed shows only the token owner's
 appointments (their confirmed ones as ``CONFIRMED``, requested ones as ``TENTATIVE``) from
 30 days back to 365 days ahead, each with that user's own meeting link.
 """
@@ -103,7 +103,8 @@ class CalendarFeeds:
         ]
 
     async def feed(self, token: str) -> bytes:
-        """The ``text/calendar`` body of the feed ``token`` names; 404 for any other token."""
+        """The ``text/calendar`` body of the feed ``token`` names; ``NotFound`` for any other
+        token."""
         if not _TOKEN.fullmatch(token):
             raise NotFound("calendar not found", code="calendar_not_found")
         lookup = await self.store.get(_lookup_pk(token), FEED_SK)

@@ -56,7 +56,7 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
-    """Immutable blobs by id. I/O failures raise ``Unavailable`` (503)."""
+    """Immutable blobs by id. I/O failures raise ``Unavailable``."""
 
     async def open_writer(self, blob_id: str) -> BlobWriter: ...
 

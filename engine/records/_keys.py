@@ -9,7 +9,7 @@
 Both bind the wrapped key to an *encryption context* (record id and owner id): a wrapped key
 copied onto another record does not unwrap. Unwrapping failures that mean "these bytes are not
 a key we wrapped for this record" raise ``IntegrityError``; an unreachable KMS raises
-``Unavailable`` (503).
+``Unavailable``.
 
 Deleting a record's metadata destroys its wrapped key, which makes any copy of the blob
 unreadable (crypto-shredding).

@@ -64,7 +64,8 @@ def access_sk(at_ms: int, entry_id: str) -> str:
 
 
 def is_id(value: str) -> bool:
-    """Ids we issue are ULIDs; anything else cannot name an item (→ 404, never a lookup)."""
+    """Ids we issue are ULIDs; anything else cannot name an item (→ ``NotFound``, never a
+    lookup)."""
     return _ID.fullmatch(value) is not None
 
 

@@ -4,10 +4,10 @@ Reads never release unverified bytes. Before a download starts, the whole blob i
 every segment is authenticated, and the plaintext's size and SHA-256 are checked against the
 metadata; the ciphertext is copied meanwhile into an anonymous temporary file (never the
 plaintext). The response then decrypts that private, already verified copy, so a blob tampered
-with in storage fails the request with ``RecordIntegrityError`` (500 ``record_integrity_error``)
-before a single byte is sent, and a blob modified between the check and the send cannot reach
-the client either. The cost is one extra sequential read and a temporary file the size of the
-ciphertext; memory stays at one segment.
+with in storage fails the request with ``RecordIntegrityError`` (an internal error,
+``record_integrity_error``) before a single byte is sent, and a blob modified between the check and
+the send cannot reach the client either. The cost is one extra sequential read and a temporary file
+the size of the ciphertext; memory stays at one segment.
 
 Doctor reads are checked against the patient's active shares at the moment of the request,
 and logged durably (after the verification, before the first byte is sent).
@@ -73,8 +73,6 @@ class RecordIntegrityError(EngineError):
     """A stored record does not verify (tampered, truncated, missing): a server-side failure,
     never the client's input. Nothing of the record is served."""
 
-    status: ClassVar[int] = 500
-    title: ClassVar[str] = "Record integrity check failed"
     default_code: ClassVar[str] = "record_integrity_error"
 
 
@@ -196,7 +194,8 @@ class RecordService:
         title: str | None = None,
         filename: str | None = None,
     ) -> RecordInfo:
-        """Upload a whole stream: 415 by content, 413 past the limit, 422 empty or bad fields."""
+        """Upload a whole stream: ``UnsupportedMedia`` by content, ``PayloadTooLarge`` past the
+        limit, ``Invalid`` empty or bad fields."""
         check_kind(kind)
         check_group(group)
         upload = self.begin_upload(principal)
@@ -400,8 +399,8 @@ class RecordService:
         limit: int = LIMIT_DEFAULT,
         cursor: str | None = None,
     ) -> RecordPage:
-        """Records of ``patient_id`` an active share covers now; 404 (the same answer as for a
-        patient that does not exist) when no share of that patient is active for this doctor.
+        """Records of ``patient_id`` an active share covers now; ``NotFound`` (the same answer as
+        for a patient that does not exist) when no share of that patient is active for this doctor.
         Each listed record is logged (``list``) before the answer is returned."""
         doctor_id = _require(principal, "doctor")
         if not is_id(patient_id):
@@ -424,7 +423,7 @@ class RecordService:
     async def doctor_content(
         self, principal: Principal, patient_id: str, record_id: str
     ) -> RecordContent:
-        """A doctor's download while an active share covers the record, else 404 (the same
+        """A doctor's download while an active share covers the record, else ``NotFound`` (the same
         answer as for a record that does not exist). Logged (``download``) after verification
         and before the first byte is sent."""
         doctor_id = _require(principal, "doctor")

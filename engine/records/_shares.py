@@ -87,8 +87,8 @@ class ShareBook:
         groups: Sequence[str] | None,
         expires_at: str,
     ) -> ShareInfo:
-        """Create a share. 422 for an unknown doctor (``unknown_doctor``), a record id that is
-        not one of this patient's records (``unknown_record``: the same answer whether it does
+        """Create a share. ``Invalid`` for an unknown doctor (``unknown_doctor``), a record id that
+        is not one of this patient's records (``unknown_record``: the same answer whether it does
         not exist or is someone else's), neither records nor groups, or a bad expiry."""
         now = self._clock()
         ids = list(dict.fromkeys(record_ids or []))
@@ -173,7 +173,8 @@ class ShareBook:
         return SharePage(items=[_share(i).info(now) for i in items], next_cursor=next_cursor)
 
     async def revoke(self, patient_id: str, share_id: str) -> None:
-        """Revoke at once; revoking a revoked share again is a no-op. 404 for others' shares."""
+        """Revoke at once; revoking a revoked share again is a no-op. ``NotFound`` for others'
+        shares."""
         if not is_id(share_id):
             raise _share_not_found()
         for _ in range(_RETRIES):

@@ -1,7 +1,7 @@
 """File type recognition by content: the declared type and the file name are never trusted.
 
 Accepted: PDF, PNG, JPEG, DICOM and plain UTF-8 text. Everything else is refused with
-``UnsupportedMedia`` (415). Executables (ELF, PE, Mach-O, WebAssembly, ``#!`` scripts, Java
+``UnsupportedMedia``. Executables (ELF, PE, Mach-O, WebAssembly, ``#!`` scripts, Java
 classes) and archives (ZIP and everything built on it, gzip, bzip2, xz, zstd, 7z, RAR, tar) are
 named explicitly, and checked first, so a polyglot cannot slip through as an accepted type:
 

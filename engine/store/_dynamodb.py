@@ -121,8 +121,8 @@ DEFAULT_CONFIG = AioConfig(
     retries={"mode": "standard", "max_attempts": 3},
     max_pool_connections=64,
 )
-"""Short timeouts and few retries: a store that does not answer fails the call (503) quickly
-instead of holding the request for botocore's default minute and ten attempts."""
+"""Short timeouts and few retries: a store that does not answer fails the call (``Unavailable``)
+quickly instead of holding the request for botocore's default minute and ten attempts."""
 
 
 def _s(value: str) -> AttributeValueTypeDef:
@@ -334,7 +334,7 @@ class DynamoDBStore:
         if expect != "any":
             # Through TransactWriteItems for its ClientRequestToken: a plain conditional
             # UpdateItem retried by botocore after a lost reply would fail its own condition
-            # (a false ConditionFailed: a spurious 409, or a refresh family revoked).
+            # (a false ConditionFailed: a spurious ``Conflict``, or a refresh family revoked).
             await self.transact([Put(item=item, expect=expect)])
             return
         action = self._action(Put(item=item, expect=expect))

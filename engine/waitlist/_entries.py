@@ -76,9 +76,9 @@ class Entries:
         self.handover = handover
 
     async def create(self, principal: Principal, body: CreateEntry) -> EntryView:
-        """Wait for a doctor within ``[from, to)``: 422 for a window in the past, inverted or
-        longer than 62 days; 404 for an unknown doctor; 409 ``waitlist_limit`` past the
-        patient's limit, ``already_waiting`` for an overlapping entry at this doctor."""
+        """Wait for a doctor within ``[from, to)``: ``Invalid`` for a window in the past, inverted
+        or longer than 62 days; ``NotFound`` for an unknown doctor; ``Conflict`` ``waitlist_limit``
+        past the patient's limit, ``already_waiting`` for an overlapping entry at this doctor."""
         patient_id = _patient(principal)
         now = self.ctx.clock()
         start = parse_rfc3339(body.from_, field="from")
@@ -167,7 +167,7 @@ class Entries:
         await self.remove(entry, pass_on=False)
 
     async def entry_of(self, principal: Principal, entry_id: str) -> tuple[Entry, Item]:
-        """The caller's own entry (404 otherwise)."""
+        """The caller's own entry (``NotFound`` otherwise)."""
         patient_id = _patient(principal)
         for seat in await self.ctx.store.query(st.user_pk(patient_id), prefix=st.PREFIX):
             if seat.data.get("entry_id") == entry_id:
@@ -248,7 +248,7 @@ class Entries:
 
     async def decline(self, principal: Principal, entry_id: str) -> None:
         """Decline the held slot: it passes on at once; the entry keeps waiting (that slot is
-        never offered to it again). 409 ``no_offer`` when nothing is held for it."""
+        never offered to it again). ``Conflict`` ``no_offer`` when nothing is held for it."""
         entry, item = await self.entry_of(principal, entry_id)
         offer = entry.offer
         if offer is None:

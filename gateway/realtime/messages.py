@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from engine.realtime import doctor_appointments_topic, patient_appointments_topic
+from gateway.problems import status_of
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -125,7 +126,7 @@ CLOSES: dict[CloseReason, tuple[int, str]] = {
 
 def close_code(exc: EngineError) -> int:
     """Engine errors close a websocket with 4000 + their HTTP status (4401, 4429, 4503...)."""
-    return 4000 + exc.status
+    return 4000 + status_of(exc)
 
 
 # -- topics ------------------------------------------------------------------------------

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
-from litestar import Response, delete, get, patch, post
+from litestar import delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -25,8 +24,7 @@ from engine.booking import (
     SlotTimes,
     SlotView,
 )
-from engine.errors import Conflict
-from gateway.problems import PROBLEM_JSON, problem_of, problems
+from gateway.problems import problems
 from gateway.telemetry import BOOKINGS, DECISIONS, error_code, event
 
 if TYPE_CHECKING:
@@ -124,19 +122,6 @@ async def agenda(
 
 # --- appointments -----------------------------------------------------------------------------
 _CREATED = ResponseSpec(data_container=AppointmentView, description="The requested appointment")
-_conflicts: dict[tuple[str, str], bytes] = {}
-
-
-def _conflict(exc: Conflict) -> Response[bytes]:
-    """The 409 of a lost race, answered here rather than through the exception middleware
-    (most racers lose, so this is the hot path): the shared problem body, encoded once."""
-    key = (exc.code, exc.detail)
-    body = _conflicts.get(key)
-    if body is None:
-        body = msgspec.json.encode(problem_of(exc))
-        if len(_conflicts) < 64:
-            _conflicts[key] = body
-    return Response(body, status_code=409, media_type=PROBLEM_JSON)
 
 
 @post(
@@ -151,7 +136,7 @@ async def request_appointment(
     patient: Principal,
     data: BookRequest,
     idempotency_key: IdempotencyKey = None,
-) -> Response[bytes]:
+) -> AppointmentView:
     """201 `status: "requested"` with `decision_deadline` (the earlier of the request TTL and
     15 minutes before the start; requests closer to the start than that: 409
     `slot_unavailable`). Slot not open: 409 `slot_unavailable`; an overlapping active
@@ -159,15 +144,13 @@ async def request_appointment(
     `Idempotency-Key`: a retry with the same key returns the first response (status and
     body); the same key for another slot is 422 `idempotency_key_reused`."""
     try:
-        body = await engine.booking.request_appointment(patient, data.slot_id, idempotency_key)
+        view = await engine.booking.request_appointment(patient, data.slot_id, idempotency_key)
     except Exception as exc:
         BOOKINGS.labels(error_code(exc)).inc()
-        if not isinstance(exc, Conflict) or exc.fields:
-            raise
-        return _conflict(exc)
+        raise
     BOOKINGS.labels("requested").inc()
     event("appointment.requested", slot_id=data.slot_id)
-    return Response(body, status_code=HTTP_201_CREATED, media_type="application/json")
+    return view
 
 
 @get(

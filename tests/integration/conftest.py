@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
@@ -209,7 +210,8 @@ async def book(
     booking: BookingService, pat: Principal, slot: str, key: str | None = None
 ) -> dict[str, Any]:
     """Request ``slot`` for ``pat``; the 201 body as a dict."""
-    result: dict[str, Any] = json.loads(await booking.request_appointment(pat, slot, key))
+    view = await booking.request_appointment(pat, slot, key)
+    result: dict[str, Any] = json.loads(msgspec.json.encode(view))
     return result
 
 

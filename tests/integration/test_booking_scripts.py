@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import keys
-from engine.booking import BookingService
+from engine.booking import AppointmentView, BookingService
 from engine.booking._context import hold_keys
 from engine.booking._store import APPT_SK, appt_pk, doctor_pk
 from engine.errors import Conflict, Unavailable
@@ -74,7 +74,7 @@ async def test_reservation_retried_after_a_timeout_makes_one_reservation(
     booking.ctx.scripts.reserve.registered = lands_then_times_out  # type: ignore[assignment]
     body = await booking.request_appointment(patient(), slot)
     assert calls == 2
-    assert b'"status":"requested"' in body
+    assert body.status == "requested"
     assert await booking_redis.zcard(keys.doctor_deadlines(doc.user_id)) == 1
     holds = await booking_store.inner.query(doctor_pk(doc.user_id), prefix="HOLD#")
     assert len(holds) == 1
@@ -88,7 +88,7 @@ async def test_one_winner_among_many_patients(booking: BookingService, clock: Cl
         *(booking.request_appointment(patient(), slot) for _ in range(100)),
         return_exceptions=True,
     )
-    winners = [r for r in results if isinstance(r, bytes)]
+    winners = [r for r in results if isinstance(r, AppointmentView)]
     losers = [r for r in results if isinstance(r, Conflict) and r.code == "slot_unavailable"]
     assert len(winners) == 1
     assert len(losers) == 99
@@ -110,7 +110,7 @@ async def test_patient_overlap_across_doctors_is_refused_even_concurrently(
         results = await asyncio.gather(
             *(booking.request_appointment(pat, s) for s in slots), return_exceptions=True
         )
-        ok = [r for r in results if isinstance(r, bytes)]
+        ok = [r for r in results if isinstance(r, AppointmentView)]
         overlap = [r for r in results if isinstance(r, Conflict) and r.code == "patient_overlap"]
         if len(ok) == 1 and len(overlap) == 1:
             break
@@ -156,7 +156,7 @@ async def test_two_concurrent_sweepers_expire_each_request_once(
         )
         for s in slots:
             body = await a.request_appointment(patient(), s)
-            appts.append(body.split(b'"id":"')[1].split(b'"')[0].decode())
+            appts.append(body.id)
     clock.advance(a.ctx.ttl_ms + 1)
     counts = await asyncio.gather(*(s.expire_due() for s in services))
     assert sum(counts) == 30

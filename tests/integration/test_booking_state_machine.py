@@ -188,7 +188,7 @@ class BookingMachine(RuleBasedStateMachine):
             assert err.code == "patient_overlap"
         else:
             assert err is None, err
-            appt_id = body.split(b'"id":"')[1].split(b'"')[0].decode()
+            appt_id = body.id
             deadline = min(now + self.booking.ctx.ttl_ms, slot.start - LEAD)
             self.model.appts[appt_id] = MAppt(slot_id, p, slot.start, slot.end, deadline)
             slot.status, slot.appt = "requested", appt_id
