@@ -126,7 +126,7 @@ class Security:
         code_needed: bool = True,
     ) -> None:
         """The caller proves it again: the password, and (``code_needed``) a code when 2FA is
-        on (422 ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)
+        on (``Invalid`` ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)
         or a change of the second factor (enrolment)."""
         item = item or await self._own_item(principal)
         ref = _ref(principal)
