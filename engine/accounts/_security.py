@@ -126,8 +126,8 @@ class Security:
         code_needed: bool = True,
     ) -> None:
         """The caller proves it again: the password, and (``code_needed``) a code when 2FA is
-        on (``Invalid`` ``invalid_password`` / ``invalid_code``), before an irreversible act (erasure)
-        or a change of the second factor (enrolment)."""
+        on (``Invalid`` ``invalid_password`` / ``invalid_code``), before an irreversible act
+        (erasure) or a change of the second factor (enrolment)."""
         item = item or await self._own_item(principal)
         ref = _ref(principal)
         await self._limiter.attempt(ref, address)
