@@ -105,7 +105,7 @@ class Engine:
         engine = cls(settings, redis, store)
         try:
             await engine.records.open()
-            await engine.rehydrate_if_empty()
+            await engine.rebuild_redis_if_empty()
         except BaseException:
             await engine.close()
             raise
@@ -121,25 +121,25 @@ class Engine:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    async def rehydrate_if_empty(self) -> bool:
+    async def rebuild_redis_if_empty(self) -> bool:
         """Rebuild Redis from the store if this Redis has not been built yet. True if it was."""
         if await self.redis.exists(keys.hydrated()):
             return False
-        await self.rehydrate()
+        await self.rebuild_redis()
         return True
 
-    async def rehydrate(self, *, force: bool = False) -> None:
+    async def rebuild_redis(self, *, force: bool = False) -> None:
         """Rebuild every hot structure (directory, slots, deadlines) from the durable store.
 
         Without ``force`` (start-up, the Redis watcher) only doctors whose hydrated marker is
-        missing get their agenda rebuilt; ``force`` (``healthmed rehydrate``) rebuilds every
+        missing get their agenda rebuilt; ``force`` (``healthmed rebuild``) rebuilds every
         doctor's agenda from the store, keeping only in-flight creates and edits.
         """
         await self.accounts.restore_revocations()
         count = await self.directory.rebuild()
         await self.booking.rebuild(force=force)
         await self.redis.set(keys.hydrated(), "1")
-        log.info("rehydrated redis from the store: %d doctors", count)
+        log.info("rebuilt redis from the store: %d doctors", count)
 
     async def _watch_redis(self) -> None:
         """Notice a flushed, replaced or failed-over Redis between requests and rebuild it;
@@ -154,15 +154,15 @@ class Engine:
         while True:
             await asyncio.sleep(1.0)
             try:
-                await self.rehydrate_if_empty()
+                await self.rebuild_redis_if_empty()
                 await self.booking.retry_invalidations()
                 now = await self._masters()
                 if masters is not None and now != masters:
                     log.warning("redis masters changed (failover): rebuilding from the store")
-                    await self.rehydrate(force=True)
+                    await self.rebuild_redis(force=True)
                 masters = now
             except Exception:  # a broken Redis is reported by /health/ready; keep watching
-                log.warning("redis watch: rehydration failed", exc_info=True)
+                log.warning("redis watch: rebuilding redis failed", exc_info=True)
 
     async def _masters(self) -> frozenset[str]:
         """Who holds the hot state now: the cluster's masters (as the client's slot map has

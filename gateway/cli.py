@@ -1,5 +1,5 @@
-"""``healthmed`` command: ``serve`` runs the gateway, ``rehydrate`` rebuilds Redis on demand,
-``seed`` fills a development or test deployment (refused in production)."""
+"""``healthmed`` command: ``serve`` runs the gateway, ``rebuild`` rebuilds Redis from the store
+on demand, ``seed`` fills a development or test deployment (refused in production)."""
 
 from __future__ import annotations
 
@@ -75,12 +75,12 @@ def _serve(settings: Settings, workers: int) -> None:
     DrainingServer(config, app.state.drain, settings.drain_seconds).run()
 
 
-async def _rehydrate(settings: Settings) -> None:
+async def _rebuild(settings: Settings) -> None:
     from engine.runtime import Engine
 
     engine = await Engine.start(settings, background=False)
     try:
-        await engine.rehydrate(force=True)
+        await engine.rebuild_redis(force=True)
     finally:
         await engine.close()
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the HTTP and websocket API")
     serve.add_argument("--workers", type=int, default=1)
-    sub.add_parser("rehydrate", help="rebuild Redis from the durable store")
+    sub.add_parser("rebuild", aliases=["rehydrate"], help="rebuild Redis from the durable store")
     seed = sub.add_parser("seed", help="create seed accounts and slots (not in production)")
     seed.add_argument("--doctors", type=int, default=0, help="doctors, with slots")
     seed.add_argument("--patients", type=int, default=0)
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         except SettingsError as exc:
             print(f"healthmed: configuration error: {exc}", file=sys.stderr)
             return 2
-    elif args.command == "rehydrate":
-        asyncio.run(_rehydrate(settings))
-        print("rehydrated")
+    elif args.command in ("rebuild", "rehydrate"):
+        asyncio.run(_rebuild(settings))
+        print("rebuilt")
     elif args.command == "seed":
         if settings.production:
             print("healthmed: seed refuses to run with HEALTHMED_ENV=production", file=sys.stderr)

@@ -4,7 +4,7 @@ Every authenticated request checks that its token was not revoked (logout, erasu
 reuse). Asking Redis costs a round trip per request, yet revocations are few and rare, so each
 process keeps all of those still in force in memory:
 
-* a revocation is written to the store first (durable, restored on rehydration), then to
+* a revocation is written to the store first (durable, restored on a rebuild), then to
   Redis: a plain key (read by the fallback below), a member of the sorted set
   ``hm:revocations`` (score: until when it matters, ms), and a message on the channel
   ``hm:revocations``;

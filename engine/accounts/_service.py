@@ -402,7 +402,7 @@ class AccountService:
     async def _revoke(self, kind: str, subject: str, value: str, until_ms: int) -> None:
         """Record a revocation durably, then in Redis and every process's memory.
 
-        The store copy lets a flushed or replaced Redis get it back on rehydration
+        The store copy lets a flushed or replaced Redis get it back on a rebuild
         (:meth:`restore_revocations`), so a revoked token never comes back to life.
         """
         until_ms = max(until_ms, now_ms()) + 1000

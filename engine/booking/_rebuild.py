@@ -2,7 +2,7 @@
 
 A doctor is rebuilt lazily (a script answered ``not_hydrated``: the doctor's marker is missing
 after a flush), forcibly (the store disagrees with Redis), or all doctors at once (start-up,
-the Redis watcher, ``healthmed rehydrate``). A rebuild keeps in-flight creates, edits and
+the Redis watcher, ``healthmed rebuild``). A rebuild keeps in-flight creates, edits and
 reservations (rebuild.lua). A patient's holdings are rebuilt lazily, on their next
 reservation.
 

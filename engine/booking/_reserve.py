@@ -9,7 +9,7 @@
    patient (see the script's header for why this is a second script) — else the slot is
    released.
 3. The request is stored durably (appointment, slot status and the slot's ``HOLD`` guard with
-   ``absent`` conditions, in one transaction) so rehydration keeps undecided requests. If that
+   ``absent`` conditions, in one transaction) so a rebuild keeps undecided requests. If that
    write fails the reservation is released in Redis and the call is ``Unavailable``.
 4. ``appointment.requested`` goes to the doctor.
 

@@ -1,4 +1,4 @@
--- Replace one doctor's hot state with what the durable store holds (rehydration).
+-- Replace one doctor's hot state with what the durable store holds (a rebuild).
 -- Without force it only runs when the hydrated marker is missing, so concurrent lazy rebuilds
 -- after a flush apply once. Every key it deletes or writes arrives in KEYS: the caller passes
 -- the slot hashes of the current slots zset members and of the store's slots; if a member has

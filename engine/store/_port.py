@@ -36,7 +36,7 @@ pk                          sk                           what
 ==========================  ===========================  ==============================
 
 GSI1: ``gsi1pk="DOCTORS"`` lists doctors (directory rebuild); ``gsi1pk="PENDING"`` with
-``gsi1sk=<deadline>`` lists undecided requests (rehydration of deadlines);
+``gsi1sk=<deadline>`` lists undecided requests (rebuilding deadlines);
 ``gsi1pk="REVOCATIONS"`` with ``gsi1sk=<until ms>`` lists revocations to restore into a
 rebuilt Redis.
 """

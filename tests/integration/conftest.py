@@ -216,7 +216,7 @@ async def book(
 
 
 async def list_doctor(store: Any, doc: Principal) -> None:
-    """Store a minimal profile of ``doc`` in the doctors index (what rehydrate() walks)."""
+    """Store a minimal profile of ``doc`` in the doctors index (what rebuild() walks)."""
     await store.put(
         Item(
             pk=f"USER#{doc.user_id}",

@@ -375,7 +375,7 @@ async def test_meeting_links_are_per_participant_and_signed(
 async def test_full_rehydrate_rebuilds_every_doctor(
     booking: BookingService, booking_redis: Redis, booking_store: FlakyStore, clock: Clock
 ) -> None:
-    """rehydrate() rebuilds slots, open sets and pending deadlines of every listed doctor."""
+    """rebuild() rebuilds slots, open sets and pending deadlines of every listed doctor."""
     doc = doctor()
     await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR

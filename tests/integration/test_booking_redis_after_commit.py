@@ -263,7 +263,7 @@ async def test_forced_rebuild_during_a_create_allows_no_overlap(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A forced rebuild of the doctor, and a forced full rehydrate (``healthmed rehydrate``),
+    """A forced rebuild of the doctor, and a forced full rebuild (``healthmed rebuild``),
     while a create is being stored keep its pending slots: an overlapping create is 409."""
     doc = doctor()
     await list_doctor(booking_store.inner, doc)
@@ -345,7 +345,7 @@ async def test_forced_rebuild_during_a_reservation_keeps_it_taken_and_expiring(
 async def test_rehydrate_leaves_hydrated_doctors_alone(
     booking: BookingService, booking_redis: Redis, booking_store: FlakyStore, clock: Clock
 ) -> None:
-    """The watcher's rehydrate() rebuilds only doctors whose marker is missing."""
+    """The watcher's rebuild() rebuilds only doctors whose marker is missing."""
     doc = doctor()
     await list_doctor(booking_store.inner, doc)
     start = clock.now + 5 * HOUR
