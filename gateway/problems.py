@@ -99,6 +99,8 @@ class Problem(msgspec.Struct, kw_only=True):
     """``/health/ready``: the state of each dependency."""
     degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
     """``/health/ready``: the parts that cannot serve meanwhile (README "Degraded mode")."""
+    appointments: list[str] | msgspec.UnsetType = msgspec.UNSET
+    """409 ``confirmed_in_range`` (time off): the confirmed appointments in the way."""
 
 
 def _problem(status: int, detail: str, code: str | None = None, **extra: Any) -> Problem:
@@ -136,6 +138,8 @@ def problem_of(exc: EngineError) -> Problem:
             extra["errors"] = entries
     elif "errors" in exc.fields:
         extra["errors"] = exc.fields["errors"]
+    if "appointments" in exc.fields:
+        extra["appointments"] = list(exc.fields["appointments"])
     return _problem(status, exc.detail, exc.code, **extra)
 
 

@@ -39,6 +39,7 @@ from engine.timeutil import to_rfc3339
 if TYPE_CHECKING:
     from engine.booking._context import BookingContext
     from engine.booking._model import CancelledBy
+    from engine.booking._moves import Moves
     from engine.booking._views import Views
     from engine.principal import Principal
     from engine.store import Op
@@ -60,9 +61,10 @@ than a store write can take (DynamoDB: 3 attempts of 3 s connect + 10 s read).""
 class Decisions:
     """What happens to a request once made (see the module docstring)."""
 
-    def __init__(self, ctx: BookingContext, views: Views) -> None:
+    def __init__(self, ctx: BookingContext, views: Views, moves: Moves) -> None:
         self.ctx = ctx
         self.views = views
+        self.moves = moves
 
     # --- accept -------------------------------------------------------------------------------
     @redis_guard
@@ -71,6 +73,8 @@ class Decisions:
         ``requested`` and before its deadline; ``Unavailable`` with nothing changed if the store
         fails."""
         appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
+        if appt.status == "confirmed" and appt.pending_move is not None:
+            return await self.moves.accept(principal, appt, version)
         now = self.ctx.clock()
         if appt.status != "requested":
             raise _transition_error(f"the appointment is {appt.status}, not requested")
@@ -146,6 +150,8 @@ class Decisions:
         if reason is not None and len(reason) > TEXT_MAX:
             raise Invalid(f"reason is at most {TEXT_MAX} characters", code="invalid_reason")
         appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
+        if appt.status == "confirmed" and appt.pending_move is not None:
+            return await self.moves.refuse(principal, appt, version)
         if appt.status != "requested":
             raise _transition_error(f"the appointment is {appt.status}, not requested")
         now = self.ctx.clock()
@@ -183,6 +189,13 @@ class Decisions:
             raise _transition_error(f"the appointment is {appt.status}")
         if appt.end <= now:
             raise _transition_error("the appointment is over")
+        if appt.pending_move is not None:
+            # its pending move goes first (its own write): a crash between leaves the
+            # appointment confirmed where it was, never a slot held for nothing
+            await self.moves.drop(appt, version, None, now)
+            appt, version = await self.ctx.load_appointment(appt.id)
+            if appt.status not in ACTIVE:
+                raise _transition_error(f"the appointment is {appt.status}")
         cancelled = msgspec.structs.replace(
             appt,
             status="cancelled",

@@ -23,11 +23,13 @@ import random
 from typing import TYPE_CHECKING
 
 from engine import keys
+from engine.booking._moves import appointment_of_holder
 from engine.errors import EngineError
 
 if TYPE_CHECKING:
     from engine.booking._context import BookingContext
     from engine.booking._decisions import Decisions
+    from engine.booking._moves import Moves
 
 log = logging.getLogger("healthmed.booking")
 
@@ -39,11 +41,12 @@ _REINDEX_BATCH = 500
 
 
 class Expiry:
-    """Expires undecided requests at their deadline."""
+    """Expires undecided requests, and lapses undecided moves, at their deadline."""
 
-    def __init__(self, ctx: BookingContext, decisions: Decisions) -> None:
+    def __init__(self, ctx: BookingContext, decisions: Decisions, moves: Moves) -> None:
         self.ctx = ctx
         self.decisions = decisions
+        self.moves = moves
 
     async def reindex(self) -> int:
         """Put every doctor with undecided requests in the sweep index at its earliest deadline
@@ -81,7 +84,7 @@ class Expiry:
             )
             for appointment_id, slot_id in swept.claimed:
                 try:
-                    if await self.decisions.expire(appointment_id, slot_id, now):
+                    if await self._expire_one(appointment_id, slot_id, now):
                         expired += 1
                 except EngineError:
                     log.warning("expiry of %s failed; retried after the lease", appointment_id)
@@ -94,6 +97,15 @@ class Expiry:
             if again:
                 await redis.zadd(keys.sweep_index(), {doctor_id: again[0][1]}, lt=True)
         return expired
+
+    async def _expire_one(self, claimed: str, slot_id: str, now: int) -> bool:
+        """A request expires; a move holder (a confirmed appointment's pending move) lapses,
+        or, unknown to the store, is released as a ghost reservation like any other."""
+        if appointment_of_holder(claimed) is not None:
+            lapsed = await self.moves.lapse(claimed, slot_id, now)
+            if lapsed is not None:
+                return lapsed
+        return await self.decisions.expire(claimed, slot_id, now)
 
     async def run(self) -> None:
         """Sweep every ``sweep_interval_seconds`` until cancelled; re-index at start and

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine.timeutil import to_rfc3339
+from engine.timeutil import DEFAULT_TIMEZONE, to_rfc3339
 
 SlotStatus = Literal["open", "requested", "booked"]
 PublicStatus = Literal["open", "taken"]
@@ -19,6 +19,15 @@ CancelledBy = Literal["patient", "doctor", "system"]
 ACTIVE: frozenset[str] = frozenset({"requested", "confirmed"})
 JUSTIFICATION_MIN, JUSTIFICATION_MAX = 10, 1000
 """Length of a cancellation's justification, counted once trimmed."""
+TIME_OFF_MAX_DAYS = 90
+REASON_MAX = 1000
+MOVE_SUFFIX = "~m"
+"""In Redis a move's new slot is held by ``<appointment id>~m`` (ULIDs never hold ``~``) until
+the move is applied (see :mod:`engine.booking._moves`)."""
+
+
+def move_holder(appointment_id: str) -> str:
+    return appointment_id + MOVE_SUFFIX
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -81,6 +90,32 @@ class CancelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ]
 
 
+class RescheduleBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    slot_id: Annotated[str, msgspec.Meta(description="another open slot of the same doctor")]
+
+
+class TimeOffBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A range of instants the doctor is away: ``to`` after ``from``, at most 90 days."""
+
+    from_: str = msgspec.field(name="from")
+    to: str
+    reason: str | None = None
+    cancel_confirmed: Annotated[
+        bool,
+        msgspec.Meta(
+            description="cancel (by the doctor, with `justification`) the confirmed "
+            "appointments inside; without it they make the call 409 `confirmed_in_range`"
+        ),
+    ] = False
+    justification: Annotated[
+        str | None,
+        msgspec.Meta(
+            description=f"{JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters; required with "
+            "`cancel_confirmed` (422 `invalid_justification`)"
+        ),
+    ] = None
+
+
 class RatingBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     stars: int
     comment: str | None = None
@@ -104,6 +139,8 @@ class SlotView(msgspec.Struct, frozen=True, kw_only=True):
 
 class SlotList(msgspec.Struct, frozen=True, kw_only=True):
     items: list[SlotView]
+    timezone: str = DEFAULT_TIMEZONE
+    """The doctor's time zone (IANA), to show local times."""
 
 
 class PublicSlot(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +154,8 @@ class Agenda(msgspec.Struct, frozen=True, kw_only=True):
     doctor_id: str
     price: Price
     slots: list[PublicSlot]
+    timezone: str = DEFAULT_TIMEZONE
+    """The doctor's time zone (IANA), to show local times."""
 
 
 class SlotRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +176,14 @@ class CancellationView(msgspec.Struct, frozen=True, kw_only=True):
     at: str
 
 
+class PendingMoveView(msgspec.Struct, frozen=True, kw_only=True):
+    """A confirmed appointment's requested move, waiting for the doctor (accept applies it,
+    refuse drops it; undecided at ``decision_deadline`` it lapses)."""
+
+    slot: SlotRef
+    decision_deadline: str
+
+
 class RefusalView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     at: str
     reason: str | None = None
@@ -155,6 +202,7 @@ class AppointmentView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     meeting: MeetingView | None = None
     cancellation: CancellationView | None = None
     refusal: RefusalView | None = None
+    pending_move: PendingMoveView | None = None
     patient_name: str | None = None
     """In the doctor's view only: who is coming (never the CPF)."""
     doctor_name: str | None = None
@@ -180,6 +228,16 @@ class Cancellation(msgspec.Struct, frozen=True, kw_only=True):
     at: int
 
 
+class MoveDoc(msgspec.Struct, frozen=True, kw_only=True):
+    """A confirmed appointment's pending move: the new slot it holds meanwhile."""
+
+    slot_id: str
+    start: int
+    end: int
+    deadline: int
+    requested_at: int
+
+
 # --- stored -----------------------------------------------------------------------------------
 class Appointment(msgspec.Struct, frozen=True, kw_only=True):
     """The durable appointment (``APPT#<id>/APPT`` and its per-participant index copies)."""
@@ -199,6 +257,7 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
     meeting: MeetingDoc | None = None
     cancellation: Cancellation | None = None
     refusal_reason: str | None = None
+    pending_move: MoveDoc | None = None
     sequence: int = 0
     """iCalendar ``SEQUENCE`` of its invitations: bumped by every change a participant's
     calendar must follow after the confirmation (a cancellation, a move)."""
@@ -213,6 +272,13 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
         if self.status == "requested":
             return f"{self.start}:{self.end}:{self.doctor_id}:{self.deadline}"
         return f"{self.start}:{self.end}"
+
+    def move_hold_value(self) -> str:
+        """Its pending move's entry in the patient's holds (under :func:`move_holder`): a
+        request for the new slot, counted like one until the move's deadline."""
+        move = self.pending_move
+        assert move is not None
+        return f"{move.start}:{move.end}:{self.doctor_id}:{move.deadline}"
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Appointment:
@@ -235,6 +301,13 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
         refusal = None
         if self.status == "refused" and self.decided_at is not None:
             refusal = RefusalView(at=to_rfc3339(self.decided_at), reason=self.refusal_reason)
+        move = None
+        if self.pending_move is not None and self.status == "confirmed":
+            m = self.pending_move
+            move = PendingMoveView(
+                slot=SlotRef(id=m.slot_id, start=to_rfc3339(m.start), end=to_rfc3339(m.end)),
+                decision_deadline=to_rfc3339(m.deadline),
+            )
         return AppointmentView(
             id=self.id,
             status=self.status,
@@ -248,6 +321,7 @@ class Appointment(msgspec.Struct, frozen=True, kw_only=True):
             meeting=meeting,
             cancellation=cancellation,
             refusal=refusal,
+            pending_move=move,
         )
 
 
@@ -263,9 +337,14 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True):
     patient_id: str | None = None
     deadline: int | None = None
     requested_at: int | None = None
+    move: bool = False
+    """``requested`` by a confirmed appointment's pending move (held in Redis by
+    :func:`move_holder`)."""
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = msgspec.to_builtins(self)
+        if not self.move:
+            del data["move"]
         return data
 
     @classmethod
@@ -280,3 +359,55 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True):
             status=self.status,
             appointment_id=self.appointment_id,
         )
+
+
+class TimeOff(msgspec.Struct, frozen=True, kw_only=True):
+    """The durable time off (``DOC#<doctor>/OFF#<start>#<id>``)."""
+
+    id: str
+    doctor_id: str
+    start: int
+    end: int
+    reason: str | None
+    removed_slots: list[str]
+    refused_requests: list[str]
+    cancelled_appointments: list[str]
+    created_at: int
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        return data
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> TimeOff:
+        return msgspec.convert(data, cls)
+
+    def view(self) -> TimeOffView:
+        return TimeOffView(
+            id=self.id,
+            from_=to_rfc3339(self.start),
+            to=to_rfc3339(self.end),
+            reason=self.reason,
+            removed_slots=self.removed_slots,
+            refused_requests=self.refused_requests,
+            cancelled_appointments=self.cancelled_appointments,
+            created_at=to_rfc3339(self.created_at),
+        )
+
+
+class TimeOffView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str
+    reason: str | None
+    removed_slots: list[str]
+    """Ids of the slots the time off deleted (open ones, and those it freed)."""
+    refused_requests: list[str]
+    """Ids of the requested appointments it refused."""
+    cancelled_appointments: list[str]
+    """Ids of the confirmed appointments it cancelled (``cancel_confirmed``)."""
+    created_at: str
+
+
+class TimeOffList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[TimeOffView]

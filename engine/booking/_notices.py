@@ -11,6 +11,9 @@ confirmed                   patient and doctor, each with their link   ``REQUEST
                                                                        of the appointment
 refused, expired            patient
 cancelled                   the other side (both when by ``system``)   ``CANCEL``, SEQUENCE+1
+rescheduled (move applied)  patient and doctor (their link once        ``REQUEST``, SEQUENCE+1
+                            confirmed); a confirmed one's reminders
+                            move with it
 confirmed (reminders)       both, ``reminder_minutes`` before start;
                             none whose time passed at confirmation
 ==========================  =========================================  ======================
@@ -100,7 +103,14 @@ class BookingNotices:
 
     def confirmed(self, appt: Appointment, now: int) -> list[Op]:
         both: tuple[Role, ...] = ("patient", "doctor")
-        ops = self._ops("appointment.confirmed", appt, both, now, link=True)
+        return self._ops("appointment.confirmed", appt, both, now, link=True) + self._reminders(
+            appt, now
+        )
+
+    def _reminders(self, appt: Appointment, now: int) -> list[Op]:
+        """The reminders of a confirmed appointment whose time has not passed."""
+        both: tuple[Role, ...] = ("patient", "doctor")
+        ops: list[Op] = []
         for lead in self.reminder_ms:
             due = appt.start - lead
             if due > now:
@@ -108,6 +118,20 @@ class BookingNotices:
                 ops += self._ops(
                     "appointment.reminder", appt, both, now, key=key, due_at=due, link=True
                 )
+        return ops
+
+    def rescheduled(self, moved: Appointment, before: Appointment, now: int) -> list[Op]:
+        """Ops for a move applied (``before`` is the appointment as it was): both sides are
+        told, keyed by the move (a resend is recognisable, a later move is a new message);
+        a confirmed appointment's pending reminders are withdrawn and queued anew at the new
+        time."""
+        confirmed = moved.status == "confirmed"
+        ops = self._ops(
+            "appointment.rescheduled", moved, ("patient", "doctor"), now,
+            key=f"{moved.id}:{moved.sequence}", link=confirmed,
+        )  # fmt: skip
+        if confirmed:
+            ops += self._withdraw_reminders(before, now) + self._reminders(moved, now)
         return ops
 
     def closed(self, appt: Appointment, now: int) -> list[Op]:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.booking import _store as layout
-from engine.booking._model import ACTIVE, Appointment, Slot
+from engine.booking._model import ACTIVE, Appointment, Slot, move_holder
 from engine.booking._rules import MAX_SLOT_MS
 from engine.errors import Unavailable
 from engine.timeutil import to_rfc3339
@@ -92,9 +92,11 @@ class Rebuild:
             position = {slot_id: 7 + i for i, slot_id in enumerate(order)}
             args: list[Any] = [1 if force else 0, ctx.clock(), prefix, len(slots)]
             for s in slots:
+                # a pending move's slot is held in Redis by the move holder (engine/booking/_moves)
+                holder = move_holder(s.appointment_id) if s.move and s.appointment_id else None
                 args += [
                     position[s.id], s.id, s.start, s.end, s.status,
-                    s.appointment_id or "", s.patient_id or "", s.deadline or "",
+                    holder or s.appointment_id or "", s.patient_id or "", s.deadline or "",
                     s.requested_at or "", to_rfc3339(s.start), to_rfc3339(s.end),
                 ]  # fmt: skip
             reply = await ctx.eval(
@@ -147,6 +149,9 @@ class Rebuild:
             appt = Appointment.from_data(item.data)
             if appt.patient_id == patient_id and appt.status in ACTIVE and appt.end > now:
                 mapping[appt.id] = appt.hold_value()
+            move = appt.pending_move
+            if appt.patient_id == patient_id and appt.status in ACTIVE and move is not None:
+                mapping[move_holder(appt.id)] = appt.move_hold_value()
         await ctx.redis.hset(keys.patient_holds(patient_id), mapping=mapping)
 
     # --- after the store committed ------------------------------------------------------------

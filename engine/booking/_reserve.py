@@ -42,7 +42,7 @@ from engine import keys
 from engine.booking import _idempotency as idem
 from engine.booking import _store as layout
 from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys, redis_guard
-from engine.booking._model import ACTIVE, Appointment, AppointmentView, Slot
+from engine.booking._model import ACTIVE, MOVE_SUFFIX, Appointment, AppointmentView, Slot
 from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
 from engine.lua import text
 from engine.realtime import events
@@ -170,7 +170,7 @@ class Reservations:
         ``key``: the ``Idempotency-Key`` whose record is stored with the request."""
         doctor_id = doctor_of_slot(slot_id)
         now = self.ctx.clock()
-        taken = self._taken_template(doctor_id, slot_id)
+        taken = self.taken_template(doctor_id, slot_id)
         try:
             reserved = await self.ctx.doctor_eval(
                 self.ctx.scripts.reserve,
@@ -210,7 +210,7 @@ class Reservations:
             # stops this call, the sweeper finds the reservation and releases it if unstored.
             indexed, claimed = await asyncio.gather(
                 self.ctx.redis.zadd(keys.sweep_index(), {doctor_id: deadline}, lt=True),
-                self._claim(stub, now),
+                self.claim(stub, now),
                 return_exceptions=True,
             )
             for outcome in (claimed, indexed):
@@ -248,7 +248,7 @@ class Reservations:
         except Exception:
             log.warning("could not index %s for the sweeper", appointment_id, exc_info=True)
 
-    def _taken_template(self, doctor_id: str, slot_id: str) -> events.FrameTemplate:
+    def taken_template(self, doctor_id: str, slot_id: str) -> events.FrameTemplate:
         """The slot.updated ("taken") frame of a slot: reserve.lua fills in the start and end
         it holds, the time is filled in here. Cached per slot."""
         template = self._taken.get(slot_id)
@@ -281,14 +281,18 @@ class Reservations:
         except Exception:
             log.warning("could not invalidate doctor %s", doctor_id, exc_info=True)
 
-    async def _claim(self, appt: Appointment, now: int) -> None:
-        """The patient half (claim.lua), rebuilding the patient's holdings when needed and
+    async def claim(self, appt: Appointment, now: int, *, slack: int = 0) -> None:
+        """The patient half (claim.lua), hydrating the patient's holdings when needed and
         dropping a stale hold (its appointment is over in the store) that blocks it.
-        ``Conflict`` ``request_limit`` past the patient's caps
-        (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``, ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient
-        cannot hold a whole agenda."""
+        ``Conflict`` ``request_limit`` past the patient's caps (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``,
+        ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient cannot hold a whole agenda. ``slack``
+        raises both caps (a move holds one more request only until it is applied or dropped).
+        """
         holds = keys.patient_holds(appt.patient_id)
-        caps = [self.ctx.settings.request_limit_per_doctor, self.ctx.settings.request_limit_total]
+        caps = [
+            self.ctx.settings.request_limit_per_doctor + slack,
+            self.ctx.settings.request_limit_total + slack,
+        ]
         args = [appt.id, appt.start, appt.end, now, appt.doctor_id, appt.deadline, *caps]
         for _ in range(4):
             claimed = await self.ctx.eval(self.ctx.scripts.claim, [holds], args, retry=True)
@@ -313,11 +317,16 @@ class Reservations:
                     scope="doctor" if per_doctor else "total",
                 )
             other = claimed.other
+            moving = other.removesuffix(MOVE_SUFFIX) if other.endswith(MOVE_SUFFIX) else None
             try:
-                blocking, _ = await self.ctx.load_appointment(other)
+                blocking, _ = await self.ctx.load_appointment(moving or other)
             except NotFound:
                 break  # possibly a request being stored right now: it counts
-            if blocking.status in ACTIVE and blocking.end > now:
+            if moving is not None:  # a pending move blocks while it is pending
+                move = blocking.pending_move
+                if blocking.status in ACTIVE and (move is None or move.end > now):
+                    break  # (None: the move may be being stored right now)
+            elif blocking.status in ACTIVE and blocking.end > now:
                 break
             await self.ctx.redis.hdel(holds, other)
         raise Conflict(

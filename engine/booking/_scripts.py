@@ -74,6 +74,11 @@ class RebuildReply(Reply, array_like=True, frozen=True):
     pass
 
 
+class MoveReply(Reply, array_like=True, frozen=True):
+    old_slot: str = ""
+    """What happened to the old slot: ``reopened``, ``freed`` (already started) or ``kept``."""
+
+
 class Scripts:
     """Every booking script, registered on one Redis client."""
 
@@ -88,6 +93,7 @@ class Scripts:
         self.claim = load(redis, _PACKAGE, "claim", ClaimReply)
         self.sweep = load(redis, _PACKAGE, "sweep", SweepReply)
         self.rebuild = load(redis, _PACKAGE, "rebuild", RebuildReply)
+        self.move = load(redis, _PACKAGE, "move", MoveReply)
 
 
 __all__ = ["Coalescer", "Script", "Scripts"]

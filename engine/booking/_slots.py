@@ -28,6 +28,7 @@ from engine import keys
 from engine.booking import _store as layout
 from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, lock_keys, redis_guard
 from engine.booking._model import (
+    MOVE_SUFFIX,
     Agenda,
     Price,
     PublicSlot,
@@ -35,6 +36,7 @@ from engine.booking._model import (
     SlotView,
 )
 from engine.booking._rules import MAX_SLOT_MS, check_interval, expand_rule, explicit_slots
+from engine.booking._time_off import time_off_ranges
 from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
 from engine.realtime import events
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Put, StoreUnavailable
@@ -111,11 +113,18 @@ class Slots:
         now = self.ctx.clock()
         if (body.slots is None) == (body.rule is None):
             raise Invalid("give either slots or rule", code="invalid_slots")
+        off = await time_off_ranges(self.ctx.store, doctor_id, now)
         if body.slots is not None:
-            intervals = explicit_slots(body.slots, now)
+            intervals = explicit_slots(body.slots, now, off)
+            if not intervals:
+                return []  # every one lies in time off: skipped, nothing to create
         else:
             assert body.rule is not None
-            intervals = expand_rule(body.rule, now=now)
+            profile = await self.ctx.accounts.get_doctor(doctor_id)
+            intervals = expand_rule(
+                body.rule, now=now, uf=str(profile.uf), off=off,
+                default_timezone=str(profile.timezone),
+            )  # fmt: skip
         intervals.sort()
         slots = [
             Slot(id=f"{doctor_id}.{new_id()}", doctor_id=doctor_id, start=s, end=e)
@@ -340,7 +349,8 @@ class Slots:
                         start=int(start),
                         end=int(end),
                         status="open" if state == "locked" else state,
-                        appointment_id=appt.decode() if appt else None,
+                        # a pending move's slot is held by "<appointment id>~m" (_moves)
+                        appointment_id=appt.decode().removesuffix(MOVE_SUFFIX) if appt else None,
                     )
                 )
             return out
@@ -371,6 +381,7 @@ class Slots:
         bookable_after = self.ctx.clock() + DECISION_LEAD_MS
         return Agenda(
             doctor_id=doctor_id,
+            timezone=str(profile.timezone),
             price=Price(
                 amount_cents=int(profile.price.amount_cents), currency=str(profile.price.currency)
             ),

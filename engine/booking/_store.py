@@ -5,7 +5,11 @@ pk                          sk                           what
 ==========================  ===========================  ==================================
 ``DOC#<doctor>``            ``SLOT#<start>#<slot>``      the slot: interval and status
 ``DOC#<doctor>``            ``HOLD#<slot>``              guard: an active appointment holds
-                                                         the slot (-> its id)
+                                                         the slot (-> its id); a confirmed
+                                                         one's pending move holds its new slot
+                                                         too (``status: "move"``)
+``DOC#<doctor>``            ``OFF#<start>#<id>``         a time-off range (slot creations
+                                                         skip it)
 ``APPT#<id>``               ``APPT``                     the appointment; while ``requested``
                                                          also ``gsi1pk="PENDING"``,
                                                          ``gsi1sk=<deadline>#<id>``
@@ -47,6 +51,13 @@ def slot_sk(start: int, slot_id: str) -> str:
 
 def hold_sk(slot_id: str) -> str:
     return f"HOLD#{slot_id}"
+
+
+OFF_PREFIX = "OFF#"
+
+
+def off_sk(start: int, time_off_id: str) -> str:
+    return f"{OFF_PREFIX}{start:013d}#{time_off_id}"
 
 
 def appt_pk(appointment_id: str) -> str:
@@ -103,3 +114,29 @@ def hold_put(appt: Appointment, expect: Expect) -> Put:
 
 def hold_delete(appt: Appointment) -> Delete:
     return Delete(pk=doctor_pk(appt.doctor_id), sk=hold_sk(appt.slot_id), expect="present")
+
+
+def moved_ops(moved: Appointment, before: Appointment, expect: Expect) -> list[Op]:
+    """The appointment moved to a new slot (at ``expect``): its item and index copies under
+    the new start, the copies under the old start deleted."""
+    old_sk = index_sk(before.start, before.id)
+    return [
+        *appointment_ops(moved, expect),
+        Delete(pk=user_pk(before.patient_id), sk=old_sk),
+        Delete(pk=user_pk(before.doctor_id), sk=old_sk),
+    ]
+
+
+def move_hold_put(appt: Appointment, slot_id: str, status: str, expect: Expect) -> Put:
+    """The ``HOLD`` guard of a move's new slot: the appointment holds it (``status`` "move"
+    while pending, the appointment's own once the move is applied)."""
+    item = Item(
+        pk=doctor_pk(appt.doctor_id),
+        sk=hold_sk(slot_id),
+        data={"appointment_id": appt.id, "status": status},
+    )
+    return Put(item=item, expect=expect)
+
+
+def move_hold_delete(appt: Appointment, slot_id: str) -> Delete:
+    return Delete(pk=doctor_pk(appt.doctor_id), sk=hold_sk(slot_id), expect="present")

@@ -13,6 +13,9 @@ part                        module                               operations
                                                                  rate (and expire one)
 ``appointments``            :mod:`engine.booking._appointments`  get, list, reminder guard,
                                                                  calendar feed, export
+``moves``                   :mod:`engine.booking._moves`         reschedule; accept, refuse and
+                                                                 lapse of a pending move
+``time_off``                :mod:`engine.booking._time_off`      create, list, delete time off
 ``erasure``                 :mod:`engine.booking._erasure`       erase a user (LGPD)
 ``expiry``                  :mod:`engine.booking._expiry`        the expiry sweep of requests
 ``ctx.rebuild``             :mod:`engine.booking._rebuild`       rebuild Redis from the store
@@ -31,8 +34,10 @@ from engine.booking._context import BookingContext
 from engine.booking._decisions import Decisions
 from engine.booking._erasure import Erasure
 from engine.booking._expiry import Expiry
+from engine.booking._moves import Moves
 from engine.booking._reserve import Reservations
 from engine.booking._slots import Slots
+from engine.booking._time_off import TimeOffs
 from engine.booking._views import Views
 from engine.timeutil import now_ms
 
@@ -50,6 +55,8 @@ if TYPE_CHECKING:
         CreateSlots,
         MeetingView,
         SlotView,
+        TimeOffBody,
+        TimeOffView,
     )
     from engine.config import Settings
     from engine.notifications import CalendarEvent, Outbox, OutboxItem
@@ -77,10 +84,12 @@ class BookingService:
         self.views = Views(ctx)
         self.slots = Slots(ctx)
         self.reservations = Reservations(ctx, self.views)
-        self.decisions = Decisions(ctx, self.views)
+        self.moves = Moves(ctx, self.views, self.reservations)
+        self.decisions = Decisions(ctx, self.views, self.moves)
+        self.time_off = TimeOffs(ctx, self.slots, self.decisions, self.moves)
         self.appointments = Appointments(ctx, self.views)
         self.erasure = Erasure(ctx, self.appointments, self.decisions, self.slots)
-        self.expiry = Expiry(ctx, self.decisions)
+        self.expiry = Expiry(ctx, self.decisions, self.moves)
 
     # --- availability (Slots) -----------------------------------------------------------------
     async def create_slots(self, principal: Principal, body: CreateSlots) -> list[SlotView]:
@@ -116,20 +125,41 @@ class BookingService:
 
     # --- decisions (Decisions) ----------------------------------------------------------------
     async def accept(self, principal: Principal, appointment_id: str) -> AppointmentView:
-        """Confirm a request (its doctor)."""
+        """Confirm a request, or apply a confirmed appointment's pending move (its doctor)."""
         return await self.decisions.accept(principal, appointment_id)
 
     async def refuse(
         self, principal: Principal, appointment_id: str, reason: str | None = None
     ) -> AppointmentView:
-        """Refuse a request (its doctor); the slot reopens."""
+        """Refuse a request (its doctor), the slot reopens; or drop a pending move."""
         return await self.decisions.refuse(principal, appointment_id, reason)
 
     async def cancel(
         self, principal: Principal, appointment_id: str, justification: str | None
     ) -> AppointmentView:
-        """Cancel an active appointment (its patient)."""
+        """Cancel an active appointment (its patient or its doctor)."""
         return await self.decisions.cancel(principal, appointment_id, justification)
+
+    # --- moves (Moves) ------------------------------------------------------------------------
+    async def reschedule(
+        self, principal: Principal, appointment_id: str, slot_id: str
+    ) -> AppointmentView:
+        """Move an appointment to another slot of its doctor (its patient): a request at once,
+        a confirmed one as a pending move the doctor accepts or refuses (accept, refuse)."""
+        return await self.moves.reschedule(principal, appointment_id, slot_id)
+
+    # --- time off (TimeOffs) ------------------------------------------------------------------
+    async def create_time_off(self, principal: Principal, body: TimeOffBody) -> TimeOffView:
+        """Take time off (its doctor): clears the range; later slot creations skip it."""
+        return await self.time_off.create(principal, body)
+
+    async def list_time_off(self, principal: Principal) -> list[TimeOffView]:
+        """The calling doctor's time off."""
+        return await self.time_off.list(principal)
+
+    async def delete_time_off(self, principal: Principal, time_off_id: str) -> None:
+        """Remove a time-off range (nothing it removed comes back)."""
+        await self.time_off.delete(principal, time_off_id)
 
     async def meeting(self, principal: Principal, appointment_id: str) -> MeetingView:
         """The caller's meeting link of a confirmed appointment."""

@@ -10,6 +10,7 @@ from gateway.routes import (
     notifications,
     realtime,
     records,
+    rescheduling,
     waitlist,
 )
 
@@ -20,6 +21,7 @@ ROUTE_HANDLERS = [
     *realtime.route_handlers,
     *records.route_handlers,
     *booking.route_handlers,
+    *rescheduling.route_handlers,
     *notifications.route_handlers,
     *waitlist.route_handlers,
 ]

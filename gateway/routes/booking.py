@@ -55,9 +55,12 @@ To = Annotated[
 )
 async def create_slots(engine: Engine, doctor: Principal, data: CreateSlots) -> SlotList:
     """`{slots: [{start, end}]}` or `{rule: {from, to, weekdays, start_time, end_time,
-    timezone, duration_minutes=50, gap_minutes=10}}`. At most 500 slots; past, zero-length or
-    over 4 h: 422. Any overlap (existing slots or within the call): 409 `slot_overlap`, none
-    created. Rules are daylight-saving safe (local times of `timezone`)."""
+    timezone?, duration_minutes=50, gap_minutes=10, skip_holidays=false}}`. At most 500 slots;
+    past, zero-length or over 4 h: 422. Any overlap (existing slots or within the call): 409
+    `slot_overlap`, none created. Rules are daylight-saving safe (local times of `timezone`,
+    by default the doctor's profile `timezone`); `skip_holidays` leaves out Brazil's national
+    holidays and those of the doctor's `uf`. Slots inside the doctor's time off are skipped
+    (explicit ones too: the answer lists only the slots created, possibly none)."""
     return SlotList(items=await engine.booking.create_slots(doctor, data))
 
 
@@ -73,9 +76,12 @@ async def my_slots(
     from_: From = None,
     to: To = None,
 ) -> SlotList:
-    """Status `open` | `requested` | `booked` with `appointment_id`. Default: from now, 62
-    days; at most 366 days."""
-    return SlotList(items=await engine.booking.list_own_slots(doctor, from_, to))
+    """Status `open` | `requested` | `booked` with `appointment_id` (a `requested` slot may
+    be a confirmed appointment's pending move), and the doctor's `timezone`. Default: from
+    now, 62 days; at most 366 days."""
+    items = await engine.booking.list_own_slots(doctor, from_, to)
+    profile = await engine.accounts.get_doctor(doctor.user_id)
+    return SlotList(items=items, timezone=profile.timezone)
 
 
 @patch(
@@ -189,13 +195,15 @@ async def appointment(engine: Engine, principal: Principal, appointment_id: str)
 @post(
     "/v1/appointments/{appointment_id:str}/accept",
     tags=["appointments"],
-    summary="Accept a request (its doctor)",
+    summary="Accept a request, or a confirmed appointment's pending move (its doctor)",
     status_code=HTTP_200_OK,
     responses=problems(401, 403, 404, 409, 503),
 )
 async def accept(engine: Engine, principal: Principal, appointment_id: str) -> AppointmentView:
-    """→ `confirmed` with `meeting: {url, starts_at, ends_at}`. Patients: 403; another
-    doctor: 404; not `requested` (or past its deadline): 409 `invalid_transition`."""
+    """→ `confirmed` with `meeting: {url, starts_at, ends_at}`. On a `confirmed` appointment
+    with a `pending_move`: applies it (the new `slot`, the meeting moved with it, the old slot
+    open; `appointment.rescheduled` to both). Patients: 403; another doctor: 404; not
+    `requested` and no pending move (or past its deadline): 409 `invalid_transition`."""
     with DECISIONS.labels("accept").time():
         view = await engine.booking.accept(principal, appointment_id)
     event("appointment.accepted", appointment_id=appointment_id)
@@ -205,15 +213,16 @@ async def accept(engine: Engine, principal: Principal, appointment_id: str) -> A
 @post(
     "/v1/appointments/{appointment_id:str}/refuse",
     tags=["appointments"],
-    summary="Refuse a request (its doctor)",
+    summary="Refuse a request, or a confirmed appointment's pending move (its doctor)",
     status_code=HTTP_200_OK,
     responses=problems(401, 403, 404, 409, 422, 503),
 )
 async def refuse(
     engine: Engine, principal: Principal, appointment_id: str, data: RefuseBody | None = None
 ) -> AppointmentView:
-    """`{reason?}` → `refused`; the slot reopens. Not `requested`: 409
-    `invalid_transition`."""
+    """`{reason?}` → `refused`; the slot reopens. On a `confirmed` appointment with a
+    `pending_move`: drops it (the new slot opens; `appointment.move_refused` to the patient)
+    and it stays `confirmed` where it was. Otherwise: 409 `invalid_transition`."""
     reason = data.reason if data is not None else None
     with DECISIONS.labels("refuse").time():
         view = await engine.booking.refuse(principal, appointment_id, reason)

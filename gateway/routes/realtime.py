@@ -43,6 +43,16 @@ than {s.ws_max_topics}).
 doctor), `patient.<id>.appointments` (that patient). Events:
 `{{"type":"event","topic","event","data","at"}}`.
 
+**Events.** `slot.updated` on `doctor.<id>.slots`, data `{{slot_id, doctor_id, start, end,
+status: "open" | "taken" | "removed"}}`, for every slot whose status changes. On the private
+topics, data is the appointment as that party sees it: `appointment.requested` and
+`appointment.move_requested` (a confirmed appointment asks to move; its `pending_move` says
+where) to the doctor; `appointment.confirmed`, `appointment.cancelled`,
+`appointment.expired` and `appointment.rescheduled` (a move applied: the new `slot` and
+meeting) to both; `appointment.refused`, `appointment.move_refused` and
+`appointment.move_lapsed` (the pending move dropped; the appointment stays where it was) to
+the patient.
+
 **Catch-up: resync, no replay.** Events carry no sequence number. After (re)connecting and
 receiving `subscribed`, a client re-reads `GET /v1/doctors/{{id}}/slots` and
 `GET /v1/appointments` and applies events from then on.

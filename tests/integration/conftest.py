@@ -87,6 +87,8 @@ class FakeAccounts:
             name=f"Dr. {doctor_id[:6]}",
             specialty="cardiologia",
             price=SimpleNamespace(amount_cents=25_000, currency="BRL"),
+            uf="SP",
+            timezone="America/Sao_Paulo",
         )
 
     async def patient_name(self, patient_id: str) -> str | None:

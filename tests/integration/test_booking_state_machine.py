@@ -1,10 +1,15 @@
 """A hypothesis state machine of the slot and appointment life cycle (create, edit, delete,
-book, accept, refuse, cancel, expire with injected time, FLUSHDB + rehydration) on a real
-redis-server and SQLite, checked after every step against a plain Python model."""
+book, accept, refuse, cancel by either side, reschedule of requested and confirmed
+appointments with the move accepted, refused or lapsed, time off, expire with injected time,
+FLUSHDB + rehydration) on a real redis-server and SQLite, checked after every step against a
+plain Python model: at most one active appointment per slot, no patient with two overlapping
+active appointments, a confirmed appointment keeping its slot until its move is applied, and
+every agenda (Redis) matching the store."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import tempfile
@@ -24,7 +29,7 @@ from hypothesis.stateful import (
 )
 
 from engine import keys
-from engine.booking import BookingService, CreateSlots, SlotTimes
+from engine.booking import BookingService, CreateSlots, SlotTimes, TimeOffBody
 from engine.errors import Conflict, EngineError, Invalid
 from engine.redis_client import connect_redis
 from engine.store import SQLiteStore
@@ -60,12 +65,19 @@ class MAppt:
     end: int
     deadline: int
     status: str = "requested"
+    move: str | None = None
+    """The slot of a confirmed appointment's pending move."""
+    move_deadline: int = 0
 
 
 @dataclass
 class Model:
     slots: dict[str, MSlot] = field(default_factory=dict)
     appts: dict[str, MAppt] = field(default_factory=dict)
+    off: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def in_time_off(self, start: int, end: int, now: int) -> bool:
+        return any(a < end and start < b and b > now for a, b in self.off.values())
 
 
 class BookingMachine(RuleBasedStateMachine):
@@ -112,11 +124,25 @@ class BookingMachine(RuleBasedStateMachine):
     def pick(self, mapping: dict[str, Any], i: int) -> str:
         return sorted(mapping)[i % len(mapping)]
 
+    def pick_appt(self, i: int) -> str:
+        """Mostly an active appointment (where the transitions are), sometimes any."""
+        active = {
+            k: a for k, a in self.model.appts.items() if a.status in ("requested", "confirmed")
+        }
+        return self.pick(active if active and i % 4 else self.model.appts, i // 4)
+
     def free(self, appt_id: str, status: str) -> None:
         appt = self.model.appts[appt_id]
         appt.status = status
         slot = self.model.slots[appt.slot]
         slot.status, slot.appt = "open", None
+        self.drop_move(appt)
+
+    def drop_move(self, appt: MAppt) -> None:
+        if appt.move is not None:
+            moved = self.model.slots[appt.move]
+            moved.status, moved.appt = "open", None
+            appt.move = None
 
     # --- rules --------------------------------------------------------------------------------
     @rule(k=st.integers(0, 40), minutes=st.sampled_from([30, 60, 90]))
@@ -127,6 +153,8 @@ class BookingMachine(RuleBasedStateMachine):
         result, err = self.attempt(self.booking.create_slots(self.doctor, body))
         if start <= self.clock.now:
             assert isinstance(err, Invalid), err
+        elif self.model.in_time_off(start, end, self.clock.now):
+            assert (result, err) == ([], None)
         elif self.overlaps(start, end):
             assert isinstance(err, Conflict), err
             assert err.code == "slot_overlap"
@@ -196,13 +224,22 @@ class BookingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.appts)
     @rule(i=st.integers(0, 100))
     def accept(self, i: int) -> None:
-        appt_id = self.pick(self.model.appts, i)
+        self.accept_this(self.pick_appt(i))
+
+    def accept_this(self, appt_id: str) -> None:
         appt = self.model.appts[appt_id]
         _, err = self.attempt(self.booking.accept(self.doctor, appt_id))
         if appt.status == "requested" and self.clock.now < appt.deadline:
             assert err is None, err
             appt.status = "confirmed"
             self.model.slots[appt.slot].status = "booked"
+        elif appt.move is not None and self.clock.now < appt.move_deadline:
+            assert err is None, err  # the move applied: new slot booked, the old one open
+            old = self.model.slots[appt.slot]
+            old.status, old.appt = "open", None
+            new = self.model.slots[appt.move]
+            new.status = "booked"
+            appt.slot, appt.start, appt.end, appt.move = appt.move, new.start, new.end, None
         else:
             assert isinstance(err, Conflict), err
             assert err.code == "invalid_transition"
@@ -210,11 +247,16 @@ class BookingMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.appts)
     @rule(i=st.integers(0, 100))
     def refuse(self, i: int) -> None:
-        appt_id = self.pick(self.model.appts, i)
-        _, err = self.attempt(self.booking.refuse(self.doctor, appt_id))
-        if self.model.appts[appt_id].status == "requested":
+        appt_id = self.pick_appt(i)
+        appt = self.model.appts[appt_id]
+        view, err = self.attempt(self.booking.refuse(self.doctor, appt_id))
+        if appt.status == "requested":
             assert err is None, err
             self.free(appt_id, "refused")
+        elif appt.move is not None:
+            assert err is None, err  # the move dropped, the appointment stays confirmed
+            assert view.status == "confirmed"
+            self.drop_move(appt)
         else:
             assert isinstance(err, Conflict), err
 
@@ -233,18 +275,134 @@ class BookingMachine(RuleBasedStateMachine):
         else:
             assert isinstance(err, Conflict), err
 
+    @precondition(lambda self: self.model.appts and self.model.slots)
+    @rule(i=st.integers(0, 100), j=st.integers(0, 100))
+    def reschedule(self, i: int, j: int) -> None:
+        """The patient moves an appointment: a request at once, a confirmed one as a pending
+        move holding the new slot while the old one stays booked."""
+        self.reschedule_this(self.pick_appt(i), self.pick_slot(j))
+
+    def pick_slot(self, j: int) -> str:
+        """Mostly an open slot, sometimes any."""
+        free = {k: v for k, v in self.model.slots.items() if v.status == "open"}
+        return self.pick(free if free and j % 4 else self.model.slots, j // 4)
+
+    def reschedule_this(self, appt_id: str, slot_id: str) -> None:
+        appt = self.model.appts[appt_id]
+        slot = self.model.slots[slot_id]
+        now = self.clock.now
+        view, err = self.attempt(
+            self.booking.reschedule(self.patients[appt.patient], appt_id, slot_id)
+        )
+        if (
+            appt.status not in ("requested", "confirmed")
+            or appt.end <= now
+            or (appt.status == "requested" and now >= appt.deadline)
+            or appt.move is not None
+        ):
+            assert isinstance(err, Conflict), err
+            assert err.code == "invalid_transition"
+        elif slot_id == appt.slot:
+            assert isinstance(err, Conflict), err
+            assert err.code == "slot_unavailable"
+        elif slot.start <= now:
+            assert isinstance(err, Invalid), err
+        elif slot.status != "open" or slot.start - LEAD <= now:
+            assert isinstance(err, Conflict), err
+            assert err.code == "slot_unavailable"
+        else:
+            assert err is None, err
+            deadline = min(now + self.booking.ctx.ttl_ms, slot.start - LEAD)
+            slot.status, slot.appt = "requested", appt_id
+            if appt.status == "requested":
+                old = self.model.slots[appt.slot]
+                old.status, old.appt = "open", None
+                appt.slot, appt.start, appt.end, appt.deadline = (
+                    slot_id,
+                    slot.start,
+                    slot.end,
+                    deadline,
+                )
+                assert view.slot.id == slot_id
+            else:
+                appt.move, appt.move_deadline = slot_id, deadline
+                assert view.pending_move is not None
+                assert view.slot.id == appt.slot
+
+    @precondition(lambda self: any(a.status == "requested" for a in self.model.appts.values()))
+    @rule(i=st.integers(0, 100), j=st.integers(0, 100))
+    def accept_then_move(self, i: int, j: int) -> None:
+        """The doctor accepts a request and its patient at once asks to move it (the confirmed
+        path of reschedule, which the separate rules reach only by long sequences)."""
+        requested = {k: a for k, a in self.model.appts.items() if a.status == "requested"}
+        appt_id = self.pick(requested, i)
+        self.accept_this(appt_id)
+        self.reschedule_this(appt_id, self.pick_slot(j))
+
+    @rule(k=st.integers(0, 40), hours=st.sampled_from([1, 3]), cancel=st.booleans())
+    def time_off(self, k: int, hours: int, cancel: bool) -> None:
+        """Time off over part of the agenda: 409 with confirmed appointments inside unless
+        they are cancelled with it; otherwise requests refused, moves into it dropped, every
+        slot inside removed, and later creations skip it."""
+        start = self.base + k * 30 * MIN
+        end = start + hours * HOUR
+        now = self.clock.now
+        body = TimeOffBody(
+            from_=to_rfc3339(start), to=to_rfc3339(end), cancel_confirmed=cancel,
+            justification="congresso médico" if cancel else None,
+        )  # fmt: skip
+        view, err = self.attempt(self.booking.create_time_off(self.doctor, body))
+        inside = {
+            i: s for i, s in self.model.slots.items()
+            if s.start < end and start < s.end and s.end > now
+        }  # fmt: skip
+        booked = {s.appt for s in inside.values() if s.status == "booked"}
+        if booked and not cancel:
+            assert isinstance(err, Conflict), err
+            assert err.code == "confirmed_in_range"
+            assert sorted(err.fields["appointments"]) == sorted(booked)
+            return
+        assert err is None, err
+        self.model.off[view.id] = (start, end)
+        for s in list(inside.values()):
+            if s.appt is None:
+                continue
+            appt = self.model.appts[s.appt]
+            if s.status == "booked":
+                self.free(s.appt, "cancelled")
+            elif appt.status == "requested":
+                self.free(s.appt, "refused")
+            else:
+                self.drop_move(appt)
+        assert sorted(view.removed_slots) == sorted(inside)
+        for slot_id in inside:
+            del self.model.slots[slot_id]
+
+    @precondition(lambda self: self.model.off)
+    @rule(i=st.integers(0, 100))
+    def end_time_off(self, i: int) -> None:
+        off_id = self.pick(self.model.off, i)
+        _, err = self.attempt(self.booking.delete_time_off(self.doctor, off_id))
+        assert err is None, err
+        del self.model.off[off_id]
+
     @rule(minutes=st.sampled_from([30, 121]))
     def expire(self, minutes: int) -> None:
-        """Advance time and sweep: every request past its deadline expires, once."""
+        """Advance time and sweep: every request past its deadline expires, once, and every
+        pending move past its deadline lapses (the appointment stays where it was)."""
         self.clock.advance(minutes * MIN)
         expired = self.run(self.booking.expire_due())
+        now = self.clock.now
         due = [
             i for i, a in self.model.appts.items()
-            if a.status == "requested" and a.deadline <= self.clock.now
+            if a.status == "requested" and a.deadline <= now
         ]  # fmt: skip
-        assert expired == len(due)
+        lapsed = [a for a in self.model.appts.values() if a.move and a.move_deadline <= now]
+        assert expired == len(due) + len(lapsed)
         for appt_id in due:
             self.free(appt_id, "expired")
+        for appt in lapsed:
+            self.drop_move(appt)
 
     @rule(full=st.booleans())
     def flush(self, full: bool) -> None:
@@ -266,12 +424,31 @@ class BookingMachine(RuleBasedStateMachine):
 
     @invariant()
     def appointments_match_the_model(self) -> None:
+        """Status, slot and pending move of every appointment; in the store one HOLD per held
+        slot (an active appointment's, or a pending move's), never two for one slot."""
+        views = {}
         for appt_id, m in self.model.appts.items():
             view = self.run(self.booking.get_appointment(self.doctor, appt_id))
-            assert view.status == m.status, appt_id
+            assert (view.status, view.slot.id) == (m.status, m.slot), appt_id
+            move = view.pending_move.slot.id if view.pending_move else None
+            assert move == m.move, appt_id
+            views[appt_id] = view
         active = [a for a in self.model.appts.values() if a.status in ("requested", "confirmed")]
+        held = [a.slot for a in active] + [a.move for a in active if a.move]
         holds = self.run(self.store.query(f"DOC#{self.doctor.user_id}", prefix="HOLD#"))
-        assert len(holds) == len(active) == len({a.slot for a in active})
+        assert len(holds) == len(held) == len(set(held))
+        for p in range(len(self.patients)):
+            spans = sorted(
+                (a.start, a.end) for a in active if a.patient == p and a.end > self.clock.now
+            )
+            assert all(e <= s for (_, e), (s, _) in itertools.pairwise(spans)), spans
+
+    @invariant()
+    def the_store_matches_the_model(self) -> None:
+        """The durable slots (what a rebuild loads) say what the agenda says."""
+        items = self.run(self.store.query(f"DOC#{self.doctor.user_id}", prefix="SLOT#"))
+        stored = {i.data["id"]: (i.data["status"], i.data.get("appointment_id")) for i in items}
+        assert stored == {i: (s.status, s.appt) for i, s in self.model.slots.items()}
 
     @invariant()
     def open_set_is_exact(self) -> None:
