@@ -10,8 +10,8 @@ A move never lets the old slot go before the new one is taken:
 2. The store records the move in one transaction conditioned on the appointment's version,
    with the new slot's ``HOLD`` guard created ``absent`` (no slot ever has two active
    appointments in the store either). If it fails, the new slot is released (reopen.lua under
-   the holder id) and nothing changed: 503 for a failing store, 409 when the appointment
-   changed meanwhile (e.g. the doctor accepted it first).
+   the holder id) and nothing changed: ``Unavailable`` for a failing store, ``Conflict``
+   ``invalid_transition`` when the appointment changed meanwhile (the doctor accepted first).
 3. A request moves at once: ``move.lua`` passes the new slot from the holder to the
    appointment and lets the old slot go in one atomic step. A confirmed appointment keeps its
    slot and meeting: the store holds ``pending_move`` and the new slot stays with the holder

@@ -282,12 +282,12 @@ class Reservations:
             log.warning("could not invalidate doctor %s", doctor_id, exc_info=True)
 
     async def claim(self, appt: Appointment, now: int, *, slack: int = 0) -> None:
-        """The patient half (claim.lua), hydrating the patient's holdings when needed and
+        """The patient half (claim.lua), rebuilding the patient's holdings when needed and
         dropping a stale hold (its appointment is over in the store) that blocks it.
-        ``Conflict`` ``request_limit`` past the patient's caps (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``,
-        ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient cannot hold a whole agenda. ``slack``
-        raises both caps (a move holds one more request only until it is applied or dropped).
-        """
+        ``Conflict`` ``request_limit`` past the patient's caps
+        (``HEALTHMED_REQUEST_LIMIT_PER_DOCTOR``, ``HEALTHMED_REQUEST_LIMIT_TOTAL``): one patient
+        cannot hold a whole agenda. ``slack`` raises both caps (a move holds one request more
+        only until it is applied or dropped)."""
         holds = keys.patient_holds(appt.patient_id)
         caps = [
             self.ctx.settings.request_limit_per_doctor + slack,

@@ -11,9 +11,9 @@ A range of instants (at most 90 days) the doctor is away. Creating one:
    inside that is open by then, each through the ordinary decision and slot paths (so every
    event, e-mail and freed slot is what those paths do).
 
-Each step is its own write: a failure midway (503) leaves the range stored and the steps done
-so far done; repeating the call over the same range finishes the work (a second, overlapping
-range is harmless). Deleting a range recreates nothing.
+Each step is its own write: a failure midway (``Unavailable``) leaves the range stored and the
+steps done so far done; repeating the call over the same range finishes the work (a second,
+overlapping range is harmless). Deleting a range recreates nothing.
 """
 
 from __future__ import annotations
