@@ -128,7 +128,7 @@ def _minutes(name: str, raw: str) -> tuple[int, ...]:
 
 
 def _mail_url(name: str, raw: str) -> str:
-    from engine.notifications import parse_mail_url
+    from engine.notifications.mail_url import parse_mail_url
 
     try:
         parse_mail_url(raw)

@@ -20,7 +20,7 @@ from engine.booking import BookingService
 from engine.errors import Unavailable
 from engine.notifications import Notifications
 from engine.realtime import Hub
-from engine.records import RecordService
+from engine.records import RecordService, open_blob_store
 from engine.redis_client import connect_redis
 from engine.store import open_store
 from engine.waitlist import WaitlistService
@@ -70,7 +70,7 @@ class Engine:
         # still log in and retry, never an anonymised account with live appointments.
         self.privacy_parts: list[PrivacyPart] = [self.accounts]
         # Health records: the blob store and key wrapper open in start(), close in close().
-        self.records = RecordService(settings, store, self.accounts)
+        self.records = RecordService(settings, store, self.accounts, open_blobs=open_blob_store)
         self.accounts.use_sealer(self.records.sealer)  # TOTP secrets: the records' key wrapper
         self.privacy_parts.insert(0, self.records)
         # Booking: slots and appointments (erasure cancels the user's future appointments).

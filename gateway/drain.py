@@ -1,4 +1,4 @@
-"""Graceful drain on SIGTERM (API.md "Operations"), for one ``healthmed serve`` process.
+"""Graceful drain on SIGTERM (docs/API.md "Operations"), for one ``healthmed serve`` process.
 
 Kubernetes (or any orchestrator) sends SIGTERM, keeps routing to the pod until its endpoints
 update, and kills it after ``terminationGracePeriodSeconds``. So on the first SIGTERM:

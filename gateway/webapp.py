@@ -1,4 +1,4 @@
-"""The web client (API.md "Web client"): ``GET /`` redirects to ``/app/``, where the gateway
+"""The web client (docs/API.md "Web client"): ``GET /`` redirects to ``/app/``, where the gateway
 serves the static application in ``gateway/static/app`` (plain ES modules, no build step).
 
 The pages carry their own Content-Security-Policy: scripts, styles, images and connections

@@ -39,7 +39,7 @@ from engine.timeutil import new_id, now_ms
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from engine.accounts._service import AccountService
+    from engine.accounts._core import AccountsCore
     from engine.accounts.models import PasswordReset, PasswordResetConfirm
 
 log = logging.getLogger("healthmed.accounts")
@@ -74,7 +74,7 @@ def _pk(code: str) -> str:
 
 
 class PasswordResets:
-    def __init__(self, accounts: AccountService) -> None:
+    def __init__(self, accounts: AccountsCore) -> None:
         self._accounts = accounts
         self.outbox: OutboxPort | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -21,7 +21,7 @@ from engine.errors import Invalid, Unauthenticated, Unavailable
 from engine.store import ConditionFailed
 
 if TYPE_CHECKING:
-    from engine.accounts._service import AccountService
+    from engine.accounts._core import AccountsCore
     from engine.accounts.models import MfaEnrolment, MfaLogin, PasswordChange, TokenPair
     from engine.principal import Principal
     from engine.store import Item
@@ -45,7 +45,7 @@ def invalid_password() -> Invalid:
 
 
 class Security:
-    def __init__(self, accounts: AccountService) -> None:
+    def __init__(self, accounts: AccountsCore) -> None:
         self._accounts = accounts
         self._mfa = accounts.mfa
         self._limiter = accounts._limiter

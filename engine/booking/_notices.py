@@ -1,4 +1,4 @@
-"""The e-mails booking changes queue (API.md, "Notifications and calendar").
+"""The e-mails booking changes queue (docs/API.md, "Notifications and calendar").
 
 Each builder returns outbox ops to append to the transaction of the change they announce, so
 a message exists exactly when its change does. Who gets what:

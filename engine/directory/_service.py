@@ -29,8 +29,6 @@ is a hint: booking it is decided by ``reserve.lua``, which may answer 409.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import math
@@ -48,6 +46,7 @@ from engine.directory._models import DoctorCard, SearchPage, Specialty, Specialt
 from engine.errors import Invalid, Unavailable
 from engine.fresh import FreshCache
 from engine.lua import Reply, load
+from engine.paging import LIMIT_DEFAULT, check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.timeutil import now_ms, to_rfc3339
 
 if TYPE_CHECKING:
@@ -61,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("healthmed.directory")
 
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 MAX_OFFSET = 10_000
 """Deepest page a cursor may reach; past it, narrow the search."""
 EARTH_RADIUS_KM = 20_038.0
@@ -292,9 +289,7 @@ class DirectoryService:
         rating = 0.0 if min_rating is None else min_rating
         if not 0 <= rating <= 5:
             raise _invalid("min_rating must be from 0 to 5", "invalid_rating", "min_rating")
-        size = DEFAULT_LIMIT if limit is None else limit
-        if not 1 <= size <= MAX_LIMIT:
-            raise _invalid(f"limit must be from 1 to {MAX_LIMIT}", "invalid_limit", "limit")
+        size = check_limit(LIMIT_DEFAULT if limit is None else limit)
         return _Query(
             specialty=specialty, lat=lat, lon=lon, max_km=max_km, min_rating=rating, limit=size
         )
@@ -304,27 +299,25 @@ class DirectoryService:
         if cursor is None:
             return 0
         try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            state = _cursor_decoder.decode(raw)
+            state = _cursor_decoder.decode(decode_cursor(cursor))
             offset = state["o"]
             fingerprint = state["f"]
-        except (binascii.Error, ValueError, msgspec.DecodeError, KeyError, TypeError):
-            raise _invalid("cursor is not valid", "invalid_cursor", "cursor") from None
+        except (msgspec.DecodeError, KeyError, TypeError):
+            raise invalid_cursor() from None
         if (
             not isinstance(offset, int)
             or isinstance(offset, bool)
             or not 0 < offset <= MAX_OFFSET
             or fingerprint != query.fingerprint()
         ):
-            raise _invalid("cursor is not valid for this search", "invalid_cursor", "cursor")
+            raise invalid_cursor("cursor is not valid for this search")
         return offset
 
     @staticmethod
     def _cursor(offset: int, query: _Query) -> str | None:
         if offset > MAX_OFFSET:
             return None
-        raw = _encoder.encode({"o": offset, "f": query.fingerprint()})
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return encode_cursor(_encoder.encode({"o": offset, "f": query.fingerprint()}))
 
     async def search(
         self,
@@ -337,7 +330,7 @@ class DirectoryService:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage:
-        """Search semantics of API.md: exact specialty, distance cut, rating floor; ordered by
+        """Search semantics of docs/API.md: exact specialty, distance cut, rating floor; ordered by
         distance (then id) when a location is given, else by rating (best first, then id)."""
         query = self._query(specialty, lat, lon, max_km, min_rating, limit)
         offset = self._offset(cursor, query)

@@ -33,13 +33,12 @@ from engine.notifications._model import (
 from engine.notifications._outbox import INDEX, ContactsPort, Outbox, message_id
 from engine.notifications._transports import (
     FileTransport,
-    MailTarget,
     SesTransport,
     SmtpTransport,
     Transport,
     open_transport,
-    parse_mail_url,
 )
+from engine.notifications.mail_url import MailTarget, parse_mail_url
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:

@@ -56,7 +56,7 @@ from engine.notifications._model import (
     NotificationPage,
     OutboxItem,
 )
-from engine.records._pages import scan, scan_all  # the one pager (newest first)
+from engine.paging import scan, scan_all
 from engine.store import ConditionFailed, Delete, Item, Put
 from engine.timeutil import now_ms
 

@@ -23,70 +23,19 @@ import asyncio
 import contextlib
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Protocol
 
 import aiosmtplib
+
+from engine.notifications.mail_url import MailTarget, parse_mail_url
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from types_aiobotocore_sesv2.client import SESV2Client
 
-Scheme = Literal["smtp", "smtps", "ses", "file"]
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 _MESSAGE_FILE = re.compile(r"[0-9A-Za-z_.-]{1,128}")
-
-
-@dataclass(frozen=True)
-class MailTarget:
-    """A parsed ``HEALTHMED_MAIL_URL`` (the password never appears in its ``repr``)."""
-
-    scheme: Scheme
-    host: str = ""
-    port: int = 0
-    username: str | None = None
-    password: str | None = None
-    path: str = ""
-
-    def __repr__(self) -> str:
-        where = self.path if self.scheme == "file" else f"{self.host}:{self.port}"
-        return f"MailTarget({self.scheme}://{where})"
-
-
-def parse_mail_url(url: str) -> MailTarget:
-    """Parse and check ``HEALTHMED_MAIL_URL``; ``ValueError`` says what is wrong."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError("expected smtp://host:port, smtps://host:port, ses://region or file://dir")
-    if scheme == "file":
-        if not rest:
-            raise ValueError("file:// needs a folder, e.g. file:///var/lib/healthmed/mail")
-        return MailTarget(scheme="file", path=rest)
-    if scheme == "ses":
-        if not _REGION.fullmatch(rest):
-            raise ValueError(f"ses:// needs an AWS region such as sa-east-1, got {rest!r}")
-        return MailTarget(scheme="ses", host=rest)
-    if scheme not in ("smtp", "smtps"):
-        raise ValueError(f"unsupported scheme {scheme!r}: use smtp, smtps, ses or file")
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port must be a number from 1 to 65535") from None
-    if not parts.hostname:
-        raise ValueError(f"{scheme}:// needs a host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{scheme}:// takes only [user:password@]host[:port]")
-    return MailTarget(
-        scheme=scheme,  # type: ignore[arg-type]
-        host=parts.hostname,
-        port=port or (465 if scheme == "smtps" else 25),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 class Transport(Protocol):

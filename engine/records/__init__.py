@@ -5,7 +5,8 @@
 * ``_crypto``: AES-256-GCM in 64 KiB segments (STREAM construction), a fresh key per record;
 * ``_keys``: master key providers wrapping the data keys (local key file, AWS KMS);
 * ``_sealed``: small secrets (TOTP secrets) sealed under a wrapped data key of their own;
-* ``_blobs`` / ``_s3``: the blob store port, directory and S3 adapters;
+* ``_blobs``: the blob store port; ``_files`` and ``_s3``: its directory and S3 adapters,
+  chosen by :func:`open_blob_store`;
 * ``_model``: stored and public shapes, the store key layout and field validators;
 * ``_upload``: one streamed upload; ``_shares``: shares and the access log;
 * ``_service``: :class:`RecordService`, the facade the gateway and the engine use.
@@ -13,13 +14,10 @@
 
 from __future__ import annotations
 
-from engine.records._blobs import (
-    BlobNotFound,
-    BlobStore,
-    BlobWriter,
-    DirectoryBlobStore,
-    open_blob_store,
-)
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.records._blobs import BlobNotFound, BlobStore, BlobWriter
 from engine.records._crypto import (
     SEGMENT_SIZE,
     IntegrityError,
@@ -27,6 +25,7 @@ from engine.records._crypto import (
     SegmentEncryptor,
     new_data_key,
 )
+from engine.records._files import DirectoryBlobStore
 from engine.records._keys import KeyWrapper, KmsKeyWrapper, LocalKeyWrapper, open_key_wrapper
 from engine.records._model import (
     KINDS,
@@ -45,6 +44,21 @@ from engine.records._sealed import SealedValue, Sealer
 from engine.records._service import RecordContent, RecordIntegrityError, RecordService
 from engine.records._sniff import ACCEPTED, SNIFF_BYTES, TextGuard, sniff
 from engine.records._upload import PendingUpload
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+
+
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store named by ``HEALTHMED_BLOB_URL``: ``file://<dir>`` or ``s3://bucket/prefix``."""
+    url = settings.blob_url
+    if url.startswith("file://"):
+        return await DirectoryBlobStore.open(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        return await S3BlobStore.open(bucket, prefix)
+    raise ValueError(f"unsupported blob url: {url!r}")
+
 
 __all__ = [
     "ACCEPTED",

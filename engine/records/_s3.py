@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import Unavailable
 from engine.records._blobs import READ_CHUNK, BlobNotFound, check_blob_id
+from engine.records._blobs import blob_store_unavailable as _unavailable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from engine.records._blobs import BlobWriter
 
 MIN_PART = 5 * 1024 * 1024
-
-
-def _unavailable(exc: Exception) -> Unavailable:
-    return Unavailable(
-        f"the blob store failed ({type(exc).__name__})", code="blob_store_unavailable"
-    )
 
 
 def _is_missing(exc: Exception) -> bool:

@@ -29,7 +29,8 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from engine.errors import EngineError, Forbidden, NotFound, Unavailable
-from engine.records._blobs import BlobNotFound, open_blob_store
+from engine.paging import LIMIT_DEFAULT, scan, scan_all
+from engine.records._blobs import BlobNotFound
 from engine.records._crypto import TAG_BYTES, IntegrityError, SegmentDecryptor
 from engine.records._keys import open_key_wrapper
 from engine.records._model import (
@@ -44,7 +45,6 @@ from engine.records._model import (
     record_pk,
     record_sk,
 )
-from engine.records._pages import LIMIT_DEFAULT, scan, scan_all
 from engine.records._sealed import Sealer
 from engine.records._shares import INDEX_PREFIX, ShareBook, access_entry
 from engine.records._upload import PendingUpload
@@ -52,7 +52,14 @@ from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Item, Put
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import (
+        AsyncIterable,
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Sequence,
+    )
     from pathlib import Path
 
     from engine.config import Settings
@@ -119,8 +126,9 @@ class RecordContent:
 
 
 class RecordService:
-    """Health records of patients. ``open()`` before use (opens the blob store and the key
-    wrapper named by the settings unless given), ``close()`` at the end."""
+    """Health records of patients. ``open()`` before use (opens the blob store with
+    ``open_blobs`` and the key wrapper named by the settings unless given), ``close()`` at the
+    end."""
 
     def __init__(
         self,
@@ -129,6 +137,7 @@ class RecordService:
         doctors: DoctorLookup,
         *,
         blobs: BlobStore | None = None,
+        open_blobs: Callable[[Settings], Awaitable[BlobStore]] | None = None,
         keys: KeyWrapper | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
@@ -137,6 +146,7 @@ class RecordService:
         self._blobs_given = blobs
         self._keys_given = keys
         self._blobs_opt = blobs
+        self._open_blobs = open_blobs
         self._keys_opt = keys
         self._clock = clock
         self._tmp = settings.data_dir / "tmp"
@@ -147,7 +157,9 @@ class RecordService:
     async def open(self) -> None:
         await asyncio.to_thread(self._tmp.mkdir, mode=0o700, parents=True, exist_ok=True)
         if self._blobs_opt is None:
-            self._blobs_opt = await open_blob_store(self._settings)
+            if self._open_blobs is None:
+                raise RuntimeError("RecordService needs blobs= or open_blobs=")
+            self._blobs_opt = await self._open_blobs(self._settings)
         if self._keys_opt is None:
             self._keys_opt = await open_key_wrapper(self._settings)
 

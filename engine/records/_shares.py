@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from engine.errors import Invalid, NotFound, Unavailable
+from engine.paging import scan, scan_all
 from engine.records._model import (
     SHARE_MAX_DAYS,
     SHARE_MAX_GROUPS,
@@ -40,7 +41,6 @@ from engine.records._model import (
     record_sk,
     share_sk,
 )
-from engine.records._pages import scan, scan_all
 from engine.store import Check, ConditionFailed, Delete, Item, Put
 from engine.timeutil import new_id, parse_rfc3339, to_rfc3339
 

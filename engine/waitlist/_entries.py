@@ -7,8 +7,6 @@ delete and decline (a held slot passes on at once), LGPD export and erasure.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine.errors import Conflict, Forbidden, Invalid, NotFound
+from engine.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.store import ConditionFailed, Put
 from engine.timeutil import new_id, parse_rfc3339
 from engine.waitlist import _store as st
@@ -53,18 +52,17 @@ def _patient(principal: Principal) -> str:
 
 
 def _encode_cursor(sk: str, position: int) -> str:
-    return base64.urlsafe_b64encode(f"{position}|{sk}".encode()).decode().rstrip("=")
+    return encode_cursor(f"{position}|{sk}")
 
 
 def _decode_cursor(cursor: str) -> tuple[str, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        position, _, sk = raw.partition("|")
+        position, _, sk = decode_cursor(cursor).decode().partition("|")
         if not sk.startswith(st.PREFIX):
             raise ValueError(sk)
         return sk, int(position)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Invalid("invalid cursor", code="invalid_cursor") from None
+    except (UnicodeDecodeError, ValueError):
+        raise invalid_cursor() from None
 
 
 class Entries:
@@ -201,8 +199,7 @@ class Entries:
         """The doctor's own waitlist in FCFS order (``limit`` 1-100, ``next_cursor``)."""
         if principal.role != "doctor":
             raise Forbidden("this is for doctors", code="wrong_role")
-        if not 1 <= limit <= 100:
-            raise Invalid("limit must be 1 to 100", code="invalid_limit")
+        check_limit(limit)
         after, position = _decode_cursor(cursor) if cursor else (None, 0)
         now = self.ctx.clock()
         items: list[DoctorEntryView] = []

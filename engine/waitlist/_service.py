@@ -1,4 +1,4 @@
-"""The waitlist service: a thin facade over its parts (API.md "Waitlist").
+"""The waitlist service: a thin facade over its parts (docs/API.md "Waitlist").
 
 Order of every change (as a reservation's): Redis decides in one script on the doctor's hash
 tag, the store records the outcome in one transaction, then the events go out. Parts:

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 
-class Edge:
+class Binding:
     """What websocket connections of this process share: the engine, its hub, the sweep.
 
     Built by the app's lifespan (:func:`bind`) once the engine is up; uvicorn builds
-    protocols itself, so they find it through :data:`_current`.
+    protocols itself, so they find it through :data:`bound`.
     """
 
     __slots__ = ("engine", "hub", "settings", "sweeper")
@@ -35,22 +35,23 @@ class Edge:
         self.sweeper = Sweeper(float(engine.settings.ws_idle_seconds), engine.accounts.revocations)
 
 
-class _Current:
-    edge: Edge | None = None
+class _Bound:
+    binding: Binding | None = None
 
 
-_current = _Current()
+bound = _Bound()
+"""The binding of the running app, or None while it is not serving websockets."""
 
 
 def bind(engine: Engine) -> None:
     """Serve websockets with ``engine`` (called by the app's lifespan after start)."""
-    _current.edge = Edge(engine)
+    bound.binding = Binding(engine)
     track(engine.hub)
 
 
 def unbind() -> None:
     """Refuse new websockets (503): the app is stopping."""
-    _current.edge = None
+    bound.binding = None
 
 
-__all__ = ["Edge", "bind", "unbind"]
+__all__ = ["Binding", "bind", "bound", "unbind"]

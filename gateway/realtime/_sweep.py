@@ -5,14 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from engine.accounts import Revocations
-    from gateway.realtime.edge import RealtimeProtocol
+    from engine.principal import Principal
     from gateway.realtime.messages import CloseReason
 
 log = logging.getLogger("healthmed.realtime")
+
+
+class Swept(Protocol):
+    """What the sweeper needs of a connection (``gateway.realtime.edge.Swept``)."""
+
+    @property
+    def deadline(self) -> float:
+        """When the connection's token expires (``time.monotonic()`` seconds)."""
+
+    @property
+    def last_seen(self) -> float:
+        """When its last client message arrived (``time.monotonic()`` seconds)."""
+
+    @property
+    def principal(self) -> Principal | None: ...
+
+    def close(self, reason: CloseReason) -> None:
+        """Close with ``reason``'s code; a second close is a no-op."""
+
+    def release(self) -> None:
+        """Leave the hub and the sweep (the close failed); idempotent."""
 
 
 class Sweeper:
@@ -34,21 +55,21 @@ class Sweeper:
         self.period = min(1.0, idle / 4)
         self.revocations = revocations
         self.seen = revocations.version
-        self.conns: set[RealtimeProtocol] = set()
+        self.conns: set[Swept] = set()
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, conn: RealtimeProtocol) -> None:
+    def add(self, conn: Swept) -> None:
         self.conns.add(conn)
         if self.handle is None:
             self.handle = asyncio.get_running_loop().call_later(self.period, self._sweep)
 
-    def discard(self, conn: RealtimeProtocol) -> None:
+    def discard(self, conn: Swept) -> None:
         self.conns.discard(conn)
 
     def _sweep(self) -> None:
         now = time.monotonic()
         idle_before = now - self.idle
-        closing: list[tuple[RealtimeProtocol, CloseReason]] = []
+        closing: list[tuple[Swept, CloseReason]] = []
         for conn in self.conns:
             if now >= conn.deadline:
                 closing.append((conn, "token_expired"))

@@ -73,7 +73,7 @@ from engine.errors import EngineError, Unauthenticated
 from engine.realtime import Subscriber
 from gateway.logs import request_id_from
 from gateway.problems import RETRY_AFTER_SECONDS
-from gateway.realtime._binding import Edge, _current
+from gateway.realtime._binding import Binding, bound
 from gateway.realtime.messages import (
     CLOSES,
     MAX_FRAGMENTS,
@@ -148,11 +148,11 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
 
     __slots__ = (
         "binary",
+        "binding",
         "closing",
         "conn",
         "connections",
         "deadline",
-        "edge",
         "last_seen",
         "parts",
         "paused",
@@ -173,7 +173,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         Subscriber.__init__(self)
-        self.edge = _current.edge
+        self.binding = bound.binding
         self.connections: set[Any] = server_state.connections
         self.conn = ServerProtocol(max_size=config.ws_max_size, logger=_wire_log)
         self.transport: asyncio.Transport | None = None
@@ -261,27 +261,27 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
 
     def _on_request(self, request: Request) -> None:
         conn = self.conn
-        edge = self.edge
+        binding = self.binding
         if unquote(request.path.partition("?")[0]) != PATH:
             response = conn.reject(404, "Not Found\n")
-        elif edge is None or self.closing:
+        elif binding is None or self.closing:
             response = conn.reject(503, "Service Unavailable: starting or stopping\n")
-        elif not edge.hub.connected.is_set():
+        elif not binding.hub.connected.is_set():
             response = conn.reject(503, "Service Unavailable: real-time events are down\n")
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         else:
             response = conn.accept(request)
-        # Every response carries X-Request-ID, the handshake's too (API.md "Operations").
+        # Every response carries X-Request-ID, the handshake's too (docs/API.md "Operations").
         given = request.headers.get("X-Request-ID")
         response.headers["X-Request-ID"] = request_id_from(given.encode() if given else None)
         conn.send_response(response)
-        if response.status_code != 101 or edge is None:
+        if response.status_code != 101 or binding is None:
             return  # websockets queued the end of the stream: _write_protocol closes
         now = time.monotonic()
         self.last_seen = self.stamp = now
-        self.tokens = float(edge.settings.ws_rate_burst)
+        self.tokens = float(binding.settings.ws_rate_burst)
         loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(edge.settings.ws_auth_seconds, self._auth_timeout)
+        self.timer = loop.call_later(binding.settings.ws_auth_seconds, self._auth_timeout)
 
     def _auth_timeout(self) -> None:
         self.timer = None
@@ -309,8 +309,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
             # websockets queued a pong for a ping (written after this batch of events). Both
             # cost a message of the rate limit: a ping flood would otherwise make the server
             # write pongs without bound to a client that need not read them.
-            edge = self.edge
-            spent = edge is None or self._take_token(time.monotonic(), edge.settings)
+            binding = self.binding
+            spent = binding is None or self._take_token(time.monotonic(), binding.settings)
             if not spent and not self.closing:
                 self.close("rate_limited")
         # CLOSE: websockets queued the closing reply.
@@ -339,10 +339,10 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
 
     def _on_message(self, data: bytes | None) -> None:
         """One client message (None: a binary one)."""
-        edge = self.edge
-        if self.closing or edge is None:
+        binding = self.binding
+        if self.closing or binding is None:
             return
-        settings = edge.settings
+        settings = binding.settings
         now = time.monotonic()
         self.last_seen = now
         if not self._take_token(now, settings):
@@ -352,11 +352,11 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         elif self.principal is None:
             message = None if data is None else decode(data, settings.ws_max_message_bytes)
             if isinstance(message, Auth):
-                self._start_auth(edge, message.token)
+                self._start_auth(binding, message.token)
             else:
                 self.close_with(4401, "the first message must be {type: auth, token}")
         else:
-            self._apply(edge, data)
+            self._apply(binding, data)
 
     def _take_token(self, now: float, settings: Settings) -> bool:
         """Token bucket of client messages: a burst at once, then a steady rate."""
@@ -369,17 +369,17 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.tokens -= 1.0
         return True
 
-    def _apply(self, edge: Edge, data: bytes | None) -> None:
+    def _apply(self, binding: Binding, data: bytes | None) -> None:
         """One message of an authenticated client: apply it and answer."""
         if data is None:
             message: ClientMessage | Error = Error(
                 code="bad_message", detail="messages are JSON objects in text frames"
             )
         else:
-            message = decode(data, edge.settings.ws_max_message_bytes)
-        self.send(self._reply(edge, message))
+            message = decode(data, binding.settings.ws_max_message_bytes)
+        self.send(self._reply(binding, message))
 
-    def _reply(self, edge: Edge, message: ClientMessage | Error) -> bytes:
+    def _reply(self, binding: Binding, message: ClientMessage | Error) -> bytes:
         principal = self.principal
         assert principal is not None
         match message:
@@ -391,30 +391,30 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
                 error = topic_error(principal, topic)
                 if error is not None:
                     return encode(error)
-                limit = edge.settings.ws_max_topics
+                limit = binding.settings.ws_max_topics
                 if topic not in self.topics and len(self.topics) >= limit:
                     return encode(Error(code="too_many_topics", detail=f"at most {limit} topics"))
-                edge.hub.subscribe(self, topic)
+                binding.hub.subscribe(self, topic)
                 return encode(Subscribed(topic=topic))
             case Unsubscribe(topic=topic):
                 if not is_topic(topic):
                     return encode(unknown_topic(topic))
-                edge.hub.unsubscribe(self, topic)
+                binding.hub.unsubscribe(self, topic)
                 return encode(Unsubscribed(topic=topic))
             case Auth():
                 return encode(Error(code="already_authenticated", detail="already authenticated"))
 
     # -- auth ----------------------------------------------------------------------------
 
-    def _start_auth(self, edge: Edge, token: str) -> None:
+    def _start_auth(self, binding: Binding, token: str) -> None:
         self.pending = []
         if self.transport is not None:
             self.transport.pause_reading()
-        self.task = asyncio.get_running_loop().create_task(self._authenticate(edge, token))
+        self.task = asyncio.get_running_loop().create_task(self._authenticate(binding, token))
 
-    async def _authenticate(self, edge: Edge, token: str) -> None:
+    async def _authenticate(self, binding: Binding, token: str) -> None:
         try:
-            principal = await edge.engine.authenticate(token)
+            principal = await binding.engine.authenticate(token)
         except EngineError as exc:
             self.task = None
             code = exc.code if isinstance(exc, Unauthenticated) else "unavailable"
@@ -434,12 +434,12 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         if self.closing:
             return
         try:
-            self._ready(edge, principal)
+            self._ready(binding, principal)
         except Exception:  # a bug must cost this connection only, and not wedge it
             log.exception("realtime: websocket connection failed after auth")
             self.close_with(1011, "internal error; reconnect")
 
-    def _ready(self, edge: Edge, principal: Principal) -> None:
+    def _ready(self, binding: Binding, principal: Principal) -> None:
         """Authenticated: join the hub and the private topic, answer ``ready``."""
         if self.timer is not None:
             self.timer.cancel()
@@ -447,16 +447,16 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         self.principal = principal
         # The token's expiry on the monotonic clock: the connection lives no longer.
         self.deadline = time.monotonic() + (principal.expires_at - time.time())
-        revocations = edge.sweeper.revocations
+        revocations = binding.sweeper.revocations
         if revocations.live and revocations.revoked(principal):
             # Revoked while its check waited on Redis: the sweep may have seen that already.
             self.close("token_revoked")
             return
-        hub = edge.hub
+        hub = binding.hub
         hub.attach(self)  # a closed hub drops us at once (1001)
         if self.closing:
             return
-        edge.sweeper.add(self)
+        binding.sweeper.add(self)
         private = private_topic(principal)
         hub.subscribe(self, private)
         self.send(encode(Ready(role=principal.role, user_id=principal.user_id, topics=[private])))
@@ -464,7 +464,7 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         for data in pending:
             if self.closing:
                 return
-            self._apply(edge, data)
+            self._apply(binding, data)
         if self.transport is not None and not self.closing:
             self.transport.resume_reading()
 
@@ -475,8 +475,8 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
         if self.closing:
             return
         if self.frames or not self.deliver(payload):
-            edge = self.edge
-            if edge is not None and len(self.frames) >= edge.settings.ws_queue_size:
+            binding = self.binding
+            if binding is not None and len(self.frames) >= binding.settings.ws_queue_size:
                 self.close("slow")
                 return
             self.frames.append(payload)
@@ -528,10 +528,10 @@ class RealtimeProtocol(Subscriber, asyncio.Protocol):
 
     def release(self) -> None:
         """Leave the hub and the sweep; stop the auth timer or task. Idempotent."""
-        edge = self.edge
-        if edge is not None and self.principal is not None:
-            edge.sweeper.discard(self)
-            edge.hub.detach(self)
+        binding = self.binding
+        if binding is not None and self.principal is not None:
+            binding.sweeper.discard(self)
+            binding.hub.detach(self)
         self.frames = []
         self.pending = None
         if self.timer is not None:

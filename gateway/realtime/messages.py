@@ -1,4 +1,4 @@
-"""The websocket protocol's messages, topics and close codes (``API.md``, "Real-time").
+"""The websocket protocol's messages, topics and close codes (``docs/API.md``, "Real-time").
 
 Transport-free: :mod:`gateway.realtime.edge` feeds client messages in as bytes and writes
 the replies out.

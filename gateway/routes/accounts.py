@@ -1,4 +1,4 @@
-"""Accounts and authentication (API.md): registration, login (with TOTP 2FA), refresh,
+"""Accounts and authentication (docs/API.md): registration, login (with TOTP 2FA), refresh,
 logout, own profile, password change, LGPD export and erasure. Handlers only translate; the
 engine decides."""
 

@@ -1,4 +1,4 @@
-"""Booking (API.md "availability" and "Appointments"): slots, the public agenda, appointments.
+"""Booking (docs/API.md "availability" and "Appointments"): slots, the public agenda, appointments.
 Handlers only translate; :class:`engine.booking.BookingService` decides."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Doctors directory (API.md): specialties, search, public profile."""
+"""Doctors directory (docs/API.md): specialties, search, public profile."""
 
 from __future__ import annotations
 

@@ -1,30 +1,26 @@
-"""Notifications and calendar (API.md "Notifications and calendar"): the user's messages,
+"""Notifications and calendar (docs/API.md "Notifications and calendar"): the user's messages,
 their private iCalendar feed, its rotation and the public feed itself. Handlers only
 translate; :class:`engine.notifications.Notifications` decides."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
-from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from engine.errors import NotFound
 from engine.notifications import CalendarLink, NotificationPage
 from gateway.problems import problems
+from gateway.routes._paging import LIMIT_DEFAULT, Cursor, Limit
 
 if TYPE_CHECKING:
     from engine.principal import Principal
     from engine.runtime import Engine
 
 _TAGS = ["notifications"]
-Limit = Annotated[int, Parameter(ge=1, le=100, description="page size, 1-100 (default 20)")]
-Cursor = Annotated[
-    str | None, Parameter(description="opaque cursor: the previous page's `next_cursor`")
-]
 
 _PAGE_EXAMPLE = {
     "items": [
@@ -79,9 +75,9 @@ def _feed_url(request: Request[Any, Any, Any], token: str) -> CalendarLink:
     },
 )
 async def my_notifications(
-    engine: Engine, principal: Principal, limit: Limit = 20, cursor: Cursor = None
+    engine: Engine, principal: Principal, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
 ) -> NotificationPage:
-    """Every e-mail of API.md's table addressed to the caller: `status` is `queued` (waiting
+    """Every e-mail of docs/API.md's table addressed to the caller: `status` is `queued` (waiting
     for its time or a retry), `sent` (the mail server accepted it) or `failed` (given up after
     `HEALTHMED_MAIL_MAX_ATTEMPTS`). `sent_at` only once sent. Paginated with `limit` and the
     opaque `cursor` (422 `invalid_cursor` for a cursor this route did not give)."""

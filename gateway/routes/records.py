@@ -1,11 +1,11 @@
-"""Health record (prontuário) routes (API.md "Health record").
+"""Health record (prontuário) routes (docs/API.md "Health record").
 
-Uploads are parsed as a stream: ``request.stream()`` feeds python-multipart's incremental
-parser, and each piece of the ``file`` part goes straight to the engine's
-:class:`~engine.records.PendingUpload` (sniffed, hashed, encrypted, written). Litestar's own
-form parsing (``UploadFile``) is not used: it buffers the whole body before the handler runs and
-spools the plaintext to a temporary file on disk, so a 415 or 413 would only come after the
-whole upload and the plaintext would touch the disk.
+Uploads are parsed as a stream (:mod:`gateway.multipart`: python-multipart's incremental
+parser fed by ``request.stream()``), and each piece of the ``file`` part goes straight to the
+engine's :class:`~engine.records.PendingUpload` (sniffed, hashed, encrypted, written).
+Litestar's own form parsing (``UploadFile``) is not used: it buffers the whole body before the
+handler runs and spools the plaintext to a temporary file on disk, so a 415 or 413 would only
+come after the whole upload and the plaintext would touch the disk.
 
 The global body limit (``HEALTHMED_MAX_BODY_BYTES``) is lifted on the upload route only
 (``request_max_body_size=None``) and replaced by ``record_max_bytes`` + ``FORM_OVERHEAD``,
@@ -36,13 +36,10 @@ from litestar import Request, Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
-from engine.errors import Invalid, PayloadTooLarge, UnsupportedMedia
+from engine.errors import Invalid, PayloadTooLarge
 from engine.records import (
     KINDS,
     AccessPage,
@@ -54,12 +51,12 @@ from engine.records import (
     check_upload_fields,
     clean_filename,
 )
+from gateway.multipart import PartData, PartEnd, PartStart, form_events, malformed
 from gateway.problems import problems
+from gateway.routes._paging import LIMIT_DEFAULT, Cursor, Limit
 from gateway.telemetry import event as log_event
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from engine.principal import Principal
     from engine.records import PendingUpload
     from engine.runtime import Engine
@@ -70,11 +67,6 @@ FIELD_MAX = 1024
 _TEXT_FIELDS = ("kind", "group", "title")
 
 _TAGS = ["health record"]
-
-Limit = Annotated[int, Parameter(ge=1, le=100, description="page size, 1-100")]
-Cursor = Annotated[
-    str | None, Parameter(description="opaque cursor from the previous page's next_cursor")
-]
 
 
 class ShareCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -87,123 +79,11 @@ class ShareCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     groups: Annotated[list[str], msgspec.Meta(max_length=20)] | None = None
 
 
-# -- streaming multipart ----------------------------------------------------------------------
+# -- the upload form ---------------------------------------------------------------------------
 
 
-class _PartStart(msgspec.Struct, frozen=True):
-    name: str
-    filename: str | None
-
-
-class _PartData(msgspec.Struct, frozen=True):
-    data: bytes
-
-
-class _PartEnd(msgspec.Struct, frozen=True):
-    pass
-
-
-class _FormEnd(msgspec.Struct, frozen=True):
-    pass
-
-
-_Event = _PartStart | _PartData | _PartEnd | _FormEnd
-
-
-def _malformed(detail: str = "malformed multipart body") -> Invalid:
-    return Invalid(detail, code="malformed_multipart")
-
-
-def _part_start(headers: dict[bytes, bytes]) -> _PartStart:
-    # Header bytes are mapped 1:1 through latin-1 and file names read back as UTF-8 (what
-    # browsers and HTTP clients send); undecodable bytes become U+FFFD, never an error.
-    kind, options = parse_options_header(headers.get(b"content-disposition", b"").decode("latin-1"))
-    if kind != b"form-data" or b"name" not in options:
-        raise _malformed("every part needs Content-Disposition: form-data with a name")
-    name = options[b"name"].decode("utf-8", "replace")
-    raw_filename = options.get(b"filename")
-    filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
-    return _PartStart(name=name, filename=filename)
-
-
-async def _form_events(request: Request[Any, Any, Any], limit: int) -> AsyncIterator[_Event]:
-    """The multipart body as events, read chunk by chunk; 413 past ``limit`` body bytes."""
-    media, options = request.content_type
-    boundary = options.get("boundary", "")
-    if media != "multipart/form-data" or not boundary:
-        raise UnsupportedMedia(
-            "the body must be multipart/form-data with a boundary", code="multipart_required"
-        )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge("the upload is larger than the record limit", code="record_too_large")
-
-    events: list[_Event] = []
-    headers: dict[bytes, bytes] = {}
-    field, value = bytearray(), bytearray()
-
-    def on_part_begin() -> None:
-        headers.clear()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        field.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        headers[bytes(field).strip().lower()] = bytes(value).strip()
-        field.clear()
-        value.clear()
-
-    def on_headers_finished() -> None:
-        events.append(_part_start(headers))
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        events.append(_PartData(bytes(data[start:end])))
-
-    def on_part_end() -> None:
-        events.append(_PartEnd())
-
-    def on_end() -> None:
-        events.append(_FormEnd())
-
-    try:
-        parser = MultipartParser(
-            boundary.encode("latin-1"),
-            {
-                "on_part_begin": on_part_begin,
-                "on_header_field": on_header_field,
-                "on_header_value": on_header_value,
-                "on_header_end": on_header_end,
-                "on_headers_finished": on_headers_finished,
-                "on_part_data": on_part_data,
-                "on_part_end": on_part_end,
-                "on_end": on_end,
-            },
-        )
-    except (FormParserError, UnicodeEncodeError):
-        raise _malformed("bad multipart boundary") from None
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(
-                "the upload is larger than the record limit", code="record_too_large"
-            )
-        try:
-            parser.write(chunk)
-        except FormParserError:
-            raise _malformed() from None
-        for event in events:
-            yield event
-        events.clear()
-    try:
-        parser.finalize()
-    except FormParserError:
-        raise _malformed() from None
-    for event in events:
-        yield event
+def _too_large() -> PayloadTooLarge:
+    return PayloadTooLarge("the upload is larger than the record limit", code="record_too_large")
 
 
 async def _receive_upload(
@@ -217,8 +97,8 @@ async def _receive_upload(
     text = bytearray()
     complete = False
     try:
-        async for event in _form_events(request, limit):
-            if isinstance(event, _PartStart):
+        async for event in form_events(request, limit, _too_large):
+            if isinstance(event, PartStart):
                 current = event.name
                 if current == "file":
                     if upload is not None:
@@ -239,7 +119,7 @@ async def _receive_upload(
                         "unknown multipart field (expected file, kind, group, title)",
                         code="unknown_field",
                     )
-            elif isinstance(event, _PartData):
+            elif isinstance(event, PartData):
                 if current == "file":
                     assert upload is not None
                     await upload.write(event.data)
@@ -249,7 +129,7 @@ async def _receive_upload(
                         raise Invalid(
                             f"{current} is too long", code="field_too_long", field=current
                         )
-            elif isinstance(event, _PartEnd):
+            elif isinstance(event, PartEnd):
                 if current in _TEXT_FIELDS:
                     try:
                         fields[current] = text.decode("utf-8")
@@ -261,7 +141,7 @@ async def _receive_upload(
             else:
                 complete = True
         if not complete:
-            raise _malformed("the multipart body ended early")
+            raise malformed("the multipart body ended early")
         if upload is None:
             raise Invalid("the file part is missing", code="file_missing", field="file")
         return await upload.finish(
@@ -389,7 +269,7 @@ async def list_records(
     patient: Principal,
     kind: str | None = None,
     group: str | None = None,
-    limit: Limit = 20,
+    limit: Limit = LIMIT_DEFAULT,
     cursor: Cursor = None,
 ) -> RecordPage:
     """Newest first, filtered by `kind` and `group` (422 for an unknown kind or a bad label)."""
@@ -405,7 +285,7 @@ async def list_records(
     responses=problems(401, 403, 422),
 )
 async def access_log(
-    engine: Engine, patient: Principal, limit: Limit = 20, cursor: Cursor = None
+    engine: Engine, patient: Principal, limit: Limit = LIMIT_DEFAULT, cursor: Cursor = None
 ) -> AccessPage:
     """Every read by a doctor, newest first: `{record_id, doctor_id, action: list|download,
     at}`. A listing writes one `list` entry per record shown."""
@@ -483,7 +363,7 @@ async def list_shares(
     engine: Engine,
     patient: Principal,
     active: bool | None = None,
-    limit: Limit = 20,
+    limit: Limit = LIMIT_DEFAULT,
     cursor: Cursor = None,
 ) -> SharePage:
     """Newest first; each share has `active` (not revoked and not expired). `?active=true` or
@@ -514,7 +394,11 @@ async def revoke_share(engine: Engine, patient: Principal, share_id: str) -> Non
     responses=problems(401, 403, 404, 422),
 )
 async def shared_records(
-    engine: Engine, doctor: Principal, patient_id: str, limit: Limit = 20, cursor: Cursor = None
+    engine: Engine,
+    doctor: Principal,
+    patient_id: str,
+    limit: Limit = LIMIT_DEFAULT,
+    cursor: Cursor = None,
 ) -> RecordPage:
     """Records an active share (not revoked, not expired, by record or by group) covers at
     the moment of the request. No active share from this patient → 404 (the same answer as

@@ -1,4 +1,4 @@
-"""Waitlist (API.md "Waitlist"): patients waiting for a doctor, held slots, the doctor's list.
+"""Waitlist (docs/API.md "Waitlist"): patients waiting for a doctor, held slots, the doctor's list.
 Handlers only translate; :class:`engine.waitlist.WaitlistService` decides."""
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ def test_a_shared_record_is_downloadable_by_the_doctor(
 
     go(doc, "#/pedidos")
     expect(doc.get_by_role("heading", level=1)).to_have_text("Pedidos de consulta")
-    # No active share from that patient: the API answers 404 (API.md), as for a stranger.
+    # No active share from that patient: the API answers 404 (docs/API.md), as for a stranger.
     allow_http_error(doc, 404, r"/v1/patients/[^/]+/records")
     go(doc, "#/compartilhados")
     expect(doc.locator("#compartilhados")).to_contain_text("Nenhum documento compartilhado")

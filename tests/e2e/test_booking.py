@@ -1,6 +1,6 @@
 """Booking end to end through the real server process on its own real redis-server: the
 200-patient race for one slot, 50 concurrent overlapping slot creations, every bad input of
-API.md's availability and appointment tables, Idempotency-Key replay, and a Redis flush
+docs/API.md's availability and appointment tables, Idempotency-Key replay, and a Redis flush
 between requests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SIGTERM drain of the real server (API.md "Operations", gateway/drain.py)."""
+"""SIGTERM drain of the real server (docs/API.md "Operations", gateway/drain.py)."""
 
 from __future__ import annotations
 

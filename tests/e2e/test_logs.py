@@ -1,4 +1,4 @@
-"""Logs of the real server (API.md "Operations"): JSON lines, request ids, the access line,
+"""Logs of the real server (docs/API.md "Operations"): JSON lines, request ids, the access line,
 business events, and never a token, password, CPF or e-mail address."""
 
 from __future__ import annotations

@@ -616,7 +616,7 @@ async def test_an_event_on_the_shared_redis_reaches_clients_of_both_replicas(
         await recv_json(on_b.ws, seconds=0.3)
 
 
-# -- events of API.md's table, produced by the real booking routes ------------------------
+# -- events of docs/API.md's table, produced by the real booking routes ------------------------
 
 
 def _iso(dt: datetime) -> str:
@@ -688,7 +688,7 @@ async def test_every_booking_event_reaches_exactly_its_topics(
     open_client: Callable[..., Any],
     unique: Callable[[], int],
 ) -> None:
-    """slot.updated, requested, confirmed, refused and cancelled reach the topics of API.md's
+    """slot.updated, requested, confirmed, refused and cancelled reach the topics of docs/API.md's
     table and no other: a patient never sees another patient's appointment events."""
     http = rt_http
     doctor = register_doctor(http, unique())
