@@ -6,6 +6,8 @@ from typing import Literal
 
 import msgspec
 
+from engine.errors import Forbidden
+
 Role = Literal["doctor", "patient"]
 
 
@@ -19,3 +21,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds since the epoch (the token's ``exp``)."""
     session: str = ""
     """The login (refresh family) the token belongs to (``sid``); empty for tokens without."""
+
+    def require(self, role: Role) -> Principal:
+        """This principal if it has ``role``, else Forbidden ``wrong_role``: the one role check
+        of every route and operation that is for doctors only or patients only."""
+        if self.role != role:
+            raise Forbidden(f"this is for {role}s", code="wrong_role")
+        return self

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.di import Provide
 
-from engine.errors import Forbidden, Unauthenticated
+from engine.errors import Unauthenticated
 from gateway.logs import set_user
 
 if TYPE_CHECKING:
@@ -43,15 +43,11 @@ async def provide_principal(request: Request[Any, Any, Any], engine: Engine) -> 
 
 
 async def provide_doctor(principal: Principal) -> Principal:
-    if principal.role != "doctor":
-        raise Forbidden("this route is for doctors", code="wrong_role")
-    return principal
+    return principal.require("doctor")
 
 
 async def provide_patient(principal: Principal) -> Principal:
-    if principal.role != "patient":
-        raise Forbidden("this route is for patients", code="wrong_role")
-    return principal
+    return principal.require("patient")
 
 
 @functools.lru_cache(maxsize=8)

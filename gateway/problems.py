@@ -240,7 +240,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 
 _EXAMPLE_DETAILS = {
     401: ("a bearer token is required", "missing_token"),
-    403: ("this route is for doctors", "wrong_role"),
+    403: ("this is for doctors", "wrong_role"),
     404: ("appointment not found", "not_found"),
     405: ("Method Not Allowed", "method_not_allowed"),
     409: ("the slot is no longer open", "slot_unavailable"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from engine.store import Delete, Item
+from engine.store import keys as store_keys
 from engine.timeutil import new_id, now_ms, to_rfc3339
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ EventKind = Literal[
     "password.reset_requested",
     "password.reset",
 ]
-PREFIX = "SEC#"
+PREFIX = store_keys.SECURITY_EVENT_PREFIX
 KEPT = 500
 """Events exported per account at most (the oldest first)."""
 
@@ -43,16 +44,22 @@ class SecurityLog:
     async def record(self, user_id: str, kind: EventKind) -> None:
         at = now_ms()
         await self._store.put(
-            Item(pk=f"USER#{user_id}", sk=f"{PREFIX}{at:015d}#{new_id()}", data={"kind": kind})
+            Item(
+                pk=store_keys.user_pk(user_id),
+                sk=store_keys.security_event_sk(at, new_id()),
+                data={"kind": kind},
+            )
         )
 
     async def list(self, user_id: str) -> list[SecurityEvent]:
-        items = await self._store.query(f"USER#{user_id}", prefix=PREFIX, limit=KEPT)
+        items = await self._store.query(store_keys.user_pk(user_id), prefix=PREFIX, limit=KEPT)
         return [
             SecurityEvent(kind=str(i.data["kind"]), at=to_rfc3339(int(i.sk.split("#")[1])))
             for i in items
         ]
 
     async def erase(self, user_id: str) -> None:
-        while items := await self._store.query(f"USER#{user_id}", prefix=PREFIX, limit=100):
+        while items := await self._store.query(
+            store_keys.user_pk(user_id), prefix=PREFIX, limit=100
+        ):
             await self._store.transact([Delete(pk=i.pk, sk=i.sk) for i in items])

@@ -37,6 +37,7 @@ from engine.accounts.models import MfaChallenge, MfaEnrolment
 from engine.errors import Conflict, Invalid, Unauthenticated
 from engine.records import SealedValue
 from engine.store import ConditionFailed, Item
+from engine.store import keys as store_keys
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Mfa:
 
     # --- state -------------------------------------------------------------------------------
     async def _item(self, user_id: str) -> Item | None:
-        return await self._store.get(f"USER#{user_id}", "MFA")
+        return await self._store.get(store_keys.user_pk(user_id), store_keys.MFA_SK)
 
     async def active(self, user_id: str) -> bool:
         item = await self._item(user_id)
@@ -124,7 +125,7 @@ class Mfa:
             secret = pyotp.random_base32()
             sealed = await self._sealer().seal(secret.encode(), _context(user_id))
             data = {"status": "pending", "secret": msgspec.to_builtins(sealed), "at": now_ms()}
-            new = Item(pk=f"USER#{user_id}", sk="MFA", data=data)
+            new = Item(pk=store_keys.user_pk(user_id), sk=store_keys.MFA_SK, data=data)
             try:
                 await self._store.put(new, "absent" if item is None else item.version)
             except ConditionFailed:
@@ -164,11 +165,11 @@ class Mfa:
         """Turn 2FA off with a current TOTP code or an unused recovery code (else ``Invalid``)."""
         if not await self.consume(user_id, code):
             raise invalid_code()
-        await self._store.delete(f"USER#{user_id}", "MFA")
+        await self._store.delete(store_keys.user_pk(user_id), store_keys.MFA_SK)
         await self._events.record(user_id, "mfa.disabled")
 
     async def erase(self, user_id: str) -> None:
-        await self._store.delete(f"USER#{user_id}", "MFA")
+        await self._store.delete(store_keys.user_pk(user_id), store_keys.MFA_SK)
 
     # --- codes -------------------------------------------------------------------------------
     def _matching_step(self, secret: str, code: str) -> int | None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import Unauthenticated
 from engine.store import ConditionFailed, Item, Put
+from engine.store import keys as store_keys
+from engine.store.keys import family_pk
 from engine.timeutil import new_id, now_ms
 
 if TYPE_CHECKING:
@@ -32,10 +34,6 @@ SPENT_KEPT = 64
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def family_pk(family: str) -> str:
-    return f"REFRESH#{family}"
 
 
 class RefreshReused(Unauthenticated):
@@ -81,9 +79,16 @@ class RefreshTokens:
         }
         await self._store.transact(
             [
-                Put(item=Item(pk=family_pk(family), sk="TOKEN", data=state), expect="absent"),
                 Put(
-                    item=Item(pk=f"USER#{user_id}", sk=f"REFRESH#{family}", data={"at": now}),
+                    item=Item(pk=family_pk(family), sk=store_keys.TOKEN_SK, data=state),
+                    expect="absent",
+                ),
+                Put(
+                    item=Item(
+                        pk=store_keys.user_pk(user_id),
+                        sk=store_keys.family_index_sk(family),
+                        data={"at": now},
+                    ),
                     expect="absent",
                 ),
             ]
@@ -94,7 +99,7 @@ class RefreshTokens:
         """Spend ``token``: (user id, role, next token). ``Unauthenticated`` if it is not the
         family's current token; a spent one revokes the family."""
         family, secret = split(token)
-        item = await self._store.get(family_pk(family), "TOKEN")
+        item = await self._store.get(family_pk(family), store_keys.TOKEN_SK)
         if item is None:
             raise _invalid()
         state = item.data
@@ -126,13 +131,13 @@ class RefreshTokens:
             family, _ = split(token)
         except Unauthenticated:
             return None
-        item = await self._store.get(family_pk(family), "TOKEN")
+        item = await self._store.get(family_pk(family), store_keys.TOKEN_SK)
         return None if item is None else str(item.data.get("user_id"))
 
     async def revoke(self, family: str) -> None:
         """Mark the family revoked; idempotent, retried over concurrent rotations."""
         for _ in range(10):
-            item = await self._store.get(family_pk(family), "TOKEN")
+            item = await self._store.get(family_pk(family), store_keys.TOKEN_SK)
             if item is None or item.data.get("revoked"):
                 return
             data: dict[str, Any] = {**item.data, "revoked": True}
@@ -149,7 +154,9 @@ class RefreshTokens:
 
     async def revoke_all(self, user_id: str) -> int:
         """Erasure: revoke every family of the user. Returns how many were indexed."""
-        index = await self._store.query(f"USER#{user_id}", prefix="REFRESH#")
+        index = await self._store.query(
+            store_keys.user_pk(user_id), prefix=store_keys.REFRESH_PREFIX
+        )
         for entry in index:
-            await self.revoke(entry.sk.removeprefix("REFRESH#"))
+            await self.revoke(store_keys.family_of(entry.sk))
         return len(index)

@@ -34,6 +34,7 @@ from engine.accounts import validators as v
 from engine.errors import Invalid
 from engine.records import SealedValue
 from engine.store import ConditionFailed, Delete, Item, Put
+from engine.store import keys as store_keys
 from engine.timeutil import new_id, now_ms
 
 if TYPE_CHECKING:
@@ -67,10 +68,6 @@ class OutboxPort(Protocol):
 
 def invalid_reset_token() -> Invalid:
     return Invalid("the reset code is wrong, spent or expired", code="invalid_reset_token")
-
-
-def _pk(code: str) -> str:
-    return f"RESET#{hashlib.sha256(code.encode()).hexdigest()}"
 
 
 class PasswordResets:
@@ -111,8 +108,8 @@ class PasswordResets:
         now = now_ms()
         reset_id = new_id()
         item = Item(
-            pk=_pk(code),
-            sk="RESET",
+            pk=store_keys.reset_pk(code),
+            sk=store_keys.RESET_SK,
             data={
                 "user_id": user_id,
                 "expires_at": now + VALID_MS,
@@ -154,7 +151,7 @@ class PasswordResets:
         password = v.password(body.password)
         if not body.token or len(body.token) > 200:
             raise invalid_reset_token()
-        item = await self._accounts._store.get(_pk(body.token), "RESET")
+        item = await self._accounts._store.get(store_keys.reset_pk(body.token), store_keys.RESET_SK)
         if item is None or int(item.data.get("expires_at", 0)) <= now_ms():
             raise invalid_reset_token()
         user_id = str(item.data["user_id"])

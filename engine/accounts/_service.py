@@ -38,7 +38,6 @@ from engine.accounts.models import (
 )
 from engine.errors import (
     Conflict,
-    Forbidden,
     Invalid,
     NotFound,
     RateLimited,
@@ -47,6 +46,9 @@ from engine.errors import (
 )
 from engine.notifications import Contact
 from engine.store import ConditionFailed, Delete, Item, Put
+from engine.store import keys as store_keys
+from engine.store.keys import cpf_guard, crm_guard, email_guard
+from engine.store.keys import user_pk as profile_pk
 from engine.timeutil import new_id, now_ms
 
 if TYPE_CHECKING:
@@ -75,22 +77,6 @@ RETRIES = 20
 DOCTOR_CACHE_SECONDS = 2.0
 DOCTOR_CACHE_SIZE = 50_000
 """Optimistic-lock attempts on a profile before giving up (``Unavailable``)."""
-
-
-def profile_pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def email_guard(email: str) -> str:
-    return f"UNIQUE#email#{email}"
-
-
-def cpf_guard(cpf: str) -> str:
-    return f"UNIQUE#cpf#{cpf}"
-
-
-def crm_guard(uf: str, crm: str) -> str:
-    return f"UNIQUE#crm#{uf}#{crm}"
 
 
 def _bad_credentials() -> Unauthenticated:
@@ -176,7 +162,7 @@ class AccountService:
     ) -> None:
         """Write the profile and its guards in one transaction; ``Conflict`` naming the taken
         field."""
-        existing = [await self._store.get(pk, "UNIQUE") for _, pk in guards]
+        existing = [await self._store.get(pk, store_keys.UNIQUE_SK) for _, pk in guards]
         for (field, _), item in zip(guards, existing, strict=True):
             if item is not None:  # fast path only; the conditional write below decides
                 raise _duplicate(field)
@@ -185,14 +171,17 @@ class AccountService:
         user_id = data["id"]
         profile = Item(
             pk=profile_pk(user_id),
-            sk="PROFILE",
+            sk=store_keys.PROFILE_SK,
             data=data,
             gsi1pk="DOCTORS" if doctor else None,
             gsi1sk=user_id if doctor else None,
         )
         ops: list[Op] = [Put(item=profile, expect="absent")]
         ops += [
-            Put(item=Item(pk=pk, sk="UNIQUE", data={"user_id": user_id}), expect="absent")
+            Put(
+                item=Item(pk=pk, sk=store_keys.UNIQUE_SK, data={"user_id": user_id}),
+                expect="absent",
+            )
             for _, pk in guards
         ]
         try:
@@ -271,10 +260,10 @@ class AccountService:
 
     # --- login and tokens -------------------------------------------------------------------
     async def _user_by_guard(self, guard_pk: str) -> dict[str, Any] | None:
-        guard = await self._store.get(guard_pk, "UNIQUE")
+        guard = await self._store.get(guard_pk, store_keys.UNIQUE_SK)
         if guard is None:
             return None
-        item = await self._store.get(profile_pk(str(guard.data["user_id"])), "PROFILE")
+        item = await self._store.get(profile_pk(str(guard.data["user_id"])), store_keys.PROFILE_SK)
         if item is None or item.data.get("erased"):
             return None
         return item.data
@@ -408,8 +397,8 @@ class AccountService:
         until_ms = max(until_ms, now_ms()) + 1000
         await self._store.put(
             Item(
-                pk=f"REVOKED#{kind}#{subject}",
-                sk="REVOKED",
+                pk=store_keys.revoked_pk(kind, subject),
+                sk=store_keys.REVOKED_SK,
                 data={"kind": kind, "subject": subject, "value": value},
                 gsi1pk="REVOCATIONS",
                 gsi1sk=f"{until_ms:015d}",
@@ -443,8 +432,8 @@ class AccountService:
         carry a session (``sid``), and that session's revocation ends them."""
         now = now_ms()
         until = now + (self._settings.access_ttl_seconds + 60) * 1000
-        for entry in await self._store.query(profile_pk(user_id), prefix="REFRESH#"):
-            family = entry.sk.removeprefix("REFRESH#")
+        for entry in await self._store.query(profile_pk(user_id), prefix=store_keys.REFRESH_PREFIX):
+            family = store_keys.family_of(entry.sk)
             if family == keep:
                 continue
             await self._refresh.revoke(family)
@@ -502,9 +491,13 @@ class AccountService:
         """The token's jti, its user's ``before`` and its session's entries, from the store."""
         now = now_ms()
         items = await asyncio.gather(
-            self._store.get(f"REVOKED#jti#{principal.jti}", "REVOKED"),
-            self._store.get(f"REVOKED#before#{principal.user_id}", "REVOKED"),
-            self._store.get(f"REVOKED#sid#{principal.session or '-'}", "REVOKED"),
+            self._store.get(store_keys.revoked_pk("jti", principal.jti), store_keys.REVOKED_SK),
+            self._store.get(
+                store_keys.revoked_pk("before", principal.user_id), store_keys.REVOKED_SK
+            ),
+            self._store.get(
+                store_keys.revoked_pk("sid", principal.session or "-"), store_keys.REVOKED_SK
+            ),
         )
         jti, before, session = (
             str(item.data["value"]) if item and int(item.gsi1sk or 0) > now else None
@@ -551,7 +544,7 @@ class AccountService:
 
     # --- profiles ---------------------------------------------------------------------------
     async def _profile_item(self, user_id: str) -> Item | None:
-        item = await self._store.get(profile_pk(user_id), "PROFILE")
+        item = await self._store.get(profile_pk(user_id), store_keys.PROFILE_SK)
         if item is None or item.data.get("erased"):
             return None
         return item
@@ -611,8 +604,7 @@ class AccountService:
 
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
         """PATCH /v1/me for doctors (patients: ``Forbidden``). Optimistic lock on the profile."""
-        if principal.role != "doctor":
-            raise Forbidden("only doctors edit their profile", code="wrong_role")
+        principal.require("doctor")
         sent = {
             k: getattr(patch, k)
             for k in ("name", "price_cents", "specialty", "city", "timezone")
@@ -693,7 +685,7 @@ class AccountService:
         self._doctors.pop(user_id, None)
         await self._refresh.revoke_all(user_id)
         for _ in range(RETRIES):
-            item = await self._store.get(profile_pk(user_id), "PROFILE")
+            item = await self._store.get(profile_pk(user_id), store_keys.PROFILE_SK)
             if item is None or item.data.get("erased"):
                 break
             data = item.data
@@ -712,7 +704,7 @@ class AccountService:
             }
             ops: list[Op] = [
                 Put(item=Item(pk=item.pk, sk=item.sk, data=anonymised), expect=item.version),
-                *(Delete(pk=pk, sk="UNIQUE") for pk in guards),
+                *(Delete(pk=pk, sk=store_keys.UNIQUE_SK) for pk in guards),
             ]
             try:
                 await self._store.transact(ops)

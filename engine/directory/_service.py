@@ -47,6 +47,7 @@ from engine.errors import Invalid, Unavailable
 from engine.fresh import FreshCache
 from engine.lua import Reply, load
 from engine.paging import LIMIT_DEFAULT, check_limit, decode_cursor, encode_cursor, invalid_cursor
+from engine.store import keys as store_keys
 from engine.timeutil import now_ms, to_rfc3339
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ class DirectoryService:
         profiles = [
             doctor_profile(item.data)
             for item in items
-            if item.sk == "PROFILE" and not item.data.get("erased")
+            if item.sk == store_keys.PROFILE_SK and not item.data.get("erased")
         ]
         old_specs = [
             _text(s) for s in await self._redis.zrange(keys.directory_specialties(), 0, -1)

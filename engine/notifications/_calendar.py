@@ -18,7 +18,6 @@ appointments (their confirmed ones as ``CONFIRMED``, requested ones as ``TENTATI
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 from engine.errors import NotFound, Unavailable
 from engine.notifications._messages import calendar
 from engine.store import ConditionFailed, Delete, Item, Put
+from engine.store import keys as store_keys
+from engine.store.keys import feed_lookup_pk as _lookup_pk
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from engine.principal import Principal
     from engine.store import Op, Store
 
-FEED_SK = "CALFEED"
+FEED_SK = store_keys.FEED_SK
 PAST_MS = 30 * 86_400_000
 AHEAD_MS = 365 * 86_400_000
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -46,10 +47,6 @@ class CalendarSource(Protocol):
 
     async def calendar_events(self, user_id: str, start: int, end: int) -> list[CalendarEvent]:
         """The user's requested and confirmed appointments starting in ``[start, end)``."""
-
-
-def _lookup_pk(token: str) -> str:
-    return "CALFEED#" + hashlib.sha256(token.encode()).hexdigest()
 
 
 class CalendarFeeds:
@@ -63,7 +60,7 @@ class CalendarFeeds:
     async def token(self, principal: Principal) -> str:
         """The caller's feed token, made on first use."""
         for _ in range(3):
-            current = await self.store.get(f"USER#{principal.user_id}", FEED_SK)
+            current = await self.store.get(store_keys.user_pk(principal.user_id), FEED_SK)
             if current is not None:
                 return str(current.data["token"])
             token = secrets.token_urlsafe(32)
@@ -77,7 +74,7 @@ class CalendarFeeds:
     async def rotate(self, principal: Principal) -> str:
         """A new token; the old one stops working in the same transaction."""
         for _ in range(3):
-            current = await self.store.get(f"USER#{principal.user_id}", FEED_SK)
+            current = await self.store.get(store_keys.user_pk(principal.user_id), FEED_SK)
             token = secrets.token_urlsafe(32)
             ops = self._ops(principal.user_id, token, current.version if current else "absent")
             if current is not None:
@@ -93,7 +90,9 @@ class CalendarFeeds:
         at = self.clock()
         return [
             Put(
-                item=Item(pk=f"USER#{user_id}", sk=FEED_SK, data={"token": token, "at": at}),
+                item=Item(
+                    pk=store_keys.user_pk(user_id), sk=FEED_SK, data={"token": token, "at": at}
+                ),
                 expect=expect,  # type: ignore[arg-type]
             ),
             Put(
@@ -111,7 +110,7 @@ class CalendarFeeds:
         if lookup is None:
             raise NotFound("calendar not found", code="calendar_not_found")
         user_id = str(lookup.data["user_id"])
-        owner = await self.store.get(f"USER#{user_id}", FEED_SK)
+        owner = await self.store.get(store_keys.user_pk(user_id), FEED_SK)
         if owner is None or owner.data.get("token") != token:
             raise NotFound("calendar not found", code="calendar_not_found")
         now = self.clock()
@@ -119,12 +118,12 @@ class CalendarFeeds:
         return calendar(events, name="Health&Med")
 
     async def erase_user(self, principal: Principal) -> None:
-        current = await self.store.get(f"USER#{principal.user_id}", FEED_SK)
+        current = await self.store.get(store_keys.user_pk(principal.user_id), FEED_SK)
         if current is None:
             return
         await self.store.transact(
             [
-                Delete(pk=f"USER#{principal.user_id}", sk=FEED_SK),
+                Delete(pk=store_keys.user_pk(principal.user_id), sk=FEED_SK),
                 Delete(pk=_lookup_pk(str(current.data["token"])), sk=FEED_SK),
             ]
         )

@@ -58,6 +58,7 @@ from engine.notifications._model import (
 )
 from engine.paging import scan, scan_all
 from engine.store import ConditionFailed, Delete, Item, Put
+from engine.store import keys as store_keys
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("healthmed.notifications")
 
 INDEX = "OUTBOX"
-PREFIX = "NOTIF#"
+PREFIX = store_keys.NOTIFICATION_PREFIX
 BATCH = 64
 """Items read from the index per look; a full batch is followed by another look at once."""
 MAX_BACKOFF_MS = 3_600_000
@@ -96,12 +97,8 @@ def message_id(kind: str, key: str, recipient_id: str) -> str:
     return digest[:32]
 
 
-def _pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def _sk(created_at: int, item_id: str) -> str:
-    return f"{PREFIX}{created_at:013d}#{item_id}"
+_pk = store_keys.user_pk
+_sk = store_keys.notification_sk
 
 
 def _look(at: int, item_id: str) -> str:

@@ -22,6 +22,10 @@ import msgspec
 
 from engine.errors import Invalid
 from engine.records._sealed import open_with, seal_with
+from engine.store.keys import access_sk as access_sk
+from engine.store.keys import record_sk as record_sk
+from engine.store.keys import share_sk as share_sk
+from engine.store.keys import user_pk
 from engine.timeutil import to_rfc3339
 
 Kind = Literal["exam", "report", "prescription", "vaccination", "image", "other"]
@@ -38,6 +42,9 @@ SHARE_MAX_GROUPS = 20
 _GROUP = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")
 
+record_pk = user_pk
+"""A patient's records, shares and access log live in the patient's own partition."""
+
 _EXTENSIONS = {
     "application/pdf": "pdf",
     "image/png": "png",
@@ -45,22 +52,6 @@ _EXTENSIONS = {
     "application/dicom": "dcm",
     "text/plain; charset=utf-8": "txt",
 }
-
-
-def record_pk(patient_id: str) -> str:
-    return f"USER#{patient_id}"
-
-
-def record_sk(record_id: str) -> str:
-    return f"REC#{record_id}"
-
-
-def share_sk(share_id: str) -> str:
-    return f"SHARE#{share_id}"
-
-
-def access_sk(at_ms: int, entry_id: str) -> str:
-    return f"ACCESS#{at_ms:013d}#{entry_id}"
 
 
 def is_id(value: str) -> bool:

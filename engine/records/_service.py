@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from engine.errors import EngineError, Forbidden, NotFound, Unavailable
+from engine.errors import EngineError, NotFound, Unavailable
 from engine.paging import LIMIT_DEFAULT, scan, scan_all
 from engine.records._blobs import BlobNotFound
 from engine.records._crypto import TAG_BYTES, IntegrityError, SegmentDecryptor
@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from engine.config import Settings
-    from engine.principal import Principal
+    from engine.principal import Principal, Role
     from engine.records._blobs import BlobStore
     from engine.records._keys import KeyWrapper
     from engine.records._model import AccessPage, ShareInfo, SharePage
@@ -91,10 +91,8 @@ def _record_not_found() -> NotFound:
     return NotFound("record not found", code="record_not_found")
 
 
-def _require(principal: Principal, role: str) -> str:
-    if principal.role != role:
-        raise Forbidden(f"this action is for {role}s", code="wrong_role")
-    return principal.user_id
+def _require(principal: Principal, role: Role) -> str:
+    return principal.require(role).user_id
 
 
 class RecordContent:

@@ -15,25 +15,8 @@ and every write lands, or nothing changes and ``ConditionFailed`` names the firs
 operation. Uniqueness (email, CPF, CRM/UF) is an ``absent`` condition on a guard item written in
 the same transaction as the account, so it is enforced by the store, never by read-then-write.
 
-Key layout (the domain modules own their prefixes; this is the index):
-
-==========================  ===========================  ==============================
-pk                          sk                           what
-==========================  ===========================  ==============================
-``USER#<id>``               ``PROFILE``                  doctor or patient account
-``UNIQUE#email#<email>``    ``UNIQUE``                   guard: email taken (→ user id)
-``UNIQUE#cpf#<cpf>``        ``UNIQUE``                   guard: CPF taken
-``UNIQUE#crm#<uf>#<crm>``   ``UNIQUE``                   guard: CRM/UF taken
-``REFRESH#<family>``        ``TOKEN``                    refresh-token family state
-``DOC#<id>``                ``SLOT#<start>#<id>``        a slot (booking)
-``APPT#<id>``               ``APPT``                     an appointment (booking)
-``USER#<id>``               ``APPT#<start>#<id>``        appointment index per participant
-``USER#<id>``               ``REC#<id>``                 health record metadata + wrapped key
-``USER#<id>``               ``SHARE#<id>``               a share of records/groups
-``USER#<id>``               ``ACCESS#<ms>#<id>``         one doctor read (access log)
-``USER#<id>``               ``IDEM#<sha256 of key>``     a booking's Idempotency-Key record
-``REVOKED#<redis key>``     ``REVOKED``                  revocation in force (GSI1 below)
-==========================  ===========================  ==============================
+Key layout: every ``pk`` and ``sk`` is built by :mod:`engine.store.keys`, whose docstring is
+the table of them.
 
 GSI1: ``gsi1pk="DOCTORS"`` lists doctors (directory rebuild); ``gsi1pk="PENDING"`` with
 ``gsi1sk=<deadline>`` lists undecided requests (rebuilding deadlines);

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engine.errors import Conflict, Forbidden, Invalid, NotFound
+from engine.errors import Conflict, Invalid, NotFound
 from engine.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.store import ConditionFailed, Put
 from engine.timeutil import new_id, parse_rfc3339
@@ -46,9 +46,7 @@ _DOCTOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def _patient(principal: Principal) -> str:
-    if principal.role != "patient":
-        raise Forbidden("this route is for patients", code="wrong_role")
-    return principal.user_id
+    return principal.require("patient").user_id
 
 
 def _encode_cursor(sk: str, position: int) -> str:
@@ -197,8 +195,7 @@ class Entries:
         self, principal: Principal, *, limit: int = 20, cursor: str | None = None
     ) -> DoctorEntryPage:
         """The doctor's own waitlist in FCFS order (``limit`` 1-100, ``next_cursor``)."""
-        if principal.role != "doctor":
-            raise Forbidden("this is for doctors", code="wrong_role")
+        principal.require("doctor")
         check_limit(limit)
         after, position = _decode_cursor(cursor) if cursor else (None, 0)
         now = self.ctx.clock()
