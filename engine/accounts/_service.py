@@ -36,6 +36,7 @@ from engine.accounts.models import (
     patient_profile,
     rating_of,
 )
+from engine.cache import BoundedCache
 from engine.errors import (
     Conflict,
     Invalid,
@@ -120,8 +121,12 @@ class AccountService:
         self.devices = DeviceTokens(settings.jwt_secret)
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
         self.revocations = Revocations(redis, durable=self.durable_revocations)
-        self._doctors: dict[str, tuple[float, DoctorProfile]] = {}
-        self._patient_names: dict[str, tuple[float, str | None]] = {}
+        self._doctors: BoundedCache[str, tuple[float, DoctorProfile]] = BoundedCache(
+            DOCTOR_CACHE_SIZE
+        )
+        self._patient_names: BoundedCache[str, tuple[float, str | None]] = BoundedCache(
+            DOCTOR_CACHE_SIZE
+        )
         # Imported here: the directory builds on account models, so a module-level import
         # would be circular whichever package is imported first.
         from engine.directory import DirectoryService
@@ -580,12 +585,10 @@ class AccountService:
             return cached[1]
         item = await self._profile_item(doctor_id)
         if item is None or item.data.get("role") != "doctor":
-            self._doctors.pop(doctor_id, None)
+            self._doctors.pop(doctor_id)
             raise NotFound("doctor not found", code="doctor_not_found")
         profile = doctor_profile(item.data)
-        if len(self._doctors) >= DOCTOR_CACHE_SIZE:
-            self._doctors.clear()
-        self._doctors[doctor_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, profile)
+        self._doctors.put(doctor_id, (time.monotonic() + DOCTOR_CACHE_SECONDS, profile))
         return profile
 
     async def patient_name(self, patient_id: str) -> str | None:
@@ -597,9 +600,7 @@ class AccountService:
         item = await self._profile_item(patient_id)
         ok = item is not None and item.data.get("role") == "patient" and not item.data.get("erased")
         name = str(item.data["name"]) if ok and item is not None else None
-        if len(self._patient_names) >= DOCTOR_CACHE_SIZE:
-            self._patient_names.clear()
-        self._patient_names[patient_id] = (time.monotonic() + DOCTOR_CACHE_SECONDS, name)
+        self._patient_names.put(patient_id, (time.monotonic() + DOCTOR_CACHE_SECONDS, name))
         return name
 
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
@@ -629,7 +630,7 @@ class AccountService:
                     continue
             profile = doctor_profile(data, own=True)
             if changes:
-                self._doctors.pop(principal.user_id, None)
+                self._doctors.pop(principal.user_id)
                 await self._list(profile)
             return profile
         raise _busy()
@@ -657,7 +658,7 @@ class AccountService:
                 if exc.index == len(extra_ops):
                     continue
                 raise
-            self._doctors.pop(doctor_id, None)
+            self._doctors.pop(doctor_id)
             rating = rating_of(data)
             try:
                 await self.directory.update_rating(doctor_id, rating.average, rating.count)
@@ -682,7 +683,7 @@ class AccountService:
         the doctor from the directory and reject access tokens issued until now. Idempotent;
         the account can no longer log in (``Unauthenticated`` like any wrong credential)."""
         user_id = principal.user_id
-        self._doctors.pop(user_id, None)
+        self._doctors.pop(user_id)
         await self._refresh.revoke_all(user_id)
         for _ in range(RETRIES):
             item = await self._store.get(profile_pk(user_id), store_keys.PROFILE_SK)
@@ -716,6 +717,6 @@ class AccountService:
         await self.revoke_access_tokens(user_id)
         await self.mfa.erase(user_id)
         await self.events.erase(user_id)
-        self._doctors.pop(user_id, None)
+        self._doctors.pop(user_id)
         await self.directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

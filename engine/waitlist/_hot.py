@@ -19,6 +19,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from engine import keys
+from engine.cache import BoundedCache
 from engine.errors import Conflict, Unavailable
 from engine.realtime import events
 from engine.timeutil import to_rfc3339
@@ -79,7 +80,8 @@ class HotWaitlist:
 
     def __init__(self, ctx: WaitlistContext) -> None:
         self.ctx = ctx
-        self._hydrating: dict[str, asyncio.Lock] = {}
+        self._hydrating: BoundedCache[str, asyncio.Lock] = BoundedCache(10_000)
+        """A lock per doctor: it only deduplicates rebuilds, so forgetting one is harmless."""
 
     async def eval(
         self, script: AsyncScript, doctor_id: str, keys_: list[str], args: list[Any]
@@ -190,11 +192,7 @@ class HotWaitlist:
     async def hydrate(self, doctor_id: str, *, force: bool = False) -> int:
         """Rebuild one doctor's hot waitlist from the store (only while its marker is missing,
         unless ``force``). The number of entries loaded."""
-        lock = self._hydrating.get(doctor_id)
-        if lock is None:
-            if len(self._hydrating) > 10_000:
-                self._hydrating.clear()
-            lock = self._hydrating[doctor_id] = asyncio.Lock()
+        lock = self._hydrating.get(doctor_id) or self._hydrating.put(doctor_id, asyncio.Lock())
         async with lock:
             if not force and await self.ctx.redis.exists(keys.waitlist_hydrated(doctor_id)):
                 return 0
