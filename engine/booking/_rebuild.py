@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -24,12 +24,34 @@ from engine.booking import _store as layout
 from engine.booking._model import ACTIVE, Appointment, Slot, move_holder
 from engine.booking._rules import MAX_SLOT_MS
 from engine.errors import Unavailable
+from engine.lua import Reply
 from engine.timeutil import to_rfc3339
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Callable, Coroutine, Sequence
 
-    from engine.booking._context import BookingContext
+    from redis.asyncio import Redis
+
+    from engine.booking._scripts import Scripts
+    from engine.lua import Script
+    from engine.store import Store
+
+R = TypeVar("R", bound=Reply)
+
+
+class RebuildContext(Protocol):
+    """What a rebuild uses of :class:`~engine.booking._context.BookingContext` (which builds
+    the :class:`Rebuild` and so cannot be imported back here)."""
+
+    store: Store
+    redis: Redis
+    scripts: Scripts
+    clock: Callable[[], int]
+
+    async def eval(
+        self, script: Script[R], keys_: list[str], args: list[Any], *, retry: bool = False
+    ) -> R: ...
+
 
 log = logging.getLogger("healthmed.booking")
 
@@ -39,7 +61,7 @@ _REBUILD_LOCKS_MAX = 10_000
 class Rebuild:
     """Rebuilds doctors and patients from the store; owns the rebuild state."""
 
-    def __init__(self, ctx: BookingContext) -> None:
+    def __init__(self, ctx: RebuildContext) -> None:
         self.ctx = ctx
         self._locks: dict[str, asyncio.Lock] = {}
         """One per doctor being rebuilt, so a crowd of requests after a flush rebuilds once."""

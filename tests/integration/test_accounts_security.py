@@ -533,7 +533,7 @@ async def test_a_reset_code_expires_after_thirty_minutes(
 ) -> None:
     """A code older than 30 minutes is invalid_reset_token."""
     from engine.accounts import PasswordResetConfirm
-    from engine.accounts._reset import _pk
+    from engine.store.keys import reset_pk as _pk
 
     outbox = Outbox()
     accounts.resets.outbox = outbox
