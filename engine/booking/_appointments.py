@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack, get_args
 
 import msgspec
 
@@ -43,6 +43,20 @@ def _decode_cursor(cursor: str) -> str:
     return sk
 
 
+class AppointmentQuery(TypedDict, total=False):
+    """The filters of a listing of one's appointments."""
+
+    status: str | None
+    start: str | None
+    """RFC 3339: appointments starting at or after it."""
+    end: str | None
+    """RFC 3339: appointments starting before it."""
+    limit: int
+    """1-100, default 20."""
+    cursor: str | None
+    """``next_cursor`` of the previous page."""
+
+
 class Appointments:
     """Appointments as their participants read them."""
 
@@ -56,17 +70,12 @@ class Appointments:
         return await self.views.view_named(appt, principal.user_id)
 
     async def page(
-        self,
-        principal: Principal,
-        *,
-        status: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
+        self, principal: Principal, **query: Unpack[AppointmentQuery]
     ) -> AppointmentPage:
         """The caller's appointments by slot start; ``status`` and start range ``[from, to)``
         filters; ``limit`` 1-100; ``next_cursor`` while more remain."""
+        status, start, end = query.get("status"), query.get("start"), query.get("end")
+        limit, cursor = query.get("limit", 20), query.get("cursor")
         if not 1 <= limit <= 100:
             raise Invalid("limit must be 1 to 100", code="invalid_limit")
         if status is not None and status not in _STATUSES:

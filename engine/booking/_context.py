@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
 
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -123,30 +123,34 @@ def lock_keys(doctor_id: str, slot_id: str) -> list[str]:
     ]
 
 
+class BookingOptions(TypedDict, total=False):
+    """What a booking service may be given besides its four dependencies."""
+
+    meetings: MeetingProvider | None
+    """Video meeting links; default Jitsi (``HEALTHMED_MEETING_*``)."""
+    clock: Callable[[], int]
+    """Epoch ms now; default the wall clock."""
+    outbox: Outbox | None
+    """Where e-mails and reminders are queued; none: no notices."""
+
+
 class BookingContext:
     """The dependencies and shared steps of booking's parts (see the module docstring)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        redis: Redis,
-        accounts: AccountsPort,
-        *,
-        meetings: MeetingProvider | None = None,
-        clock: Callable[[], int] = now_ms,
-        outbox: Outbox | None = None,
-    ) -> None:
+        self, settings: Settings, store: Store, redis: Redis, accounts: AccountsPort,
+        **options: Unpack[BookingOptions],
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.store = store
         self.redis = redis
         self.accounts = accounts
-        self.clock = clock
+        self.clock: Callable[[], int] = options.get("clock", now_ms)
         """Epoch ms now; an attribute, so a test or the demo seed can move time."""
         self.scripts = Scripts(redis)
         self.run_script = Coalescer(redis)
-        self.meetings: MeetingProvider = meetings or JitsiMeetings(settings)
-        self.notices = BookingNotices(settings, outbox, self.meetings)
+        self.meetings: MeetingProvider = options.get("meetings") or JitsiMeetings(settings)
+        self.notices = BookingNotices(settings, options.get("outbox"), self.meetings)
         self.ttl_ms = settings.request_ttl_seconds * 1000
         self.meeting_ms = settings.meeting_minutes * 60_000
         self.rebuild = Rebuild(self)

@@ -26,17 +26,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from engine.booking import _store as st
+from engine import errors
+from engine.booking import _store as layout
 from engine.booking._model import AppointmentView
-from engine.errors import (
-    Conflict,
-    EngineError,
-    Forbidden,
-    Invalid,
-    NotFound,
-    PayloadTooLarge,
-    UnsupportedMedia,
-)
+from engine.errors import Conflict, EngineError, Invalid
 from engine.store import Item, Put
 
 if TYPE_CHECKING:
@@ -45,12 +38,12 @@ if TYPE_CHECKING:
 TTL_MS = 24 * 3600 * 1000
 """How long a key's first outcome is replayed."""
 _KINDS: dict[str, type[EngineError]] = {
-    kind.__name__: kind for kind in (Forbidden, NotFound, Conflict, Invalid)
+    kind.__name__: kind for kind in (errors.Forbidden, errors.NotFound, Conflict, Invalid)
 }
 """The refusals that are a key's outcome (deterministic), by the name stored in its record; an
 ``Unavailable`` is not: the key may be retried."""
 _NAMES = {kind: name for name, kind in _KINDS.items()}
-_NOT_REPLAYED = (PayloadTooLarge, UnsupportedMedia)
+_NOT_REPLAYED = (errors.PayloadTooLarge, errors.UnsupportedMedia)
 _LEGACY_KINDS = {403: "Forbidden", 404: "NotFound", 409: "Conflict", 422: "Invalid"}
 """Records stored before the kind was named carry the HTTP status instead (they lapse within
 ``TTL_MS``)."""
@@ -147,7 +140,7 @@ class KeyUse(msgspec.Struct, frozen=True, kw_only=True):
             expires_at=self.now + TTL_MS,
         )
         item = Item(
-            pk=st.user_pk(self.patient_id),
+            pk=layout.user_pk(self.patient_id),
             sk=record_sk(self.key),
             data=msgspec.to_builtins(record),
         )
@@ -157,7 +150,7 @@ class KeyUse(msgspec.Struct, frozen=True, kw_only=True):
 async def load(store: Store, patient_id: str, key: str, now: int) -> tuple[Record | None, Expect]:
     """The key's record still in force (or None), and the condition a new record is written
     with: ``absent``, or the version of a lapsed one."""
-    item = await store.get(st.user_pk(patient_id), record_sk(key))
+    item = await store.get(layout.user_pk(patient_id), record_sk(key))
     if item is None:
         return None, "absent"
     record = msgspec.convert(item.data, Record)

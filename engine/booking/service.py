@@ -27,7 +27,7 @@ the context and the parts it uses in ``__init__``) and gets one delegating metho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from engine.booking._appointments import Appointments
 from engine.booking._context import BookingContext
@@ -39,15 +39,12 @@ from engine.booking._reserve import Reservations
 from engine.booking._slots import Slots
 from engine.booking._time_off import TimeOffs
 from engine.booking._views import Views
-from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from redis.asyncio import Redis
 
-    from engine.booking._context import AccountsPort
-    from engine.booking._meeting import MeetingProvider
+    from engine.booking._appointments import AppointmentQuery
+    from engine.booking._context import AccountsPort, BookingOptions
     from engine.booking._model import (
         Agenda,
         AppointmentPage,
@@ -59,7 +56,7 @@ if TYPE_CHECKING:
         TimeOffView,
     )
     from engine.config import Settings
-    from engine.notifications import CalendarEvent, Outbox, OutboxItem
+    from engine.notifications import CalendarEvent, OutboxItem
     from engine.principal import Principal
     from engine.store import Store
 
@@ -68,19 +65,10 @@ class BookingService:
     """Slots, appointments and their decisions (see the module docstring for who does what)."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        redis: Redis,
-        accounts: AccountsPort,
-        *,
-        meetings: MeetingProvider | None = None,
-        clock: Callable[[], int] = now_ms,
-        outbox: Outbox | None = None,
-    ) -> None:
-        self.ctx = ctx = BookingContext(
-            settings, store, redis, accounts, meetings=meetings, clock=clock, outbox=outbox
-        )
+        self, settings: Settings, store: Store, redis: Redis, accounts: AccountsPort,
+        **options: Unpack[BookingOptions],
+    ) -> None:  # fmt: skip
+        self.ctx = ctx = BookingContext(settings, store, redis, accounts, **options)
         self.views = Views(ctx)
         self.slots = Slots(ctx)
         self.reservations = Reservations(ctx, self.views)
@@ -177,19 +165,10 @@ class BookingService:
         return await self.appointments.get(principal, appointment_id)
 
     async def list_appointments(
-        self,
-        principal: Principal,
-        *,
-        status: str | None = None,
-        start: str | None = None,
-        end: str | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
+        self, principal: Principal, **query: Unpack[AppointmentQuery]
     ) -> AppointmentPage:
         """The caller's appointments by slot start, a page at a time."""
-        return await self.appointments.page(
-            principal, status=status, start=start, end=end, limit=limit, cursor=cursor
-        )
+        return await self.appointments.page(principal, **query)
 
     async def reminder_current(self, item: OutboxItem) -> bool:
         """Outbox guard: is this reminder's appointment still confirmed at that time?"""
