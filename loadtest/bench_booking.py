@@ -191,14 +191,19 @@ async def verify(port: int, doctors: list[tuple[str, str]], winners: Counter[str
     conn = Conn(port)
     to = iso(datetime.now(UTC) + timedelta(days=300))
     for _, token in doctors:
-        status, body = await conn.get_json(
-            f"/v1/me/slots?to={to}", {"Authorization": f"Bearer {token}"}
-        )
-        assert status == 200, body
-        for item in body["items"]:
-            taken = item["status"] != "open"
-            if taken != (winners.get(item["id"], 0) == 1):
-                mismatches += 1
+        cursor = ""
+        while True:
+            status, body = await conn.get_json(
+                f"/v1/me/slots?to={to}&limit=100{cursor}", {"Authorization": f"Bearer {token}"}
+            )
+            assert status == 200, body
+            for item in body["items"]:
+                taken = item["status"] != "open"
+                if taken != (winners.get(item["id"], 0) == 1):
+                    mismatches += 1
+            if not body["next_cursor"]:
+                break
+            cursor = f"&cursor={body['next_cursor']}"
     conn.close()
     return mismatches
 

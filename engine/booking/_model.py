@@ -143,6 +143,16 @@ class SlotList(msgspec.Struct, frozen=True, kw_only=True):
     """The doctor's time zone (IANA), to show local times."""
 
 
+class SlotPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of the doctor's own agenda, in start order."""
+
+    items: list[SlotView]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page; None on the last."""
+    timezone: str = DEFAULT_TIMEZONE
+    """The doctor's time zone (IANA), to show local times."""
+
+
 class PublicSlot(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     start: str

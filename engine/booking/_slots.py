@@ -20,6 +20,8 @@ A rebuild keeps every other in-flight ``pending``/``locked`` entry (rebuild.lua)
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -33,6 +35,7 @@ from engine.booking._model import (
     Price,
     PublicSlot,
     Slot,
+    SlotPage,
     SlotView,
 )
 from engine.booking._rules import MAX_SLOT_MS, check_interval, expand_rule, explicit_slots
@@ -74,6 +77,27 @@ def time_range(
     if hi - lo > max_days * DAY_MS:
         raise Invalid(f"the range spans at most {max_days} days", code="range_too_long")
     return lo, hi
+
+
+_PAGE_SLACK = 8
+"""Index entries read past a page's end: transient entries (pending, an edit's ``~`` mark)
+are skipped without a second round."""
+_CURSOR = "slots:"
+
+
+def _encode_cursor(start: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR}{start}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    value = raw.removeprefix(_CURSOR)
+    if not raw.startswith(_CURSOR) or not value.isdigit() or len(value) > 15:
+        raise Invalid("invalid cursor", code="invalid_cursor", field="cursor")
+    return int(value)
 
 
 class _KeepPending(Unavailable):
@@ -320,18 +344,48 @@ class Slots:
     async def read(self, doctor_id: str, lo: int, hi: int) -> list[Slot]:
         """The doctor's committed slots starting in [lo, hi), rebuilding the doctor if needed.
         ``locked`` (mid edit/delete) reads as open; ``pending`` (uncommitted) is left out."""
+        slots, _, _ = await self._read(doctor_id, lo, hi, None)
+        return slots
+
+    async def read_page(
+        self, doctor_id: str, lo: int, hi: int, after: int | None, limit: int
+    ) -> tuple[list[Slot], bool]:
+        """At most ``limit`` slots as ``read`` finds them, starting after ``after`` (a start,
+        exclusive: a doctor's committed slots never share a start), and whether more follow.
+        Each round reads a bounded run of the index (``ZRANGEBYSCORE ... LIMIT``)."""
+        floor: int | str = f"({after}" if after is not None and after >= lo else lo
+        out: list[Slot] = []
+        while True:
+            want = limit + 1 - len(out) + _PAGE_SLACK
+            slots, seen, last = await self._read(doctor_id, floor, hi, want)
+            out += slots
+            if len(out) > limit:
+                return out[:limit], True
+            if seen < want:
+                return out, False
+            floor = f"({last}"
+
+    async def _read(
+        self, doctor_id: str, lo: int | str, hi: int, count: int | None
+    ) -> tuple[list[Slot], int, int]:
+        """``read`` over at most ``count`` index entries from ``lo`` (a score, or ``(score``
+        exclusive): the slots, the entries seen and the last entry's score."""
         await self.ctx.rebuild.check_stale(doctor_id)
         for _ in range(3):
+            first = 0 if count is not None else None
             async with self.ctx.redis.pipeline(transaction=False) as pipe:
                 pipe.exists(keys.doctor_hydrated(doctor_id))
-                pipe.zrangebyscore(keys.doctor_slots(doctor_id), lo, f"({hi}")
-                hydrated, members = await pipe.execute()
+                pipe.zrangebyscore(
+                    keys.doctor_slots(doctor_id), lo, f"({hi}", first, count, withscores=True
+                )
+                hydrated, entries = await pipe.execute()
             if not hydrated:
                 await self.ctx.rebuild.doctor(doctor_id)
                 continue
-            ids = [m.decode() for m in members if not m.startswith(b"~")]
+            last = int(entries[-1][1]) if entries else 0
+            ids = [m.decode() for m, _ in entries if not m.startswith(b"~")]
             if not ids:
-                return []
+                return [], len(entries), last
             async with self.ctx.redis.pipeline(transaction=False) as pipe:
                 for slot_id in ids:
                     pipe.hmget(keys.slot(doctor_id, slot_id), "status", "start", "end",
@@ -353,7 +407,7 @@ class Slots:
                         appointment_id=appt.decode().removesuffix(MOVE_SUFFIX) if appt else None,
                     )
                 )
-            return out
+            return out, len(entries), last
         raise Unavailable("the doctor's agenda could not be loaded", code="redis_unavailable")
 
     @redis_guard
@@ -366,6 +420,29 @@ class Slots:
             start, end, self.ctx.clock(), default_days=AGENDA_MAX_DAYS, max_days=OWN_MAX_DAYS
         )
         return [s.view() for s in await self.read(doctor_id, lo, hi)]
+
+    @redis_guard
+    async def own_page(
+        self,
+        principal: Principal,
+        start: str | None,
+        end: str | None,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SlotPage:
+        """``list_own`` a page at a time, in start order: ``limit`` 1-100 (``Invalid``
+        ``invalid_limit``), ``next_cursor`` while more remain (``invalid_cursor`` if garbled)."""
+        doctor_id = _doctor(principal)
+        if not 1 <= limit <= 100:
+            raise Invalid("limit must be 1-100", code="invalid_limit", field="limit")
+        lo, hi = time_range(
+            start, end, self.ctx.clock(), default_days=AGENDA_MAX_DAYS, max_days=OWN_MAX_DAYS
+        )
+        after = _decode_cursor(cursor) if cursor else None
+        slots, more = await self.read_page(doctor_id, lo, hi, after, limit)
+        next_cursor = _encode_cursor(slots[-1].start) if more and slots else None
+        return SlotPage(items=[s.view() for s in slots], next_cursor=next_cursor)
 
     @redis_guard
     async def agenda(self, doctor_id: str, start: str | None, end: str | None) -> Agenda:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         AppointmentView,
         CreateSlots,
         MeetingView,
+        SlotPage,
         SlotView,
         TimeOffBody,
         TimeOffView,
@@ -89,6 +90,18 @@ class BookingService:
     ) -> list[SlotView]:
         """The calling doctor's slots with their full status."""
         return await self.slots.list_own(principal, start, end)
+
+    async def own_slots_page(
+        self,
+        principal: Principal,
+        start: str | None,
+        end: str | None,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> SlotPage:
+        """The calling doctor's slots a page at a time (``GET /v1/me/slots``)."""
+        return await self.slots.own_page(principal, start, end, limit=limit, cursor=cursor)
 
     async def update_slot(
         self, principal: Principal, slot_id: str, start: str, end: str

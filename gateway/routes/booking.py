@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 from litestar import delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter, QueryParameter
@@ -21,6 +22,7 @@ from engine.booking import (
     RatingBody,
     RefuseBody,
     SlotList,
+    SlotPage,
     SlotTimes,
     SlotView,
 )
@@ -75,13 +77,16 @@ async def my_slots(
     doctor: Principal,
     from_: From = None,
     to: To = None,
-) -> SlotList:
+    limit: int = Parameter(default=20, description="page size, 1-100"),
+    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+) -> SlotPage:
     """Status `open` | `requested` | `booked` with `appointment_id` (a `requested` slot may
-    be a confirmed appointment's pending move), and the doctor's `timezone`. Default: from
-    now, 62 days; at most 366 days."""
-    items = await engine.booking.list_own_slots(doctor, from_, to)
+    be a confirmed appointment's pending move), in start order, a page at a time (`limit`,
+    default 20, at most 100; `next_cursor` while more remain), and the doctor's `timezone`.
+    Default range: from now, 62 days; at most 366 days."""
+    page = await engine.booking.own_slots_page(doctor, from_, to, limit=limit, cursor=cursor)
     profile = await engine.accounts.get_doctor(doctor.user_id)
-    return SlotList(items=items, timezone=profile.timezone)
+    return msgspec.structs.replace(page, timezone=profile.timezone)
 
 
 @patch(

@@ -62,6 +62,22 @@ def make_slots(
     return [item["id"] for item in r.json()["items"]]
 
 
+def own_slots(
+    http: httpx.Client, doc: dict[str, str], params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every page of ``GET /v1/me/slots`` (100 a page)."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {**(params or {}), "limit": 100, **({"cursor": cursor} if cursor else {})}
+        r = http.get("/v1/me/slots", headers=doc, params=query)
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return items
+
+
 def problem(r: httpx.Response, status: int, code: str | None = None) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
@@ -142,9 +158,7 @@ def test_fifty_concurrent_overlapping_slot_creations_store_no_overlap(
     created = sum(len(r.json()["items"]) for r in responses if r.status_code == 201)
     assert all(r.json()["code"] == "slot_overlap" for r in responses if r.status_code == 409)
     flush_redis()
-    items = http.get("/v1/me/slots", headers=doc, params={"to": iso(later(days=10))}).json()[
-        "items"
-    ]
+    items = own_slots(http, doc, {"to": iso(later(days=10))})
     assert len(items) == created > 0
     spans = sorted((i["start"], i["end"]) for i in items)
     for (_, end), (start, _) in itertools.pairwise(spans):
@@ -221,10 +235,36 @@ def test_slot_bodies_and_queries_are_validated(
     problem(http.post("/v1/me/slots", headers=doc, json=overlap), 409, "slot_overlap")
     agenda_range = {"from": iso(later()), "to": iso(later(days=63))}
     problem(http.get(f"/v1/doctors/{doctor_id}/slots", headers=doc, params=agenda_range), 422)
-    listed = http.get("/v1/me/slots", headers=doc, params={"to": iso(later(days=60))}).json()[
-        "items"
-    ]
+    listed = own_slots(http, doc, {"to": iso(later(days=60))})
     assert len(listed) == len(r.json()["items"])
+
+
+def test_the_own_agenda_comes_in_pages(http: httpx.Client, unique: Callable[[], int]) -> None:
+    """45 slots: GET /v1/me/slots answers 20 by default with a next_cursor, pages follow in
+    start order without repeats; limit 1-100 and a garbled cursor are 422; the OpenAPI
+    document lists limit and cursor."""
+    _, doc = new_doctor(http, unique)
+    base = later(days=2)
+    spans = [
+        {"start": iso(base + timedelta(hours=i)), "end": iso(base + timedelta(hours=i, minutes=50))}
+        for i in range(45)
+    ]
+    r = http.post("/v1/me/slots", headers=doc, json={"slots": spans})
+    assert r.status_code == 201, r.text
+    first = http.get("/v1/me/slots", headers=doc).json()
+    assert len(first["items"]) == 20
+    assert first["next_cursor"]
+    second = http.get(
+        "/v1/me/slots", headers=doc, params={"cursor": first["next_cursor"], "limit": 25}
+    ).json()
+    assert [len(second["items"]), second["next_cursor"]] == [25, None]
+    starts = [s["start"] for s in first["items"] + second["items"]]
+    assert starts == [s["start"] for s in spans]
+    for bad in ({"limit": 0}, {"limit": 101}, {"cursor": "garbled!"}):
+        problem(http.get("/v1/me/slots", headers=doc, params=bad), 422)
+    schema = http.get("/schema/openapi.json").json()
+    names = {p["name"] for p in schema["paths"]["/v1/me/slots"]["get"]["parameters"]}
+    assert {"limit", "cursor"} <= names
 
 
 def test_wrong_roles_and_other_users_appointments(

@@ -167,6 +167,18 @@ export async function logout() {
   }
 }
 
+/** Every item of a paged list (`{items, next_cursor}`), fetched 100 at a time. */
+export async function allPages(path, params = {}) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await call("GET", `${path}${qs({ ...params, limit: 100, cursor })}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
 export function qs(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {

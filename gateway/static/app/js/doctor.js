@@ -1,6 +1,6 @@
 // Doctor views: the live inbox of requests, the agenda by week, publishing a weekly rule.
 
-import { call, current, qs } from "./api.js";
+import { allPages, call, current } from "./api.js";
 import { live } from "./live.js";
 import { appointmentList, cancelControl } from "./patient.js";
 import {
@@ -85,9 +85,9 @@ export async function weekView(root) {
   async function load() {
     const sunday = addDays(monday, 7);
     title.textContent = `Semana de ${fmt.day(monday)} a ${fmt.day(addDays(monday, 6))}`;
-    const page = await call("GET", `/v1/me/slots${qs({ from: monday.toISOString(), to: sunday.toISOString() })}`);
+    const slots = await allPages("/v1/me/slots", { from: monday.toISOString(), to: sunday.toISOString() });
     const days = WEEKDAYS.map(([n, name], i) => ({ date: addDays(monday, i), name, n, slots: [] }));
-    for (const slot of page.items) {
+    for (const slot of slots) {
       const d = new Date(slot.start);
       const iso = d.getDay() || 7;
       days[iso - 1].slots.push(slot);
