@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from playwright.sync_api import Page, expect
 
 from engine.seed import SEED_PASSWORD
 from tests.browser._pages import (
+    SAO_PAULO,
     accept,
     accessible,
     bearer,
@@ -30,6 +32,7 @@ from tests.browser._pages import (
     not_reloaded,
     patient_token,
     publish,
+    zulu,
 )
 from tests.browser.conftest import allow_http_error, screenshot
 from tests.e2e._accounts import patient_body, register_doctor, register_patient
@@ -162,3 +165,155 @@ def test_a_patient_rates_a_consultation_that_has_ended(
     row.get_by_role("button", name="Enviar avaliação").click()
     expect(row.locator(".rated")).to_have_text("Esta consulta já foi avaliada.")
     assert get(f"/v1/doctors/{appt['doctor_id']}")["rating"] == rating
+
+
+def test_a_patient_moves_a_confirmed_appointment_and_the_doctor_decides_live(
+    new_page: Callable[..., Page], server: ServerProcess, unique: Callable[[], int]
+) -> None:
+    """From "Minhas consultas" a patient opens the doctor's agenda in move mode and picks
+    another open slot by keyboard; the confirmed appointment shows the pending move, the
+    request reaches the doctor's inbox live; accepted, the patient's page moves it live; a
+    second move refused by the doctor leaves it where it was, and the patient is told."""
+    n = unique()
+    with httpx.Client(base_url=server.url) as http:
+        doctor = register_doctor(http, n)
+        register_patient(http, n)
+        doc_token = doctor_token(http, doctor)
+        first, second, third = publish(
+            http, doc_token, in_days(2, 13), in_days(2, 15), in_days(3, 13)
+        )
+        appt = book(http, patient_token(http, n), first["id"])
+        accept(http, doc_token, appt["id"])
+
+    doc = new_page()
+    login_doctor(doc, doctor["crm"])
+    mark(doc)
+    pat = new_page()
+    login_patient(pat, patient_body(n)["email"])
+    go(pat, "#/consultas")
+    mine = pat.locator(f"#consultas li[data-appointment-id='{appt['id']}']")
+    expect(mine).to_have_attribute("data-status", "confirmed")
+    mark(pat)
+
+    mine.get_by_role("link", name="Remarcar consulta").click()
+    expect(pat.get_by_role("heading", level=1)).to_have_text("Remarcar consulta")
+    expect(pat.locator("p.current")).to_contain_text(_local(first["start"]))
+    expect(pat.locator("#agenda")).to_have_attribute("data-live", "on")
+    expect(pat.locator(f"#agenda button[data-slot-id='{first['id']}']")).to_be_disabled()
+    expect(pat.locator("#espera-entrar")).to_have_count(0)  # no waitlist while moving
+    accessible(pat)
+    pat.locator(f"#agenda button[data-slot-id='{second['id']}']").focus()
+    pat.keyboard.press("Enter")
+    expect(pat.get_by_role("button", name="Confirmar remarcação")).to_be_focused()
+    pat.keyboard.press("Enter")
+    expect(pat.get_by_role("heading", level=1)).to_have_text("Minhas consultas")
+    pending = mine.locator(".pending-move")
+    expect(pending).to_contain_text(f"Remarcação pedida para {_local(second['start'])}")
+    expect(mine.locator(".when")).to_contain_text(_local(first["start"]))  # still there
+    expect(mine.get_by_role("link", name="Remarcar consulta")).to_have_count(0)
+    accessible(pat)
+    screenshot(pat, "reschedule-pending")
+
+    request = doc.locator(f"#pedidos li[data-appointment-id='{appt['id']}']")
+    expect(request).to_contain_text(f"pediu para remarcar para {_local(second['start'])}")
+    expect(request).to_contain_text(patient_body(n)["name"])
+    not_reloaded(doc)
+    accessible(doc)
+    screenshot(doc, "doctor-move")
+    request.get_by_role("button", name="Aceitar remarcação").click()
+    expect(request).to_have_count(0)
+
+    expect(mine.locator(".when")).to_contain_text(_local(second["start"]))
+    expect(pending).to_have_count(0)
+    expect(mine).to_have_attribute("data-status", "confirmed")
+    expect(pat.locator("#aviso")).to_have_text(
+        f"Consulta remarcada para {_local(second['start'])}."
+    )
+
+    # Again, to the third slot: this time the doctor refuses and it stays on the second.
+    mine.get_by_role("link", name="Remarcar consulta").click()
+    pat.locator(f"#agenda button[data-slot-id='{third['id']}']").click()
+    pat.get_by_role("button", name="Confirmar remarcação").click()
+    expect(pending).to_be_visible()
+    request.get_by_role("button", name="Recusar remarcação").click()
+    expect(request).to_have_count(0)
+    expect(pending).to_have_count(0)
+    expect(mine.locator(".when")).to_contain_text(_local(second["start"]))
+    expect(pat.locator("#aviso")).to_contain_text("O médico recusou a remarcação")
+    not_reloaded(pat)
+    not_reloaded(doc)
+
+
+def _local(instant: str) -> str:
+    """An API instant as the pages show it (pt-BR, São Paulo time): ``02/12/2026, 10:00``."""
+    return f"{datetime.fromisoformat(instant).astimezone(SAO_PAULO):%d/%m/%Y, %H:%M}"
+
+
+def test_time_off_lists_the_confirmed_appointments_in_its_way_and_can_cancel_them(
+    new_page: Callable[..., Page], server: ServerProcess, unique: Callable[[], int]
+) -> None:
+    """A doctor's time off over an open slot, a request and a confirmed appointment is first
+    refused (409 confirmed_in_range): the page lists the confirmed one; with "cancel the
+    confirmed ones" and a justification it goes through, the counts are shown, the patient's
+    page shows the cancellation live; the time off is listed and can be removed."""
+    n = unique()
+    with httpx.Client(base_url=server.url) as http:
+        doctor = register_doctor(http, n)
+        register_patient(http, n)
+        register_patient(http, n + 1)
+        doc_token = doctor_token(http, doctor)
+        _open, taken, asked = publish(
+            http, doc_token, in_days(4, 13), in_days(4, 15), in_days(4, 17)
+        )
+        confirmed = book(http, patient_token(http, n), taken["id"])
+        accept(http, doc_token, confirmed["id"])
+        book(http, patient_token(http, n + 1), asked["id"])
+
+    pat = new_page()
+    login_patient(pat, patient_body(n)["email"])
+    go(pat, "#/consultas")
+    mine = pat.locator(f"#consultas li[data-appointment-id='{confirmed['id']}']")
+    expect(mine).to_have_attribute("data-status", "confirmed")
+    mark(pat)
+
+    doc = new_page()
+    login_doctor(doc, doctor["crm"])
+    doc.get_by_role("link", name="Ausências").click()
+    expect(doc.get_by_role("heading", level=1)).to_have_text("Ausências")
+    form = doc.locator("#ausencia")
+    start = in_days(4, 12).astimezone(SAO_PAULO)
+    end = in_days(4, 19).astimezone(SAO_PAULO)
+    form.get_by_label("De", exact=True).fill(f"{start:%Y-%m-%dT%H:%M}")
+    form.get_by_label("Até").fill(f"{end:%Y-%m-%dT%H:%M}")
+    form.get_by_label("Motivo (opcional)").fill("Congresso de cardiologia")
+    accessible(doc)
+    allow_http_error(doc, 409, r"/v1/me/time-off$")  # confirmed_in_range, on purpose
+    form.get_by_role("button", name="Registrar ausência").click()
+    conflict = doc.locator(f"#conflitos li[data-appointment-id='{confirmed['id']}']")
+    expect(conflict).to_contain_text(_local(taken["start"]))
+    expect(doc.locator("#conflitos li")).to_have_count(1)  # the request is not in the way
+    box = form.get_by_label("Cancelar as consultas confirmadas nesse período")
+    expect(box).to_be_focused()
+    accessible(doc)
+    screenshot(doc, "doctor-time-off")
+    doc.keyboard.press("Space")
+    reason = "Estarei num congresso; por favor remarque."
+    form.get_by_label("Justificativa para os pacientes (10 a 1000 caracteres)").fill(reason)
+    form.get_by_role("button", name="Registrar ausência").click()
+    notice = doc.locator("#aviso")
+    expect(notice).to_contain_text("Ausência registrada:")
+    expect(notice).to_contain_text("1 pedido recusado")
+    expect(notice).to_contain_text("1 consulta cancelada")
+    expect(doc.locator("#conflitos li")).to_have_count(0)
+    listed = doc.locator("#ausencias li[data-time-off-id]")
+    expect(listed).to_have_count(1)
+    expect(listed).to_contain_text("Congresso de cardiologia")
+    expect(listed).to_contain_text(_local(zulu(in_days(4, 12))))
+
+    expect(mine).to_have_attribute("data-status", "cancelled")
+    expect(mine).to_contain_text(f"Cancelada pelo médico: {reason}")
+    not_reloaded(pat)
+
+    listed.get_by_role("button", name="Remover").click()
+    expect(listed).to_have_count(0)
+    expect(doc.locator("#ausencias")).to_contain_text("Nenhuma ausência registrada.")

@@ -12,6 +12,7 @@ import {
   fmt,
   h,
   isoDate,
+  localInput,
   section,
   startOfWeek,
 } from "./ui.js";
@@ -30,7 +31,28 @@ const MAX_SLOTS = 500;
 
 // --- inbox --------------------------------------------------------------------------------------
 
+/** Accept or refuse a patient's request to move a confirmed appointment (API.md
+ * "Rescheduling": accept applies the move, refuse keeps the appointment where it was). */
+function moveButtons(appt, update) {
+  const accept = h("button", { type: "button", class: "accept" }, "Aceitar remarcação");
+  const refuse = h("button", { type: "button", class: "danger refuse" }, "Recusar remarcação");
+  accept.addEventListener("click", () =>
+    act(accept, async () => {
+      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/accept`));
+      announce("Remarcação aceita: a consulta foi para o novo horário e o paciente foi avisado.");
+    }),
+  );
+  refuse.addEventListener("click", () =>
+    act(refuse, async () => {
+      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/refuse`, { body: {} }));
+      announce("Remarcação recusada: a consulta continua no horário original.");
+    }),
+  );
+  return h("div", { class: "decide" }, accept, refuse);
+}
+
 function decisionButtons(appt, update) {
+  if (appt.status === "confirmed" && appt.pending_move) return moveButtons(appt, update);
   if (appt.status !== "requested") return null;
   const reason = h("input", { name: "reason", maxlength: 500 });
   const accept = h("button", { type: "button", class: "accept" }, "Aceitar");
@@ -53,13 +75,13 @@ function decisionButtons(appt, update) {
 
 export async function inboxView(root) {
   const pending = appointmentList({
-    filter: (a) => a.status === "requested",
+    filter: (a) => a.status === "requested" || (a.status === "confirmed" && Boolean(a.pending_move)),
     actions: (appt) => decisionButtons(appt, (u) => pending.update(u)),
   });
   pending.list.id = "pedidos";
   root.replaceChildren(
     h("h1", {}, "Pedidos de consulta"),
-    h("p", { class: "hint" }, "Novos pedidos aparecem aqui na hora. Um pedido sem resposta expira no prazo indicado."),
+    h("p", { class: "hint" }, "Novos pedidos e pedidos de remarcação aparecem aqui na hora. Um pedido sem resposta expira no prazo indicado."),
     pending.list,
   );
   await pending.resync();
@@ -242,4 +264,122 @@ export function publishView(root) {
   });
   root.replaceChildren(h("h1", {}, "Publicar horários"), h("div", { class: "grid2" }, section("Regra semanal", form), section("Prévia", preview)));
   renderPreview();
+}
+
+// --- time off -------------------------------------------------------------------------------------
+
+const HOUR = 3_600_000;
+
+function count(list, one, many) {
+  const n = Array.isArray(list) ? list.length : Number(list) || 0;
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** Time off: a range in which the doctor is away. Open slots inside go, requests inside are
+ * refused; confirmed appointments inside stop it (409 `confirmed_in_range`, listed here) unless
+ * the doctor chooses to cancel them with a justification. */
+export async function timeOffView(root) {
+  const start = new Date(Math.ceil((Date.now() + HOUR) / HOUR) * HOUR);
+  const from = h("input", { type: "datetime-local", name: "from", required: true, value: localInput(start) });
+  const to = h("input", { type: "datetime-local", name: "to", required: true, value: localInput(new Date(start.getTime() + 24 * HOUR)) });
+  const reason = h("input", { name: "reason", maxlength: 1000 });
+  const cancelBox = h("input", { type: "checkbox", name: "cancel_confirmed", id: "cancelar-confirmadas" });
+  const justification = h("textarea", { name: "justification", minlength: 10, maxlength: 1000, rows: 3 });
+  const justificationField = field("Justificativa para os pacientes (10 a 1000 caracteres)", justification);
+  justificationField.hidden = true;
+  const conflicts = h("div", { id: "conflitos", "aria-live": "polite" });
+  const submit = h("button", { type: "submit" }, "Registrar ausência");
+  const form = h(
+    "form",
+    { id: "ausencia" },
+    h("div", { class: "grid2" }, field("De", from), field("Até", to, "No máximo 90 dias")),
+    field("Motivo (opcional)", reason),
+    h("div", { class: "check" }, cancelBox, h("label", { for: cancelBox.id }, "Cancelar as consultas confirmadas nesse período")),
+    justificationField,
+    conflicts,
+    submit,
+  );
+  const listBox = h("ul", { class: "appointments", id: "ausencias" });
+
+  cancelBox.addEventListener("change", () => {
+    justificationField.hidden = !cancelBox.checked;
+    justification.required = cancelBox.checked;
+  });
+
+  async function showConflicts(ids) {
+    const appts = await Promise.all(
+      ids.map((id) => call("GET", `/v1/appointments/${encodeURIComponent(id)}`).catch(() => null)),
+    );
+    conflicts.replaceChildren(
+      h("p", { class: "error" }, "Há consultas confirmadas nesse período. Para registrar a ausência, marque “Cancelar as consultas confirmadas” e escreva uma justificativa: os pacientes serão avisados."),
+      h(
+        "ul",
+        { class: "conflicts" },
+        appts.filter(Boolean).map((a) =>
+          h("li", { dataset: { appointmentId: a.id } }, `${fmt.dateTime(a.slot.start)} – ${fmt.time(a.slot.end)} · ${a.patient_name || `Paciente ${a.patient_id.slice(-6)}`}`),
+        ),
+      ),
+    );
+    cancelBox.focus();
+  }
+
+  async function load() {
+    const page = await call("GET", "/v1/me/time-off");
+    const items = [...page.items].sort((a, b) => a.from.localeCompare(b.from));
+    listBox.replaceChildren(
+      ...(items.length
+        ? items.map((off) => {
+            const remove = h("button", { type: "button", class: "secondary" }, "Remover");
+            remove.addEventListener("click", () =>
+              act(remove, async () => {
+                await call("DELETE", `/v1/me/time-off/${encodeURIComponent(off.id)}`);
+                announce("Ausência removida. Os horários removidos não voltam: publique-os de novo se quiser.");
+                await load();
+              }),
+            );
+            return h(
+              "li",
+              { class: "card appointment", dataset: { timeOffId: off.id } },
+              h("p", { class: "when" }, `${fmt.dateTime(off.from)} – ${fmt.dateTime(off.to)}`),
+              off.reason ? h("p", {}, off.reason) : null,
+              h("p", { class: "hint" }, `${count(off.removed_slots, "horário removido", "horários removidos")}, ${count(off.refused_requests, "pedido recusado", "pedidos recusados")}, ${count(off.cancelled_appointments, "consulta cancelada", "consultas canceladas")}`),
+              remove,
+            );
+          })
+        : [h("li", {}, empty("Nenhuma ausência registrada."))]),
+    );
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(submit, async () => {
+      const body = { from: new Date(from.value).toISOString(), to: new Date(to.value).toISOString() };
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      if (cancelBox.checked) {
+        body.cancel_confirmed = true;
+        body.justification = justification.value.trim();
+      }
+      let made;
+      try {
+        made = await call("POST", "/v1/me/time-off", { body });
+      } catch (err) {
+        if (err.code !== "confirmed_in_range") throw err;
+        announce("Ausência não registrada: há consultas confirmadas no período.", "error");
+        await showConflicts(err.problem.appointments || []);
+        return;
+      }
+      conflicts.replaceChildren();
+      announce(
+        `Ausência registrada: ${count(made.removed_slots, "horário removido", "horários removidos")}, ${count(made.refused_requests, "pedido recusado", "pedidos recusados")}, ${count(made.cancelled_appointments, "consulta cancelada", "consultas canceladas")}.`,
+      );
+      await load();
+    });
+  });
+
+  root.replaceChildren(
+    h("h1", {}, "Ausências"),
+    h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}). Numa ausência não se criam horários, nem por regra semanal.`),
+    h("div", { class: "grid2" }, section("Nova ausência", form), section("Ausências registradas", listBox)),
+  );
+  await load();
 }

@@ -3,7 +3,7 @@
 
 import { current, logout, onSessionChange } from "./api.js";
 import { loginView, signupView } from "./auth.js";
-import { inboxView, publishView, weekView } from "./doctor.js";
+import { inboxView, publishView, timeOffView, weekView } from "./doctor.js";
 import { live } from "./live.js";
 import { agendaView, appointmentsView, searchView } from "./patient.js";
 import { recordsView, sharedView } from "./records.js";
@@ -21,6 +21,7 @@ const MENUS = {
     ["#/pedidos", "Pedidos"],
     ["#/agenda", "Agenda"],
     ["#/horarios", "Publicar horários"],
+    ["#/ausencias", "Ausências"],
     ["#/espera", "Lista de espera"],
     ["#/compartilhados", "Prontuários"],
   ],
@@ -38,6 +39,7 @@ const VIEWS = {
     pedidos: inboxView,
     agenda: weekView,
     horarios: publishView,
+    ausencias: timeOffView,
     espera: doctorWaitlistView,
     compartilhados: sharedView,
   },

@@ -114,8 +114,11 @@ function dayKey(iso) {
   return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
 }
 
-export async function agendaView(root, doctorId) {
+/** A doctor's agenda, live; `#/medico/<doctor>/remarcar/<appointment>` picks the new slot of a
+ * move instead of a new booking (the same doctor's open slots only, as the API requires). */
+export async function agendaView(root, doctorId, mode, movingId) {
   const doctor = await call("GET", `/v1/doctors/${encodeURIComponent(doctorId)}`);
+  const moving = mode === "remarcar" && movingId ? await call("GET", `/v1/appointments/${encodeURIComponent(movingId)}`) : null;
   const slots = new Map();
   let price = null;
   const grid = h("div", { class: "agenda", id: "agenda" });
@@ -169,10 +172,12 @@ export async function agendaView(root, doctorId) {
   function choose(id) {
     chosen = id;
     const slot = slots.get(id);
-    const button = h("button", { type: "button", id: "confirmar" }, "Confirmar reserva");
-    button.addEventListener("click", () => act(button, () => book(slot)));
+    const button = h("button", { type: "button", id: "confirmar" }, moving ? "Confirmar remarcação" : "Confirmar reserva");
+    button.addEventListener("click", () => act(button, () => (moving ? move(slot) : book(slot))));
     confirm.replaceChildren(
-      h("p", {}, `Consulta em ${fmt.dateTime(slot.start)} (até ${fmt.time(slot.end)}) por ${fmt.money(price)}.`),
+      h("p", {}, moving
+        ? `Remarcar para ${fmt.dateTime(slot.start)} (até ${fmt.time(slot.end)}).`
+        : `Consulta em ${fmt.dateTime(slot.start)} (até ${fmt.time(slot.end)}) por ${fmt.money(price)}.`),
       button,
       h("button", { type: "button", class: "secondary", onclick: () => { chosen = null; confirm.hidden = true; render(); } }, "Escolher outro"),
     );
@@ -187,6 +192,18 @@ export async function agendaView(root, doctorId) {
       headers: { "Idempotency-Key": crypto.randomUUID() },
     });
     announce("Pedido enviado. O médico tem até o prazo indicado para responder.", "info", { carry: true });
+    location.hash = "#/consultas";
+  }
+
+  async function move(slot) {
+    const moved = await call("POST", `/v1/appointments/${encodeURIComponent(moving.id)}/reschedule`, { body: { slot_id: slot.id } });
+    announce(
+      moved.pending_move
+        ? `Pedido de remarcação para ${fmt.dateTime(slot.start)} enviado: a consulta atual continua marcada até o médico responder.`
+        : `Consulta remarcada para ${fmt.dateTime(moved.slot.start)}. O médico tem até o prazo indicado para responder.`,
+      "info",
+      { carry: true },
+    );
     location.hash = "#/consultas";
   }
 
@@ -211,17 +228,23 @@ export async function agendaView(root, doctorId) {
     render();
   });
 
+  const facts = `${doctor.specialty} · CRM ${doctor.crm}/${doctor.uf}${doctor.city ? ` · ${doctor.city}` : ""}`;
   root.replaceChildren(
-    h("p", {}, h("a", { href: "#/buscar" }, "← Voltar à busca")),
-    h("h1", {}, doctor.name),
-    h("p", { class: "lead" }, `${doctor.specialty} · CRM ${doctor.crm}/${doctor.uf}${doctor.city ? ` · ${doctor.city}` : ""}`),
+    moving
+      ? h("p", {}, h("a", { href: "#/consultas" }, "← Voltar às consultas"))
+      : h("p", {}, h("a", { href: "#/buscar" }, "← Voltar à busca")),
+    h("h1", {}, moving ? "Remarcar consulta" : doctor.name),
+    h("p", { class: "lead" }, moving ? `${doctor.name} · ${facts}` : facts),
+    moving
+      ? h("p", { class: "current" }, `Consulta atual: ${fmt.dateTime(moving.slot.start)} – ${fmt.time(moving.slot.end)}. Escolha um novo horário livre.`)
+      : null,
     section(
       "Horários",
       h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}); a agenda se atualiza sozinha.`),
       grid,
       confirm,
     ),
-    joinWaitlist(doctorId),
+    moving ? null : joinWaitlist(doctorId),
   );
   await resync();
   // data-live marks the agenda as following events (after the resync that `subscribed` starts).
@@ -258,6 +281,18 @@ export function appointmentList({ filter = () => true, actions, query = () => ({
       h("p", {}, who, " · ", fmt.money(appt.price)),
     ];
     if (appt.status === "requested") details.push(h("p", { class: "hint" }, `Resposta até ${fmt.dateTime(appt.decision_deadline)}`));
+    if (appt.pending_move) {
+      const m = appt.pending_move;
+      details.push(
+        h(
+          "p",
+          { class: "pending-move" },
+          current().role === "patient"
+            ? `Remarcação pedida para ${fmt.dateTime(m.slot.start)} – ${fmt.time(m.slot.end)}: aguardando o médico (resposta até ${fmt.dateTime(m.decision_deadline)}).`
+            : `O paciente pediu para remarcar para ${fmt.dateTime(m.slot.start)} – ${fmt.time(m.slot.end)} (responda até ${fmt.dateTime(m.decision_deadline)}).`,
+        ),
+      );
+    }
     if (appt.meeting && new Date(appt.meeting.ends_at) > new Date()) {
       details.push(
         h(
@@ -335,6 +370,21 @@ export function cancelControl(appt, done) {
   return h("details", { class: "cancel-box" }, h("summary", {}, "Cancelar consulta"), form);
 }
 
+/** "Remarcar": a requested or confirmed appointment still ahead, with no move pending, opens
+ * its doctor's agenda in move mode. */
+export function rescheduleLink(appt) {
+  if (appt.status !== "requested" && appt.status !== "confirmed") return null;
+  if (appt.pending_move || new Date(appt.slot.start) <= new Date()) return null;
+  const href = `#/medico/${encodeURIComponent(appt.doctor_id)}/remarcar/${encodeURIComponent(appt.id)}`;
+  return h("p", {}, h("a", { href, class: "reschedule" }, "Remarcar consulta"));
+}
+
+const MOVE_NEWS = {
+  "appointment.rescheduled": (a) => `Consulta remarcada para ${fmt.dateTime(a.slot.start)}.`,
+  "appointment.move_refused": (a) => `O médico recusou a remarcação: a consulta continua em ${fmt.dateTime(a.slot.start)}.`,
+  "appointment.move_lapsed": (a) => `O médico não respondeu à remarcação a tempo: a consulta continua em ${fmt.dateTime(a.slot.start)}.`,
+};
+
 // --- rating a past consultation -------------------------------------------------------------------
 
 const rated = new Map(); // appointment id -> stars, for this session (the API answers 409 after)
@@ -390,7 +440,7 @@ export async function appointmentsView(root) {
   // the rating of the confirmed ones; the main list holds the current ones, live.
   const boundary = () => new Date(Date.now() - 86_400_000).toISOString();
   const view = appointmentList({
-    actions: (appt) => [cancelControl(appt, (updated) => view.update(updated)), ratingControl(appt)],
+    actions: (appt) => [rescheduleLink(appt), cancelControl(appt, (updated) => view.update(updated)), ratingControl(appt)],
     query: () => ({ from: boundary() }),
   });
   const past = appointmentList({
@@ -409,9 +459,13 @@ export async function appointmentsView(root) {
   );
   await Promise.all([view.resync(), past.resync()]);
   const offReady = live.onReady(() => Promise.all([view.resync(), past.resync()]).catch(() => {}));
+  const offNews = live.onEvent((msg) => {
+    if (MOVE_NEWS[msg.event] && msg.data && msg.data.slot) announce(MOVE_NEWS[msg.event](msg.data));
+  });
   return () => {
     view.stop();
     past.stop();
     offReady();
+    offNews();
   };
 }
