@@ -19,7 +19,7 @@ overlapping range is harmless). Deleting a range recreates nothing.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -35,7 +35,7 @@ from engine.booking._model import (
     TimeOffView,
 )
 from engine.booking._rules import MAX_SLOT_MS
-from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
+from engine.errors import Conflict, EngineError, Invalid, NotFound
 from engine.store import Item
 from engine.timeutil import new_id, parse_rfc3339
 
@@ -43,19 +43,24 @@ if TYPE_CHECKING:
     from engine.booking._context import BookingContext
     from engine.booking._decisions import Decisions
     from engine.booking._moves import Moves
-    from engine.booking._slots import Slots
     from engine.principal import Principal
     from engine.store import Store
 
 log = logging.getLogger("healthmed.booking")
 
+
+class SlotRemover(Protocol):
+    """What time off uses of :class:`~engine.booking._slots.Slots` (which imports this module
+    for :func:`time_off_ranges`, so it is not imported back)."""
+
+    async def delete(self, principal: Principal, slot_id: str) -> None: ...
+
+
 _DAY_MS = 86_400_000
 
 
 def _doctor(principal: Principal) -> str:
-    if principal.role != "doctor":
-        raise Forbidden("this is for doctors", code="wrong_role")
-    return principal.user_id
+    return principal.require("doctor").user_id
 
 
 async def time_off_ranges(store: Store, doctor_id: str, now: int) -> list[tuple[int, int]]:
@@ -70,7 +75,7 @@ class TimeOffs:
     """A doctor's time-off ranges (see the module docstring)."""
 
     def __init__(
-        self, ctx: BookingContext, slots: Slots, decisions: Decisions, moves: Moves
+        self, ctx: BookingContext, slots: SlotRemover, decisions: Decisions, moves: Moves
     ) -> None:
         self.ctx = ctx
         self.slots = slots

@@ -1,4 +1,4 @@
-"""Rescheduling and time off (API.md "Rescheduling and time off"). Handlers only translate;
+"""Rescheduling and time off (docs/API.md "Rescheduling and time off"). Handlers only translate;
 :class:`engine.booking.BookingService` decides (moves: :mod:`engine.booking._moves`, time off:
 :mod:`engine.booking._time_off`)."""
 
