@@ -94,6 +94,23 @@ class Stack:
         """The access-token secret the server generated into its data directory."""
         return (self.data_dir / "secrets" / "jwt_secret").read_text().strip()
 
+    def seed(self, *, patients: int = 0, doctors: int = 0, days: int = 14) -> dict[str, Any]:
+        """``healthmed seed`` into this stack's store and Redis (real accounts, one shared
+        Argon2 hash, no hash per account); the credentials it wrote."""
+        out = self.data_dir / f"seed-{uuid.uuid4().hex}.json"
+        env = {**os.environ, "HEALTHMED_DATA_DIR": str(self.data_dir), "HEALTHMED_ENV": "test",
+               "HEALTHMED_LOG_LEVEL": "WARNING"}  # fmt: skip
+        env.pop("HEALTHMED_REDIS_URL", None)
+        if self.redis_port is not None:
+            env["HEALTHMED_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
+        subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "seed", "--patients", str(patients),
+             "--doctors", str(doctors), "--days", str(days), "--out", str(out)],
+            cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        credentials: dict[str, Any] = json.loads(out.read_text())
+        return credentials
+
 
 @contextlib.contextmanager
 def running_stack(

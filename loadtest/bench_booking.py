@@ -14,8 +14,12 @@ uvloop, httptools, one worker) on a private data directory, then:
    (more winners, so more store writes).
 
 Checks: every slot has at most one 201 (``double_bookings``), and the agenda of every doctor
-shows exactly the slots that were won as taken. Patients use access tokens signed with the
-server's generated secret (same claims as a login), doctors register and log in for real.
+shows exactly the slots that were won as taken. Patients are real accounts made by
+``healthmed seed`` (one shared Argon2 hash), using access tokens signed with the server's
+generated secret (same claims as a login); doctors register and log in for real. Real
+patients matter: each won slot queues e-mails to both sides, and a patient id with no
+account made every one of them fail and be retried up to ``HEALTHMED_MAIL_MAX_ATTEMPTS``
+times on the server under test.
 
 The HTTP client is the minimal keep-alive HTTP/1.1 client of ``loadtest/_bench.py`` on raw
 asyncio streams (uvloop): the client shares the machine with the server, so a heavy client would
@@ -219,9 +223,8 @@ async def main(args: argparse.Namespace) -> None:
         many_slots: list[str] = []
         for _, token in doctors[1:]:
             many_slots += await create_slots(port, token, args.slots_per_doctor, 2)
-        patients = [
-            forge_token(secret, f"P{uuid.uuid4().hex}", "patient") for _ in range(args.patients)
-        ]
+        seeded = stack.seed(patients=args.patients)["patients"]
+        patients = [forge_token(secret, p["id"], "patient") for p in seeded]
         print(f"setup: {len(doctors)} doctors, {len(hot_slots)} hot slots, "
               f"{len(many_slots)} other slots, {len(patients)} patients")  # fmt: skip
 
@@ -277,5 +280,5 @@ if __name__ == "__main__":
     parser.add_argument("--slots", type=int, default=200, help="slots of the hot doctor")
     parser.add_argument("--doctors", type=int, default=20, help="doctors of the 'many' phase")
     parser.add_argument("--slots-per-doctor", type=int, default=100)
-    parser.add_argument("--patients", type=int, default=5000)
+    parser.add_argument("--patients", type=int, default=2000, help="seeded patients")
     uvloop.run(main(parser.parse_args()))

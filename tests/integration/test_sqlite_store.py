@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import Check, Delete, Item, Put, SQLiteStore, StoreUnavailable
+from engine.store import (
+    Check,
+    ConditionFailed,
+    Delete,
+    Item,
+    Op,
+    Put,
+    SQLiteStore,
+    StoreUnavailable,
+)
 from tests.support import timeout
 
 
@@ -151,6 +160,90 @@ async def test_a_lock_held_past_the_retry_budget_is_unavailable(tmp_path: Path) 
             await store.put(Item(pk="MINE", sk="X"))
         other.join()
         assert await store.get("MINE", "X") is None
+    finally:
+        other.join()
+        await store.close()
+
+
+# --- group commit -------------------------------------------------------------------------------
+async def test_concurrent_transactions_commit_in_groups_each_with_its_own_outcome(
+    tmp_path: Path,
+) -> None:
+    """Sixty transactions at once: forty on keys of their own all land, of twenty claiming one
+    key exactly one does (the others ``ConditionFailed`` at their op, writing nothing), and it
+    takes fewer commits than transactions."""
+    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
+    try:
+        before = store.groups
+
+        def claim(i: int) -> list[Op]:
+            return [
+                Put(item=Item(pk="CLAIM", sk="X", data={"by": i}), expect="absent"),
+                Put(item=Item(pk=f"BY#{i}", sk="X")),
+            ]
+
+        calls = [store.transact([Put(item=Item(pk=f"OWN#{i}", sk="X"))]) for i in range(40)]
+        calls += [store.transact(claim(i)) for i in range(20)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert outcomes[:40] == [None] * 40
+        failed = [o for o in outcomes[40:] if isinstance(o, ConditionFailed)]
+        assert len(failed) == 19
+        assert {f.index for f in failed} == {0}
+        winner = await store.get("CLAIM", "X")
+        assert winner is not None
+        assert winner.version == 1
+        claimed = [i for i in range(20) if await store.get(f"BY#{i}", "X") is not None]
+        assert claimed == [winner.data["by"]]
+        assert all([await store.get(f"OWN#{i}", "X") for i in range(40)])
+        assert store.groups - before < 60
+    finally:
+        await store.close()
+
+
+async def test_a_transaction_sees_the_writes_of_those_before_it_in_its_group(
+    tmp_path: Path,
+) -> None:
+    """In one group, in arrival order: a put, a put expecting the version the first left, a
+    delete of that item, a put expecting it absent, and a put expecting the now stale
+    version 2 (refused). The table ends as the sequence says."""
+    store = await SQLiteStore.open(tmp_path / "store.sqlite3")
+    try:
+        item = Item(pk="K", sk="X", data={"step": 1})
+        outcomes = await asyncio.gather(
+            store.put(item),
+            store.put(Item(pk="K", sk="X", data={"step": 2}), expect=1),
+            store.delete("K", "X", expect=2),
+            store.put(Item(pk="K", sk="X", data={"step": 4}), expect="absent"),
+            store.put(Item(pk="K", sk="X", data={"step": 5}), expect=2),
+            return_exceptions=True,
+        )
+        assert outcomes[:4] == [None] * 4
+        assert isinstance(outcomes[4], ConditionFailed)
+        got = await store.get("K", "X")
+        assert got is not None
+        assert (got.data, got.version) == ({"step": 4}, 1)
+    finally:
+        await store.close()
+
+
+async def test_a_group_that_cannot_commit_fails_every_transaction_and_writes_none(
+    tmp_path: Path,
+) -> None:
+    """Behind another process's lock held past the retry budget, each transaction of the
+    group gets its own StoreUnavailable and none of them landed."""
+    path = tmp_path / "store.sqlite3"
+    store = await SQLiteStore.open(path, busy_ms=10, retry_seconds=0.2)
+    other = await _other_writer(path, timeout(1.5))
+    try:
+        outcomes = await asyncio.gather(
+            *(store.put(Item(pk=f"MINE#{i}", sk="X")) for i in range(10)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, StoreUnavailable) for o in outcomes)
+        assert len({id(o) for o in outcomes}) == 10
+        other.join()
+        assert [await store.get(f"MINE#{i}", "X") for i in range(10)] == [None] * 10
+        await store.put(Item(pk="AFTER", sk="X"))  # the store works again once the lock is gone
     finally:
         other.join()
         await store.close()
