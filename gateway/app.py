@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 from litestar import Litestar
 from litestar.datastructures import State
-from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from engine.principal import Principal
 from engine.runtime import Engine
@@ -82,18 +81,6 @@ def create_app(settings: Settings) -> Litestar:
             realtime.unbind()
             await engine.close()
 
-    prometheus = PrometheusConfig(
-        app_name="healthmed",
-        prefix="healthmed",
-        group_path=True,
-        exclude=["/metrics"],
-        # HTTP only: a websocket is not a request with a duration, and the middleware's
-        # per-connection state (a Request, labels, a send wrapper, a coroutine frame: about
-        # 1 KiB) would be held for the connection's whole life. /metrics has
-        # healthmed_ws_* series from the realtime module instead.
-        scopes={ScopeType.HTTP},
-        buckets=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    )
     openapi = OpenAPIConfig(
         title="Health&Med scheduling engine",
         version="1.0.0",
@@ -116,7 +103,8 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"drain": Drain()}),  # gateway/drain.py: SIGTERM makes /health/ready 503
-        middleware=[prometheus.middleware, security_headers_middleware],
+        # HTTP only (gateway/telemetry.py): a websocket is not a request with a duration.
+        middleware=[telemetry.http_metrics_middleware, security_headers_middleware],
         openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         before_send=[complete_options_allow],

@@ -11,8 +11,12 @@ Series (Prometheus names as exposed; README "Operations: alerts" says what to al
 - ``healthmed_outbox_depth``: messages due in the notification outbox and not yet sent, as
   :func:`follow_outbox_depth` last read it (every ``OUTBOX_DEPTH_SECONDS``; at most 10,000).
 - ``healthmed_ws_connections`` and the other ``healthmed_ws_*`` series come from
-  ``gateway/realtime/_metrics.py``; request rate and latency per route from Litestar's
-  Prometheus middleware (``healthmed_requests_total``, ``healthmed_request_duration_seconds``).
+  ``gateway/realtime/_metrics.py``;
+- request rate and latency per route from :func:`http_metrics_middleware`
+  (``healthmed_requests_total``, ``healthmed_request_duration_seconds``,
+  ``healthmed_requests_in_progress``, ``healthmed_requests_error_total``), labelled ``method``,
+  ``path`` (the route template, never raw ids), ``status_code`` and ``app_name``: the series
+  Litestar's Prometheus middleware exposed, at a fraction of its cost per request.
 
 Business events go to the ``healthmed.events`` logger: the event name and ids (appointment,
 slot, record, share, doctor), never a name, e-mail, CPF, token or record content. Each line
@@ -23,14 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from litestar.enums import ScopeType
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
     from prometheus_client.metrics_core import Metric
 
 events = logging.getLogger("healthmed.events")
@@ -50,6 +57,87 @@ REDIS_ERRORS = Counter(
 STORE_ERRORS = Counter(
     "healthmed_store_errors", "Requests that failed because the durable store did not answer (503)"
 )
+
+
+APP_NAME = "healthmed"
+_HTTP_LABELS = ["method", "path", "status_code", "app_name"]
+HTTP_REQUESTS = Counter("healthmed_requests", "Total requests", _HTTP_LABELS)
+HTTP_ERRORS = Counter("healthmed_requests_error", "Total errors in requests", _HTTP_LABELS)
+HTTP_DURATION = Histogram(
+    "healthmed_request_duration_seconds",
+    "Request duration, in seconds",
+    _HTTP_LABELS,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+HTTP_IN_PROGRESS = Gauge(
+    "healthmed_requests_in_progress",
+    "Total requests currently in progress",
+    _HTTP_LABELS,
+    multiprocess_mode="livesum",
+)
+_UNMEASURED = frozenset({"/metrics"})
+
+
+class _RouteSeries:
+    """The labelled children of one route's series, looked up once (``labels()`` takes a
+    lock and builds a key on every call)."""
+
+    __slots__ = ("by_status", "in_progress", "method", "path")
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method = method
+        self.path = path
+        self.in_progress = HTTP_IN_PROGRESS.labels(method, path, 200, APP_NAME)
+        self.by_status: dict[int, tuple[Counter, Histogram]] = {}
+
+    def done(self, status: int, seconds: float) -> None:
+        children = self.by_status.get(status)
+        if children is None:
+            labels = (self.method, self.path, status, APP_NAME)
+            children = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
+            self.by_status[status] = children
+        if status >= 500:
+            HTTP_ERRORS.labels(self.method, self.path, status, APP_NAME).inc()
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+_routes: dict[tuple[str, str], _RouteSeries] = {}
+
+
+def http_metrics_middleware(app: ASGIApp) -> ASGIApp:
+    """Route middleware (after routing: the scope carries ``path_template``) counting each
+    HTTP request by route and status, timing it to its last body chunk, and holding it in
+    ``healthmed_requests_in_progress`` meanwhile. ``/metrics`` itself is not measured."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["path_template"] in _UNMEASURED:
+            await app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path_template"]
+        series = _routes.get((method, path))
+        if series is None:
+            series = _routes.setdefault((method, path), _RouteSeries(method, path))
+        started = time.perf_counter()
+        status = 200
+        seconds = 0.0
+
+        async def measured_send(message: Message) -> None:
+            nonlocal status, seconds
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                seconds = time.perf_counter() - started
+            await send(message)
+
+        series.in_progress.inc()
+        try:
+            await app(scope, receive, measured_send)
+        finally:
+            series.in_progress.dec()
+            series.done(status, seconds)
+
+    return middleware
 
 
 class _OutboxCollector:
@@ -129,11 +217,16 @@ def error_code(exc: BaseException) -> str:
 __all__ = [
     "BOOKINGS",
     "DECISIONS",
+    "HTTP_DURATION",
+    "HTTP_ERRORS",
+    "HTTP_IN_PROGRESS",
+    "HTTP_REQUESTS",
     "REDIS_ERRORS",
     "STORE_ERRORS",
     "count_unavailable",
     "error_code",
     "event",
     "follow_outbox_depth",
+    "http_metrics_middleware",
     "watch_outbox",
 ]

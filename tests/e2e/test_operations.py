@@ -44,6 +44,31 @@ def test_metrics_count_requests_per_route(http: httpx.Client, unique: Callable[[
     assert "healthmed_request_duration_seconds_bucket" in text
 
 
+def _series(text: str, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """Every sample of ``name`` in Prometheus text, by its label set."""
+    out = {}
+    for labels, value in re.findall(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        out[frozenset(re.findall(r'(\w+)="([^"]*)"', labels))] = float(value)
+    return out
+
+
+def test_metrics_hold_no_request_in_progress_and_leave_metrics_out(http: httpx.Client) -> None:
+    """Once answered, a route's in-progress gauge is back to 0; scrapes are not counted; each
+    request's duration lands in its status's histogram (count = requests)."""
+    for _ in range(3):
+        assert http.get("/health/live").status_code == 200
+    http.get("/metrics")
+    text = http.get("/metrics").text
+    live = frozenset(
+        {("method", "GET"), ("path", "/health/live"), ("status_code", "200"),
+         ("app_name", "healthmed")}
+    )  # fmt: skip
+    assert _series(text, "healthmed_requests_in_progress")[live] == 0
+    total = _series(text, "healthmed_requests_total")[live]
+    assert _series(text, "healthmed_request_duration_seconds_count")[live] == total >= 3
+    assert 'path="/metrics"' not in text
+
+
 def test_openapi_lists_every_account_and_directory_route(http: httpx.Client) -> None:
     """The schema documents each route of the contract with its error responses."""
     schema = http.get("/schema/openapi.json").json()
