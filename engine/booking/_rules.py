@@ -11,8 +11,10 @@ day says. Around a transition:
 
 Days off: with ``skip_holidays`` a rule makes no slot on Brazil's national public holidays nor
 on those of the doctor's state (``uf``), by the rule's local date (the ``holidays`` package,
-category "public": Carnival and Corpus Christi are *pontos facultativos* there, not holidays,
-so they still get slots; a doctor takes them with time off). Any slot, explicit or by rule,
+category "public"), nor on Carnival's Monday and Tuesday: legally a *ponto facultativo*
+(category "optional"), but the days Brazil stops, clinics included. The other optional days
+(Ash Wednesday's morning, Corpus Christi, Christmas and New Year's Eves, Public Servant's Day)
+keep their slots; a doctor takes them with time off. Any slot, explicit or by rule,
 overlapping one of the doctor's time-off ranges is left out (``off``).
 """
 
@@ -80,7 +82,13 @@ def _holidays_of(uf: str | None, year: int) -> frozenset[date]:
     import holidays
 
     subdiv = uf if uf in holidays.country_holidays("BR").subdivisions else None
-    return frozenset(holidays.country_holidays("BR", subdiv=subdiv, years=year))
+    public = holidays.country_holidays("BR", subdiv=subdiv, years=year)
+    # Names in a pinned language, so the choice does not move with the package's default.
+    optional = holidays.country_holidays(
+        "BR", subdiv=subdiv, years=year, categories=holidays.OPTIONAL, language="en_US"
+    )
+    carnival = optional.get_named("Carnival", lookup="exact")
+    return frozenset([*public, *carnival])
 
 
 def holidays_between(uf: str | None, first: date, last: date) -> frozenset[date]:

@@ -224,6 +224,22 @@ def test_skip_holidays_leaves_out_national_and_state_holidays() -> None:
     assert caught.value.code == "no_slots"
 
 
+def test_skip_holidays_leaves_out_carnival_but_not_the_other_optional_days() -> None:
+    """Carnival 2027 (Monday 8 and Tuesday 9 February, a national ponto facultativo) has no
+    slot with skip_holidays, for any state; Ash Wednesday (10 February, optional too) keeps its
+    slot; without the flag Carnival has its slots."""
+
+    def days(slots: list[tuple[int, int]]) -> list[str]:
+        return [datetime.fromtimestamp(s / 1000, tz=UTC).date().isoformat() for s, _ in slots]
+
+    carnival = rule(from_="2027-02-07", to="2027-02-10", skip_holidays=True)
+    for uf in ("SP", "RJ", "BA", None):
+        assert days(expand_rule(carnival, uf=uf)) == ["2027-02-07", "2027-02-10"]
+    plain = rule(from_="2027-02-07", to="2027-02-10")
+    assert days(expand_rule(plain, uf="SP")) == ["2027-02-07", "2027-02-08", "2027-02-09",
+                                                 "2027-02-10"]  # fmt: skip
+
+
 def test_holidays_follow_the_rules_local_date() -> None:
     """A slot at 22:00 in São Paulo on 2027-12-24 is 01:00Z on the 25th: kept (the local day
     is not Christmas); 22:00 local on the 25th is left out."""
