@@ -457,6 +457,10 @@ class BookingTrigger:
             "HEALTHMED_PORT": str(port), "HEALTHMED_HOST": "127.0.0.1",
             "HEALTHMED_DATA_DIR": str(tmp / "booking-api"), "HEALTHMED_JWT_SECRET": JWT_SECRET,
             "HEALTHMED_ENV": "test", "HEALTHMED_LOG_LEVEL": "WARNING",
+            # One patient books every event's slot with the one doctor: above the default
+            # request caps (3 a doctor, 10 in all), which this fan-out bench does not measure.
+            "HEALTHMED_REQUEST_LIMIT_PER_DOCTOR": str(events * rounds + 1),
+            "HEALTHMED_REQUEST_LIMIT_TOTAL": str(events * rounds + 1),
         }  # fmt: skip
         log = (tmp / "booking-api.log").open("wb")
         self.proc = subprocess.Popen(
