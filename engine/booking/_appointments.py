@@ -3,8 +3,6 @@ feed, the LGPD export."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack, get_args
 
 import msgspec
@@ -18,6 +16,8 @@ from engine.booking._model import (
     AppointmentView,
 )
 from engine.errors import Invalid, NotFound
+from engine.paging import LIMIT_DEFAULT, check_limit, scan
+from engine.store import keys as store_keys
 from engine.timeutil import parse_rfc3339
 
 if TYPE_CHECKING:
@@ -27,20 +27,6 @@ if TYPE_CHECKING:
     from engine.principal import Principal, Role
 
 _STATUSES = frozenset(get_args(AppointmentStatus))
-
-
-def _encode_cursor(sk: str) -> str:
-    return base64.urlsafe_b64encode(sk.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        sk = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise Invalid("invalid cursor", code="invalid_cursor") from None
-    if not sk.startswith("APPT#"):
-        raise Invalid("invalid cursor", code="invalid_cursor")
-    return sk
 
 
 class AppointmentQuery(TypedDict, total=False):
@@ -75,39 +61,34 @@ class Appointments:
         """The caller's appointments by slot start; ``status`` and start range ``[from, to)``
         filters; ``limit`` 1-100; ``next_cursor`` while more remain."""
         status, start, end = query.get("status"), query.get("start"), query.get("end")
-        limit, cursor = query.get("limit", 20), query.get("cursor")
-        if not 1 <= limit <= 100:
-            raise Invalid("limit must be 1 to 100", code="invalid_limit")
+        limit, cursor = query.get("limit", LIMIT_DEFAULT), query.get("cursor")
+        check_limit(limit)
         if status is not None and status not in _STATUSES:
             raise Invalid("unknown status", code="invalid_status")
         lo = parse_rfc3339(start, field="from") if start else None
         hi = parse_rfc3339(end, field="to") if end else None
-        after = _decode_cursor(cursor) if cursor else None
-        pk = layout.user_pk(principal.user_id)
-        items: list[AppointmentView] = []
-        fetch = 100
-        while True:
-            batch = await self.ctx.store.query(
-                pk,
-                prefix="APPT#",
-                start=layout.index_sk(lo, "") if lo is not None else None,
-                end=layout.index_sk(hi, "") if hi is not None else None,
-                after=after,
-                limit=fetch,
-            )
-            for item in batch:
-                appt = Appointment.from_data(item.data)
-                if status is None or appt.status == status:
-                    items.append(await self.views.view_named(appt, principal.user_id))
-                    if len(items) == limit:
-                        return AppointmentPage(items=items, next_cursor=_encode_cursor(item.sk))
-            if len(batch) < fetch:
-                return AppointmentPage(items=items, next_cursor=None)
-            after = batch[-1].sk
+        found, next_cursor = await scan(
+            self.ctx.store,
+            layout.user_pk(principal.user_id),
+            store_keys.APPOINTMENT_PREFIX,
+            cursor=cursor,
+            limit=limit,
+            keep=None if status is None else lambda item: item.data.get("status") == status,
+            start=layout.index_sk(lo, "") if lo is not None else None,
+            end=layout.index_sk(hi, "") if hi is not None else None,
+            descending=False,
+        )
+        items = [
+            await self.views.view_named(Appointment.from_data(item.data), principal.user_id)
+            for item in found
+        ]
+        return AppointmentPage(items=items, next_cursor=next_cursor)
 
     async def all_of(self, user_id: str) -> list[Appointment]:
         """Every appointment ``user_id`` took part in."""
-        items = await self.ctx.store.query(layout.user_pk(user_id), prefix="APPT#")
+        items = await self.ctx.store.query(
+            layout.user_pk(user_id), prefix=store_keys.APPOINTMENT_PREFIX
+        )
         return [Appointment.from_data(item.data) for item in items]
 
     # --- notifications and calendar -----------------------------------------------------------
@@ -125,9 +106,11 @@ class Appointments:
         """The user's requested and confirmed appointments starting in ``[start, end)``, as
         their calendar feed shows them (with their own meeting link)."""
         items = await self.ctx.store.query(
-            layout.user_pk(user_id), prefix="APPT#", start=layout.index_sk(start, ""),
+            layout.user_pk(user_id),
+            prefix=store_keys.APPOINTMENT_PREFIX,
+            start=layout.index_sk(start, ""),
             end=layout.index_sk(end, ""),
-        )  # fmt: skip
+        )
         found = []
         for item in items:
             appt = Appointment.from_data(item.data)

@@ -28,7 +28,7 @@ from engine.booking._model import Appointment
 from engine.booking._notices import BookingNotices
 from engine.booking._rebuild import Rebuild
 from engine.booking._scripts import Coalescer, Scripts
-from engine.errors import Forbidden, NotFound, Unavailable
+from engine.errors import NotFound, Unavailable
 from engine.lua import Reply, decode
 from engine.realtime import events
 from engine.timeutil import now_ms
@@ -236,9 +236,7 @@ class BookingContext:
     ) -> tuple[Appointment, int]:
         """The appointment if the caller is its ``role`` participant: the other role is
         ``Forbidden``, anyone else (e.g. another doctor) ``NotFound``."""
-        if principal.role != role:
-            raise Forbidden(f"only the appointment's {role} can do this", code="wrong_role")
-        appt, version = await self.participant(principal, appointment_id)
+        appt, version = await self.participant(principal.require(role), appointment_id)
         owner = appt.doctor_id if role == "doctor" else appt.patient_id
         if owner != principal.user_id:
             raise NotFound("appointment not found", code="appointment_not_found")

@@ -21,7 +21,6 @@ Lapsed records are overwritten when their key is used again; nothing else delete
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -31,6 +30,7 @@ from engine.booking import _store as layout
 from engine.booking._model import AppointmentView
 from engine.errors import Conflict, EngineError, Invalid
 from engine.store import Item, Put
+from engine.store import keys as store_keys
 
 if TYPE_CHECKING:
     from engine.store import Expect, Store
@@ -106,9 +106,7 @@ def reused() -> Invalid:
     )
 
 
-def record_sk(key: str) -> str:
-    """Keys are client text of up to 200 characters: stored by digest, fixed length."""
-    return "IDEM#" + hashlib.sha256(key.encode()).hexdigest()
+record_sk = store_keys.idempotency_sk
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):

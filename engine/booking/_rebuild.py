@@ -23,8 +23,10 @@ from engine import keys
 from engine.booking import _store as layout
 from engine.booking._model import ACTIVE, Appointment, Slot, move_holder
 from engine.booking._rules import MAX_SLOT_MS
+from engine.cache import BoundedCache
 from engine.errors import Unavailable
 from engine.lua import Reply
+from engine.store import keys as store_keys
 from engine.timeutil import to_rfc3339
 
 if TYPE_CHECKING:
@@ -63,7 +65,7 @@ class Rebuild:
 
     def __init__(self, ctx: RebuildContext) -> None:
         self.ctx = ctx
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: BoundedCache[str, asyncio.Lock] = BoundedCache(_REBUILD_LOCKS_MAX)
         """One per doctor being rebuilt, so a crowd of requests after a flush rebuilds once."""
         self._stale: dict[str, set[str]] = {}
         """Doctors whose Redis state a committed change could not reach, and the in-flight slot
@@ -78,15 +80,14 @@ class Rebuild:
         requests after a flush rebuilds once). Returns the number of slots loaded.
         """
         ctx = self.ctx
-        lock = self._locks.get(doctor_id)
-        if lock is None:
-            if len(self._locks) > _REBUILD_LOCKS_MAX:  # only deduplicates; forgetting is harmless
-                self._locks.clear()
-            lock = self._locks[doctor_id] = asyncio.Lock()
+        # The lock only deduplicates rebuilds: forgetting it at the cache's bound is harmless.
+        lock = self._locks.get(doctor_id) or self._locks.put(doctor_id, asyncio.Lock())
         async with lock:
             if not force and await ctx.redis.exists(keys.doctor_hydrated(doctor_id)):
                 return 0
-            items = await ctx.store.query(layout.doctor_pk(doctor_id), prefix="SLOT#")
+            items = await ctx.store.query(
+                layout.doctor_pk(doctor_id), prefix=store_keys.SLOT_PREFIX
+            )
             slots = [Slot.from_data(item.data) for item in items]
             loaded = await self._replace(doctor_id, slots, force=force)
             deadlines = [s.deadline for s in slots if s.status == "requested" and s.deadline]
@@ -152,7 +153,7 @@ class Rebuild:
         """Every registered doctor, from the store's doctors index."""
         doctors = await self.ctx.store.query_index("DOCTORS")
         return sorted(
-            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
+            {str(item.data.get("id") or store_keys.user_id_of(item.pk)) for item in doctors}
         )
 
     # --- patients -----------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class Rebuild:
         now = ctx.clock()
         items = await ctx.store.query(
             layout.user_pk(patient_id),
-            prefix="APPT#",
+            prefix=store_keys.APPOINTMENT_PREFIX,
             start=layout.index_sk(max(0, now - MAX_SLOT_MS), ""),
         )
         mapping: dict[Any, Any] = {"~h": "1"}

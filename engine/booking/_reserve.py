@@ -43,7 +43,8 @@ from engine.booking import _idempotency as idem
 from engine.booking import _store as layout
 from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys, redis_guard
 from engine.booking._model import ACTIVE, MOVE_SUFFIX, Appointment, AppointmentView, Slot
-from engine.errors import Conflict, EngineError, Forbidden, Invalid, NotFound
+from engine.cache import BoundedCache
+from engine.errors import Conflict, EngineError, Invalid, NotFound
 from engine.lua import text
 from engine.realtime import events
 from engine.store import ConditionFailed, Put
@@ -71,7 +72,7 @@ class Reservations:
     def __init__(self, ctx: BookingContext, views: Views) -> None:
         self.ctx = ctx
         self.views = views
-        self._taken: dict[str, events.FrameTemplate] = {}
+        self._taken: BoundedCache[str, events.FrameTemplate] = BoundedCache(_TEMPLATES_MAX)
         """slot.updated ("taken") per slot: a reservation is the hot path."""
 
     @redis_guard
@@ -84,8 +85,7 @@ class Reservations:
         ``slot_in_past``, ``NotFound`` for an unknown slot, ``Unavailable`` (nothing reserved)
         when Redis or the store fails. With an ``idempotency_key``, the same key from the same
         patient returns the first outcome (:mod:`engine.booking._idempotency`)."""
-        if principal.role != "patient":
-            raise Forbidden("only patients book appointments", code="wrong_role")
+        principal.require("patient")
         if idempotency_key is None:
             appt = await self._request(principal.user_id, slot_id, new_id(), minted=True)
             return await self._patient_view(appt)
@@ -253,10 +253,9 @@ class Reservations:
         it holds, the time is filled in here. Cached per slot."""
         template = self._taken.get(slot_id)
         if template is None:
-            if len(self._taken) >= _TEMPLATES_MAX:
-                self._taken.clear()
-            template = events.slot_updated_template(doctor_id, slot_id, "taken")
-            self._taken[slot_id] = template
+            template = self._taken.put(
+                slot_id, events.slot_updated_template(doctor_id, slot_id, "taken")
+            )
         return template
 
     async def _undo(self, stub: Appointment, now: int) -> None:

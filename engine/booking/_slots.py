@@ -40,7 +40,7 @@ from engine.booking._model import (
 )
 from engine.booking._rules import MAX_SLOT_MS, check_interval, expand_rule, explicit_slots
 from engine.booking._time_off import time_off_ranges
-from engine.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
+from engine.errors import Conflict, Invalid, NotFound, Unavailable
 from engine.realtime import events
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Put, StoreUnavailable
 from engine.timeutil import new_id, parse_rfc3339, to_rfc3339
@@ -60,9 +60,7 @@ OWN_MAX_DAYS = 366
 
 
 def _doctor(principal: Principal) -> str:
-    if principal.role != "doctor":
-        raise Forbidden("this is for doctors", code="wrong_role")
-    return principal.user_id
+    return principal.require("doctor").user_id
 
 
 def time_range(

@@ -1,4 +1,4 @@
-"""Durable layout of booking (single table, see :mod:`engine.store`):
+"""Durable layout of booking (single table; the keys are built by :mod:`engine.store.keys`):
 
 ==========================  ===========================  ==================================
 pk                          sk                           what
@@ -35,45 +35,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.store import Check, Delete, Item, Put
+from engine.store import keys as store_keys
+from engine.store.keys import APPT_SK as APPT_SK
+from engine.store.keys import RATING_SK as RATING_SK
+from engine.store.keys import appt_pk as appt_pk
+from engine.store.keys import doctor_pk as doctor_pk
+from engine.store.keys import hold_sk as hold_sk
+from engine.store.keys import index_sk as index_sk
+from engine.store.keys import off_sk as off_sk
+from engine.store.keys import slot_sk as slot_sk
+from engine.store.keys import user_pk as user_pk
+
+OFF_PREFIX = store_keys.TIME_OFF_PREFIX
 
 if TYPE_CHECKING:
     from engine.booking._model import Appointment, Slot
     from engine.store import Expect, Op
-
-
-def doctor_pk(doctor_id: str) -> str:
-    return f"DOC#{doctor_id}"
-
-
-def slot_sk(start: int, slot_id: str) -> str:
-    return f"SLOT#{start:013d}#{slot_id}"
-
-
-def hold_sk(slot_id: str) -> str:
-    return f"HOLD#{slot_id}"
-
-
-OFF_PREFIX = "OFF#"
-
-
-def off_sk(start: int, time_off_id: str) -> str:
-    return f"{OFF_PREFIX}{start:013d}#{time_off_id}"
-
-
-def appt_pk(appointment_id: str) -> str:
-    return f"APPT#{appointment_id}"
-
-
-APPT_SK = "APPT"
-RATING_SK = "RATING"
-
-
-def user_pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def index_sk(start: int, appointment_id: str) -> str:
-    return f"APPT#{start:013d}#{appointment_id}"
 
 
 def slot_item(slot: Slot) -> Item:

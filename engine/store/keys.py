@@ -28,6 +28,7 @@ pk                          sk                           what
 ``DOC#<id>``                ``SLOT#<start>#<id>``        a slot (booking)
 ``DOC#<id>``                ``HOLD#<slot>``              guard: an active appointment holds it
 ``DOC#<id>``                ``WAIT#<created>#<id>``      a waitlist entry at the doctor
+``DOC#<id>``                ``OFF#<start>#<id>``         a time-off range of the doctor
 ``APPT#<id>``               ``APPT``                     an appointment (booking)
 ``APPT#<id>``               ``RATING``                   the patient's rating (once)
 ==========================  ===========================  ======================================
@@ -99,6 +100,61 @@ def reset_pk(code: str) -> str:
 
 def revoked_pk(kind: str, subject: str) -> str:
     return f"REVOKED#{kind}#{subject}"
+
+
+# --- booking ----------------------------------------------------------------------------------
+SLOT_PREFIX = "SLOT#"
+HOLD_PREFIX = "HOLD#"
+APPOINTMENT_PREFIX = "APPT#"
+"""Of an appointment's own partition, and of its index copies in the participants'."""
+APPT_SK = "APPT"
+RATING_SK = "RATING"
+
+
+def doctor_pk(doctor_id: str) -> str:
+    return f"DOC#{doctor_id}"
+
+
+def slot_sk(start: int, slot_id: str) -> str:
+    return f"{SLOT_PREFIX}{start:013d}#{slot_id}"
+
+
+def hold_sk(slot_id: str) -> str:
+    return HOLD_PREFIX + slot_id
+
+
+TIME_OFF_PREFIX = "OFF#"
+
+
+def off_sk(start: int, time_off_id: str) -> str:
+    """A doctor's time-off range, by start."""
+    return f"{TIME_OFF_PREFIX}{start:013d}#{time_off_id}"
+
+
+def appt_pk(appointment_id: str) -> str:
+    return APPOINTMENT_PREFIX + appointment_id
+
+
+def index_sk(start: int, appointment_id: str) -> str:
+    """An appointment's copy in a participant's partition, by start."""
+    return f"{APPOINTMENT_PREFIX}{start:013d}#{appointment_id}"
+
+
+def idempotency_sk(key: str) -> str:
+    """Keys are client text of up to 200 characters: stored by digest, fixed length."""
+    return "IDEM#" + hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- waitlist ---------------------------------------------------------------------------------
+WAITLIST_PREFIX = "WAIT#"
+
+
+def waitlist_entry_sk(created_at: int, entry_id: str) -> str:
+    return f"{WAITLIST_PREFIX}{created_at:013d}#{entry_id}"
+
+
+def waitlist_seat_sk(seat: int) -> str:
+    return f"{WAITLIST_PREFIX}{seat:02d}"
 
 
 # --- health records ---------------------------------------------------------------------------

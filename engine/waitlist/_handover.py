@@ -25,6 +25,7 @@ from engine import keys
 from engine.errors import Conflict, Unavailable
 from engine.realtime import events
 from engine.store import ConditionFailed, Put, StoreUnavailable
+from engine.store import keys as store_keys
 from engine.timeutil import to_rfc3339
 from engine.waitlist import _store as st
 from engine.waitlist._model import (
@@ -368,7 +369,7 @@ class Handover:
         """Every registered doctor, from the store's doctors index."""
         doctors = await self.ctx.store.query_index("DOCTORS")
         return sorted(
-            {str(item.data.get("id") or item.pk.removeprefix("USER#")) for item in doctors}
+            {str(item.data.get("id") or store_keys.user_id_of(item.pk)) for item in doctors}
         )
 
     async def run_sweeper(self) -> None:

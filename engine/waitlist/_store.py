@@ -22,24 +22,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.booking import _store as booking_store
 from engine.store import Delete, Item, Put
+from engine.store import keys as store_keys
 
 if TYPE_CHECKING:
     from engine.waitlist._model import Entry
 
-doctor_pk = booking_store.doctor_pk
-user_pk = booking_store.user_pk
-slot_sk = booking_store.slot_sk
-PREFIX = "WAIT#"
-
-
-def entry_sk(created_at: int, entry_id: str) -> str:
-    return f"{PREFIX}{created_at:013d}#{entry_id}"
-
-
-def seat_sk(seat: int) -> str:
-    return f"{PREFIX}{seat:02d}"
+doctor_pk = store_keys.doctor_pk
+user_pk = store_keys.user_pk
+slot_sk = store_keys.slot_sk
+PREFIX = store_keys.WAITLIST_PREFIX
+entry_sk = store_keys.waitlist_entry_sk
+seat_sk = store_keys.waitlist_seat_sk
 
 
 def entry_item(entry: Entry) -> Item:
