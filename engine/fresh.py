@@ -15,7 +15,8 @@ a second, so a burst of identical reads costs one trip to Redis instead of one e
 * **Writes through the owner are seen at once.** :meth:`clear` drops every entry and every
   read in flight (a read that began before the write is never stored), so a process sees its
   own writes; other processes see them within ``max_age``.
-* **Bounded size.** Past ``size`` entries the oldest goes first.
+* **Bounded size.** The entries are an :class:`engine.cache.BoundedCache` (the one bounded
+  cache): past ``size`` keys it starts over.
 
 Not for answers that decide anything: a booking is still decided by its Lua script, whatever
 a cached page showed.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Generic, TypeVar
+
+from engine.cache import BoundedCache
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable
@@ -39,9 +42,8 @@ class FreshCache(Generic[K, V]):
         self, max_age: float, size: int, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.max_age = max_age
-        self._size = size
         self._clock = clock
-        self._entries: dict[K, tuple[float, V]] = {}
+        self._entries: BoundedCache[K, tuple[float, V]] = BoundedCache(size)
         self._reads: dict[K, tuple[float, asyncio.Future[V]]] = {}
 
     async def get(
@@ -57,7 +59,7 @@ class FreshCache(Generic[K, V]):
             began, value = entry
             if now - began < self.max_age and (valid is None or valid(value)):
                 return value
-            del self._entries[key]
+            self._entries.pop(key)
         pending = self._reads.get(key)
         if pending is not None and now - pending[0] < self.max_age:
             return await asyncio.shield(pending[1])
@@ -75,9 +77,7 @@ class FreshCache(Generic[K, V]):
         del self._reads[key]
         if done.cancelled() or done.exception() is not None:
             return
-        if len(self._entries) >= self._size:
-            del self._entries[next(iter(self._entries))]
-        self._entries[key] = (began, done.result())
+        self._entries.put(key, (began, done.result()))
 
     def clear(self) -> None:
         """Forget every entry and every read in flight (after a write through the owner)."""
