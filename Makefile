@@ -65,8 +65,10 @@ fmt: $(STAMP)
 system-deps:
 	bash .ci/system-deps
 
+# Branch coverage of engine and gateway across every process the tests start (the servers
+# too: pyproject.toml [tool.coverage.run]), combined, and failing under its floor (fail_under).
 test: system-deps lint check-infra $(AXE)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --cov --cov-report=term
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
