@@ -21,7 +21,12 @@ of failure is usually an existing class with a new ``code``; a new class also ne
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
 
 
 class EngineError(Exception):
@@ -48,6 +53,42 @@ def error_entries(exc: EngineError) -> list[dict[str, Any]]:
     if isinstance(field, str):
         return [{"key": field, "message": exc.detail, "code": exc.code}]
     return []
+
+
+class Checks:
+    """Several independent checks of one input, reported together: each ``run`` keeps going
+    past a failure, and ``done`` raises one ``Invalid`` listing every failed field (one entry
+    a field, each with its own ``code``) whose ``code`` and detail are the first failure's.
+
+    A failure without entries of its own is keyed by the ``key`` it was run under."""
+
+    def __init__(self) -> None:
+        self._first: Invalid | None = None
+        self._entries: list[dict[str, Any]] = []
+
+    def run(self, key: str, check: Callable[[], T]) -> T | None:
+        """``check()``'s value, or None (recorded) when it raises ``Invalid``."""
+        try:
+            return check()
+        except Invalid as exc:
+            self.fail(key, exc)
+            return None
+
+    def fail(self, key: str, exc: Invalid) -> None:
+        self._first = self._first or exc
+        entries = error_entries(exc)
+        self._entries += entries or [{"key": key, "message": exc.detail, "code": exc.code}]
+
+    @property
+    def failed(self) -> bool:
+        return self._first is not None
+
+    def done(self) -> None:
+        """Raise the combined ``Invalid`` if any check failed."""
+        first = self._first
+        if first is not None:
+            fields = {k: v for k, v in first.fields.items() if k not in ("errors", "field")}
+            raise Invalid(first.detail, code=first.code, errors=self._entries, **fields)
 
 
 class PayloadTooLarge(Invalid):
@@ -100,6 +141,7 @@ that); the others (:class:`Unavailable`, a bare :class:`EngineError`) are failur
 
 __all__ = [
     "REFUSALS",
+    "Checks",
     "Conflict",
     "EngineError",
     "Forbidden",

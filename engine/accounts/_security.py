@@ -148,7 +148,10 @@ class Security:
     ) -> None:
         """The current password and a new one (``Invalid`` ``invalid_password``, ``weak_password``);
         every other login of the account ends, this one goes on."""
-        new = v.password(body.new_password)
+        try:
+            new = v.password(body.new_password)
+        except Invalid as exc:  # keyed by the body's field, not the registration's
+            raise Invalid(exc.detail, code=exc.code, field="new_password") from None
         item = await self._own_item(principal)
         ref = _ref(principal)
         await self._limiter.attempt(ref, address)

@@ -12,17 +12,18 @@ import msgspec
 
 from engine.accounts import validators as _rules
 from engine.timeutil import DEFAULT_TIMEZONE, to_rfc3339
+from engine.wire import doc
 
 
-def _doc(description: str, **schema: Any) -> msgspec.Meta:
-    """OpenAPI text and constraints of a field whose value the engine checks (``validators``,
-    with its own error code); msgspec itself only checks the type."""
-    return msgspec.Meta(description=description, extra_json_schema={"extra": schema})
+def _either_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
+
+UF_PATTERN = r"^\s*(" + "|".join(_either_case(uf) for uf in sorted(_rules.UFS)) + r")\s*$"
 
 Password = Annotated[
     str,
-    _doc(
+    doc(
         f"{_rules.PASSWORD_MIN} to {_rules.PASSWORD_MAX} characters (422 `weak_password`; "
         "too long: `invalid_password`)",
         min_length=_rules.PASSWORD_MIN,
@@ -31,35 +32,70 @@ Password = Annotated[
 ]
 PriceCents = Annotated[
     int,
-    _doc(
+    doc(
         "centavos, 0 to 100000000 (422 `invalid_price`)", minimum=0, maximum=_rules.PRICE_MAX_CENTS
     ),
 ]
 Name = Annotated[
     str,
-    _doc(
+    doc(
         f"at least one visible character; spaces collapsed, at most {_rules.NAME_MAX} "
         "characters (422 `invalid_name`)",
         pattern=r"\S",
         examples=["Dra. Ana Souza"],
     ),
 ]
-Crm = Annotated[str, _doc("4 to 8 digits (422 `invalid_crm`)", examples=["123456"])]
+CRM_PATTERN = r"^\s*[0-9]{4,8}\s*$"
+Crm = Annotated[
+    str, doc("4 to 8 digits (422 `invalid_crm`)", pattern=CRM_PATTERN, examples=["123456"])
+]
 Uf = Annotated[
-    str, _doc("a Brazilian state code, case-insensitive (422 `invalid_uf`)", examples=["SP"])
+    str,
+    doc(
+        "one of the 27 Brazilian state codes, case-insensitive (422 `invalid_uf`)",
+        pattern=UF_PATTERN,
+        examples=["SP"],
+    ),
+]
+Email = Annotated[
+    str,
+    doc(
+        "an address (name@domain.tld), at most 254 characters, stored lowercased; unique "
+        "(409 `duplicate_account`; 422 `invalid_email`)",
+        pattern=r"^\s*[^@\s]+@[^@\s.]+(\.[^@\s.]+)+\s*$",
+        examples=["ana.souza@example.com"],
+    ),
+]
+SPECIALTY_PATTERN = r"^\s*[A-Za-z0-9]+(-[A-Za-z0-9]+)*\s*$"
+"""A specialty slug as given: trimmed, any case (stored lowercased), at most 64 characters."""
+Specialty = Annotated[
+    str,
+    doc(
+        "a slug: letters, digits and single hyphens, at most 64 characters, stored lowercased "
+        "(422 `invalid_specialty`)",
+        pattern=SPECIALTY_PATTERN,
+        examples=["cardiologia"],
+    ),
+]
+City = Annotated[
+    str,
+    doc(
+        f"spaces collapsed, at most {_rules.CITY_MAX} characters (422 `invalid_city`)",
+        examples=["São Paulo"],
+    ),
 ]
 
 
 class Location(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     lat: Annotated[
         float,
-        _doc(
+        doc(
             "latitude (422 `invalid_location`)",
             minimum=-_rules.GEO_LAT_MAX,
             maximum=_rules.GEO_LAT_MAX,
         ),
     ]
-    lon: Annotated[float, _doc("longitude (422 `invalid_location`)", minimum=-180, maximum=180)]
+    lon: Annotated[float, doc("longitude (422 `invalid_location`)", minimum=-180, maximum=180)]
 
 
 class Money(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,19 +113,25 @@ class DoctorRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     name: Name
     crm: Crm
     uf: Uf
-    email: str
+    email: Email
     password: Password
-    specialty: str
+    specialty: Specialty
     price_cents: PriceCents
     location: Location
-    city: str | None = None
+    city: City | None = None
 
 
 class PatientRegistration(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: Name
-    email: str
+    email: Email
     cpf: Annotated[
-        str, _doc("11 digits, punctuation allowed, check digits validated (422 `invalid_cpf`)")
+        str,
+        doc(
+            "11 digits, or punctuated as 000.000.000-00; check digits validated "
+            "(422 `invalid_cpf`)",
+            pattern=r"^\s*([0-9]{11}|[0-9]{3}\.[0-9]{3}\.[0-9]{3}-[0-9]{2})\s*$",
+            examples=["529.982.247-25"],
+        ),
     ]
     password: Password
 
@@ -130,12 +172,12 @@ class DoctorPatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     price_cents: PriceCents | msgspec.UnsetType = msgspec.UNSET
-    specialty: str | msgspec.UnsetType = msgspec.UNSET
+    specialty: Specialty | msgspec.UnsetType = msgspec.UNSET
     location: Location | msgspec.UnsetType = msgspec.UNSET
-    city: str | msgspec.UnsetType | None = msgspec.UNSET
+    city: City | msgspec.UnsetType | None = msgspec.UNSET
     timezone: Annotated[
         str | msgspec.UnsetType,
-        _doc("an IANA time zone name (422 `invalid_timezone`)", examples=["America/Manaus"]),
+        doc("an IANA time zone name (422 `invalid_timezone`)", examples=["America/Manaus"]),
     ] = msgspec.UNSET
 
 
@@ -274,7 +316,7 @@ class Erasure(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class PasswordChange(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     current_password: str
-    new_password: str
+    new_password: Password
 
 
 class PasswordReset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -282,13 +324,13 @@ class PasswordReset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     email: Annotated[
         str | None,
-        _doc(
+        doc(
             "the account's e-mail (a patient's or a doctor's); or give crm and uf",
             examples=["ana.souza@example.com"],
         ),
     ] = None
-    crm: Annotated[str | None, _doc("a doctor's CRM, with uf", examples=["123456"])] = None
-    uf: Annotated[str | None, _doc("the CRM's state code", examples=["SP"])] = None
+    crm: Annotated[str | None, doc("a doctor's CRM, with uf", examples=["123456"])] = None
+    uf: Annotated[str | None, doc("the CRM's state code", examples=["SP"])] = None
 
 
 class ResetAccepted(msgspec.Struct, frozen=True, kw_only=True):
@@ -313,7 +355,7 @@ class PasswordResetConfirm(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
     token: Annotated[
         str,
-        _doc(
+        doc(
             "the code from the e-mail's `Code:` line; single use, valid 30 minutes "
             "(422 `invalid_reset_token`)",
             examples=["q3Zp0H6mX2cVb8sR1tYwLkD4nF7gJ9aE"],

@@ -73,8 +73,8 @@ def crm(value: str) -> str:
 
 
 def uf(value: str) -> str:
-    raw = value.strip().upper()
-    if raw not in UFS:
+    raw = value.strip()
+    if not raw.isascii() or (raw := raw.upper()) not in UFS:  # "\u017fp".upper() is "SP"
         raise _field_error("uf must be a Brazilian state code such as SP", "invalid_uf", "uf")
     return raw
 
@@ -99,8 +99,9 @@ def password(value: str) -> str:
 
 
 def specialty(value: str) -> str:
-    raw = value.strip().lower()
-    if len(raw) > 64 or not _SLUG.fullmatch(raw):
+    raw = value.strip()
+    # ASCII before lowercasing: the Kelvin sign "\u212a" lowercases to "k"
+    if len(raw) > 64 or not raw.isascii() or not _SLUG.fullmatch(raw := raw.lower()):
         raise _field_error(
             "specialty must be a slug: lowercase letters, digits and hyphens",
             "invalid_specialty",

@@ -65,8 +65,8 @@ class Appointments:
         check_limit(limit)
         if status is not None and status not in _STATUSES:
             raise Invalid("unknown status", code="invalid_status")
-        lo = parse_rfc3339(start, field="from") if start else None
-        hi = parse_rfc3339(end, field="to") if end else None
+        lo = parse_rfc3339(start, field="from") if start is not None else None
+        hi = parse_rfc3339(end, field="to") if end is not None else None
         found, next_cursor = await scan(
             self.ctx.store,
             layout.user_pk(principal.user_id),

@@ -25,6 +25,7 @@ from engine.booking._model import (
     ACTIVE,
     JUSTIFICATION_MAX,
     JUSTIFICATION_MIN,
+    TEXT_MAX,
     Appointment,
     AppointmentView,
     Cancellation,
@@ -32,7 +33,7 @@ from engine.booking._model import (
     MeetingView,
     Slot,
 )
-from engine.errors import Conflict, Invalid, NotFound
+from engine.errors import Checks, Conflict, Invalid, NotFound
 from engine.store import ConditionFailed, Item, Put
 from engine.timeutil import to_rfc3339
 
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
     from engine.store import Op
 
 log = logging.getLogger("healthmed.booking")
-
-TEXT_MAX = 1000
 
 
 def _transition_error(detail: str) -> Conflict:
@@ -148,7 +147,9 @@ class Decisions:
     ) -> AppointmentView:
         """Refuse a request (its doctor only); reopens the slot."""
         if reason is not None and len(reason) > TEXT_MAX:
-            raise Invalid(f"reason is at most {TEXT_MAX} characters", code="invalid_reason")
+            raise Invalid(
+                f"reason is at most {TEXT_MAX} characters", code="invalid_reason", field="reason"
+            )
         appt, version = await self.ctx.own_as(principal, appointment_id, "doctor")
         if appt.status == "confirmed" and appt.pending_move is not None:
             return await self.moves.refuse(principal, appt, version)
@@ -177,6 +178,7 @@ class Decisions:
             raise Invalid(
                 f"justification must be {JUSTIFICATION_MIN} to {JUSTIFICATION_MAX} characters",
                 code="invalid_justification",
+                field="justification",
             )
         appt, version = await self.ctx.participant(principal, appointment_id)
         return await self.cancel_by(appt, version, principal.role, text, principal.user_id)
@@ -326,10 +328,15 @@ class Decisions:
         """Rate a confirmed appointment once after it ended (its patient): ``Conflict``
         ``rating_too_early`` before the end, ``not_confirmed`` for another status,
         ``already_rated`` the second time; ``Invalid`` for stars outside 1-5."""
+        checks = Checks()
         if isinstance(stars, bool) or not 1 <= stars <= 5:
-            raise Invalid("stars must be 1 to 5", code="invalid_stars")
+            checks.fail("stars", Invalid("stars must be 1 to 5", code="invalid_stars"))
         if comment is not None and len(comment) > TEXT_MAX:
-            raise Invalid(f"comment is at most {TEXT_MAX} characters", code="invalid_comment")
+            checks.fail(
+                "comment",
+                Invalid(f"comment is at most {TEXT_MAX} characters", code="invalid_comment"),
+            )
+        checks.done()
         appt, _ = await self.ctx.own_as(principal, appointment_id, "patient")
         now = self.ctx.clock()
         if appt.status != "confirmed":

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from engine.timeutil import DEFAULT_TIMEZONE, to_rfc3339
+from engine.wire import doc
 
 SlotStatus = Literal["open", "requested", "booked"]
 PublicStatus = Literal["open", "taken"]
@@ -21,6 +22,8 @@ JUSTIFICATION_MIN, JUSTIFICATION_MAX = 10, 1000
 """Length of a cancellation's justification, counted once trimmed."""
 TIME_OFF_MAX_DAYS = 90
 REASON_MAX = 1000
+TEXT_MAX = 1000
+"""Length of a refusal's reason and a rating's comment."""
 MOVE_SUFFIX = "~m"
 """In Redis a move's new slot is held by ``<appointment id>~m`` (ULIDs never hold ``~``) until
 the move is applied (see :mod:`engine.booking._moves`)."""
@@ -31,26 +34,74 @@ def move_holder(appointment_id: str) -> str:
 
 
 # --- request bodies ---------------------------------------------------------------------------
+_RFC3339 = "RFC 3339 with an offset, such as 2026-12-01T13:00:00Z (422 `invalid_time`)"
+_CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_RULE = "(422 `invalid_rule`)"
+
+
 class SlotTimes(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    start: str
-    end: str
+    """From 5 minutes to 4 hours, starting in the future and at most two years ahead (422
+    `invalid_slot`, `slot_too_short`, `slot_too_long`, `slot_in_past`, `beyond_horizon`)."""
+
+    start: Annotated[str, doc(_RFC3339, format="date-time", examples=["2026-12-01T13:00:00Z"])]
+    end: Annotated[str, doc(_RFC3339, format="date-time", examples=["2026-12-01T13:50:00Z"])]
 
 
 class WeeklyRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Slots every ``weekdays`` (ISO, 1 = Monday) between ``start_time`` and ``end_time``
-    (``HH:MM``, local to ``timezone``) from the date ``from`` to ``to`` (inclusive)."""
+    (``HH:MM``, local to ``timezone``) from the date ``from`` to ``to`` (inclusive): at most
+    366 days, starting today or later, at most 500 slots (422 `too_many_slots`)."""
 
-    from_: str = msgspec.field(name="from")
-    to: str
-    weekdays: list[int]
-    start_time: str
-    end_time: str
+    from_: Annotated[
+        str,
+        doc(
+            f"first day, YYYY-MM-DD, today or later {_RULE}",
+            format="date",
+            pattern=_DATE,
+            examples=["2026-12-07"],
+        ),
+    ] = msgspec.field(name="from")
+    to: Annotated[
+        str,
+        doc(
+            f"last day (inclusive), YYYY-MM-DD, not before `from` {_RULE}",
+            format="date",
+            pattern=_DATE,
+            examples=["2026-12-18"],
+        ),
+    ]
+    weekdays: Annotated[
+        list[int],
+        doc(
+            f"ISO weekdays, 1 = Monday to 7 = Sunday {_RULE}",
+            min_items=1,
+            items={"type": "integer", "minimum": 1, "maximum": 7},
+            examples=[[1, 3, 5]],
+        ),
+    ]
+    start_time: Annotated[
+        str, doc(f"HH:MM, local to `timezone` {_RULE}", pattern=_CLOCK, examples=["08:00"])
+    ]
+    end_time: Annotated[
+        str,
+        doc(f"HH:MM, after `start_time` {_RULE}", pattern=_CLOCK, examples=["12:00"]),
+    ]
     timezone: Annotated[
         str | None,
-        msgspec.Meta(description="an IANA name; omitted: the doctor's profile `timezone`"),
+        doc(
+            "an IANA time zone name; omitted: the doctor's profile `timezone` "
+            "(422 `invalid_timezone`)",
+            pattern=r"^[A-Za-z0-9_+\-]{1,32}(/[A-Za-z0-9_+\-]{1,32}){0,2}$",
+            examples=["America/Sao_Paulo"],
+        ),
     ] = None
-    duration_minutes: int = 50
-    gap_minutes: int = 10
+    duration_minutes: Annotated[
+        int, doc(f"minutes a slot lasts, 5 to 240 {_RULE}", minimum=5, maximum=240)
+    ] = 50
+    gap_minutes: Annotated[
+        int, doc(f"minutes between slots, 0 to 1440 {_RULE}", minimum=0, maximum=1440)
+    ] = 10
     skip_holidays: Annotated[
         bool,
         msgspec.Meta(
@@ -68,11 +119,21 @@ class CreateSlots(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class BookRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    slot_id: str
+    slot_id: Annotated[str, doc("an open slot's id", examples=["01JDZ3T6Q4V8K2M5N7P9R1S3T5"])]
 
 
 class RefuseBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    reason: str | None = None
+    reason: (
+        Annotated[
+            str,
+            doc(
+                f"told to the patient; at most {TEXT_MAX} characters (422 `invalid_reason`)",
+                max_length=TEXT_MAX,
+                examples=["Estarei em congresso nesta data."],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CancelBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -117,8 +178,18 @@ class TimeOffBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class RatingBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    stars: int
-    comment: str | None = None
+    stars: Annotated[int, doc("1 to 5 (422 `invalid_stars`)", minimum=1, maximum=5, examples=[5])]
+    comment: (
+        Annotated[
+            str,
+            doc(
+                f"at most {TEXT_MAX} characters (422 `invalid_comment`)",
+                max_length=TEXT_MAX,
+                examples=["Atenciosa e pontual."],
+            ),
+        ]
+        | None
+    ) = None
 
 
 # --- views ------------------------------------------------------------------------------------

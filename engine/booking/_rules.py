@@ -21,10 +21,11 @@ overlapping one of the doctor's time-off ranges is left out (``off``).
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
-from engine.errors import Invalid
+from engine.errors import Checks, Invalid
 from engine.timeutil import parse_rfc3339
 from engine.timeutil import zone as _zone
 
@@ -40,6 +41,7 @@ MIN_SLOT_MS = 5 * 60 * 1000
 """A slot lasts 5 minutes at least: a real consultation, and a bound on how many slots fit a
 day (a flood of 1 ms slots made overlap checks and agendas costly)."""
 MAX_RULE_DAYS = 366
+MAX_GAP_MINUTES = 1440
 HORIZON_DAYS = 730
 """How far ahead a slot may start: two years (a real agenda; also keeps dates computable)."""
 HORIZON_MS = HORIZON_DAYS * 86_400_000
@@ -111,30 +113,51 @@ def explicit_slots(
         raise Invalid(
             f"at most {MAX_SLOTS_PER_CALL} slots per call", code="too_many_slots", count=len(slots)
         )
-    out: list[Interval] = []
-    for i, s in enumerate(slots):
-        start = parse_rfc3339(s.start, field=f"slots[{i}].start")
-        end = parse_rfc3339(s.end, field=f"slots[{i}].end")
-        check_interval(start, end, now, index=i)
-        out.append((start, end))
-    return outside(out, off)
+    checks = Checks()
+    out = [
+        checks.run(f"slots[{i}]", functools.partial(interval, s.start, s.end, now, index=i))
+        for i, s in enumerate(slots)
+    ]
+    checks.done()
+    return outside([i for i in out if i is not None], off)
+
+
+def interval(start_s: str, end_s: str, now: int, *, index: int | None = None) -> Interval:
+    """A slot's RFC 3339 ``start`` and ``end`` parsed and checked (``check_interval``), every
+    invalid one of the two reported."""
+    prefix = "" if index is None else f"slots[{index}]."
+    checks = Checks()
+    start = checks.run(
+        prefix + "start", functools.partial(parse_rfc3339, start_s, field=prefix + "start")
+    )
+    end = checks.run(prefix + "end", functools.partial(parse_rfc3339, end_s, field=prefix + "end"))
+    checks.done()
+    assert start is not None
+    assert end is not None
+    check_interval(start, end, now, index=index)
+    return start, end
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 def _date(value: str, field: str) -> date:
+    """``YYYY-MM-DD`` exactly (``date.fromisoformat`` alone also takes ``20261201``)."""
     try:
+        if _DATE.fullmatch(value) is None:
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise Invalid(f"{field} must be a date (YYYY-MM-DD)", code="invalid_rule") from None
 
 
 def _clock(value: str, field: str) -> time:
-    try:
-        hh, mm = value.split(":")
-        if len(hh) != 2 or len(mm) != 2:
-            raise ValueError(value)
-        return time(int(hh), int(mm))
-    except ValueError:
-        raise Invalid(f"{field} must be HH:MM", code="invalid_rule") from None
+    """``HH:MM`` exactly, 00:00 to 23:59."""
+    match = _CLOCK.fullmatch(value)
+    if match is None:
+        raise Invalid(f"{field} must be HH:MM", code="invalid_rule")
+    return time(int(match[1]), int(match[2]))
 
 
 def _exists(local: datetime, zone: ZoneInfo) -> bool:
@@ -159,26 +182,46 @@ def expand_rule(
     doctor's time-off ranges, skipped; ``default_timezone``: the zone of a rule that names
     none (the doctor's own). A rule left with no slot is ``Invalid`` ``no_slots``.
     """
-    zone_name = rule.timezone or default_timezone
-    if not zone_name:
-        raise Invalid("timezone must be an IANA name", code="invalid_timezone")
-    zone = _zone(zone_name)
-    first = _date(rule.from_, "from")
-    last = _date(rule.to, "to")
-    if last < first:
-        raise Invalid("to must not be before from", code="invalid_rule")
-    if (last - first).days >= MAX_RULE_DAYS:
-        raise Invalid(f"a rule spans at most {MAX_RULE_DAYS} days", code="invalid_rule")
+    checks = Checks()
+    zone_name = rule.timezone or default_timezone or ""
+    zone = checks.run("rule.timezone", lambda: _zone(zone_name, field="rule.timezone"))
+    first = checks.run("rule.from", lambda: _date(rule.from_, "from"))
+    last = checks.run("rule.to", lambda: _date(rule.to, "to"))
+    if first is not None and last is not None:
+        if last < first:
+            checks.fail("rule.to", Invalid("to must not be before from", code="invalid_rule"))
+        elif (last - first).days >= MAX_RULE_DAYS:
+            checks.fail(
+                "rule.to",
+                Invalid(f"a rule spans at most {MAX_RULE_DAYS} days", code="invalid_rule"),
+            )
     if not rule.weekdays or any(isinstance(d, bool) or not 1 <= d <= 7 for d in rule.weekdays):
-        raise Invalid("weekdays are ISO numbers 1 (Monday) to 7", code="invalid_rule")
-    begin = _clock(rule.start_time, "start_time")
-    finish = _clock(rule.end_time, "end_time")
-    if finish <= begin:
-        raise Invalid("end_time must be after start_time", code="invalid_rule")
-    if not MIN_SLOT_MS // MINUTE_MS <= rule.duration_minutes <= 240:
-        raise Invalid("duration_minutes must be 5 to 240", code="invalid_rule")
-    if not 0 <= rule.gap_minutes <= 1440:
-        raise Invalid("gap_minutes must be 0 to 1440", code="invalid_rule")
+        checks.fail(
+            "rule.weekdays",
+            Invalid("weekdays are ISO numbers 1 (Monday) to 7", code="invalid_rule"),
+        )
+    begin = checks.run("rule.start_time", lambda: _clock(rule.start_time, "start_time"))
+    finish = checks.run("rule.end_time", lambda: _clock(rule.end_time, "end_time"))
+    if begin is not None and finish is not None and finish <= begin:
+        checks.fail(
+            "rule.end_time", Invalid("end_time must be after start_time", code="invalid_rule")
+        )
+    if not MIN_SLOT_MS // MINUTE_MS <= rule.duration_minutes <= MAX_SLOT_MS // MINUTE_MS:
+        checks.fail(
+            "rule.duration_minutes",
+            Invalid("duration_minutes must be 5 to 240", code="invalid_rule"),
+        )
+    if not 0 <= rule.gap_minutes <= MAX_GAP_MINUTES:
+        checks.fail(
+            "rule.gap_minutes",
+            Invalid(f"gap_minutes must be 0 to {MAX_GAP_MINUTES}", code="invalid_rule"),
+        )
+    checks.done()  # past it, every value above was parsed
+    assert zone is not None
+    assert first is not None
+    assert last is not None
+    assert begin is not None
+    assert finish is not None
     if now is not None:
         today = datetime.fromtimestamp(now / 1000, tz=zone).date()
         if first < today:

@@ -38,7 +38,7 @@ from engine.booking._model import (
     SlotPage,
     SlotView,
 )
-from engine.booking._rules import MAX_SLOT_MS, check_interval, expand_rule, explicit_slots
+from engine.booking._rules import MAX_SLOT_MS, expand_rule, explicit_slots, interval
 from engine.booking._time_off import time_off_ranges
 from engine.errors import Conflict, Invalid, NotFound, Unavailable
 from engine.realtime import events
@@ -68,8 +68,8 @@ def time_range(
 ) -> tuple[int, int]:
     """``from``/``to`` query values as ms: defaults ``now`` .. + ``default_days``; ``Invalid`` when
     ``to`` is not after ``from`` or the range is longer than ``max_days``."""
-    lo = parse_rfc3339(start, field="from") if start else now
-    hi = parse_rfc3339(end, field="to") if end else lo + default_days * DAY_MS
+    lo = parse_rfc3339(start, field="from") if start is not None else now
+    hi = parse_rfc3339(end, field="to") if end is not None else lo + default_days * DAY_MS
     if hi <= lo:
         raise Invalid("to must be after from", code="invalid_range")
     if hi - lo > max_days * DAY_MS:
@@ -284,9 +284,7 @@ class Slots:
         """Move an open slot (``Conflict`` ``slot_not_open`` otherwise; overlap-checked)."""
         doctor_id = _doctor(principal)
         now = self.ctx.clock()
-        start = parse_rfc3339(start_s, field="start")
-        end = parse_rfc3339(end_s, field="end")
-        check_interval(start, end, now)
+        start, end = interval(start_s, end_s, now)
         old_start, old_end = await self._lock(doctor_id, slot_id, Change.EDIT, start, end)
         old = Slot(id=slot_id, doctor_id=doctor_id, start=old_start, end=old_end)
         new = Slot(id=slot_id, doctor_id=doctor_id, start=start, end=end)

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from engine.directory._models import DoctorCard, SearchPage, Specialty, SpecialtyList
-from engine.directory._service import DirectoryService
+from engine.directory._service import EARTH_RADIUS_KM, DirectoryService
 
-__all__ = ["DirectoryService", "DoctorCard", "SearchPage", "Specialty", "SpecialtyList"]
+__all__ = [
+    "EARTH_RADIUS_KM",
+    "DirectoryService",
+    "DoctorCard",
+    "SearchPage",
+    "Specialty",
+    "SpecialtyList",
+]

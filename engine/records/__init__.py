@@ -28,6 +28,8 @@ from engine.records._crypto import (
 from engine.records._files import DirectoryBlobStore
 from engine.records._keys import KeyWrapper, KmsKeyWrapper, LocalKeyWrapper, open_key_wrapper
 from engine.records._model import (
+    GROUP_PATTERN,
+    KIND_PATTERN,
     KINDS,
     AccessEntry,
     AccessPage,
@@ -62,7 +64,9 @@ async def open_blob_store(settings: Settings) -> BlobStore:
 
 __all__ = [
     "ACCEPTED",
+    "GROUP_PATTERN",
     "KINDS",
+    "KIND_PATTERN",
     "SEGMENT_SIZE",
     "SNIFF_BYTES",
     "AccessEntry",

@@ -20,7 +20,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.errors import Invalid
+from engine.errors import Checks, Invalid
 from engine.records._sealed import open_with, seal_with
 from engine.store.keys import access_sk as access_sk
 from engine.store.keys import record_sk as record_sk
@@ -40,6 +40,10 @@ SHARE_MAX_RECORDS = 50
 SHARE_MAX_GROUPS = 20
 
 _GROUP = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+GROUP_PATTERN = r"^\s*([A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?)?\s*$"
+"""The OpenAPI pattern of a group label as given: trimmed, any case, empty for none."""
+KIND_PATTERN = "^(" + "|".join(KINDS) + ")?$"
+"""The OpenAPI pattern of a kind filter (empty for none)."""
 _ID = re.compile(r"[0-9A-Za-z]{1,64}")
 
 record_pk = user_pk
@@ -201,10 +205,15 @@ def check_group(group: str | None, *, field: str = "group") -> str | None:
     """
     if group is None:
         return None
-    value = group.strip().lower()
+    value = group.strip()
     if not value:
         return None
-    if len(value) > GROUP_MAX or not _GROUP.fullmatch(value):
+    # ASCII before lowercasing: the Kelvin sign "\u212a" lowercases to "k"
+    if (
+        len(value) > GROUP_MAX
+        or not value.isascii()
+        or not _GROUP.fullmatch(value := value.lower())
+    ):
         raise Invalid(
             f"{field} must be 1-{GROUP_MAX} characters of a-z, 0-9, '.', '_' and '-', "
             "starting and ending with a letter or digit",
@@ -215,11 +224,14 @@ def check_group(group: str | None, *, field: str = "group") -> str | None:
 
 
 def check_upload_fields(kind: str | None, group: str | None, title: str | None) -> None:
-    """Validate an upload's text fields before its bytes arrive (``kind`` may come later)."""
+    """Validate an upload's text fields before its bytes arrive (``kind`` may come later);
+    every invalid one is reported."""
+    checks = Checks()
     if kind is not None:
-        check_kind(kind)
-    check_group(group)
-    check_title(title)
+        checks.run("kind", lambda: check_kind(kind))
+    checks.run("group", lambda: check_group(group))
+    checks.run("title", lambda: check_title(title))
+    checks.done()
 
 
 def _printable(value: str) -> str:

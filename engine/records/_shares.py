@@ -18,11 +18,12 @@ marker ``SHAREIX#`` says the partition's shares are all indexed.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from engine.errors import Invalid, NotFound, Unavailable
+from engine.errors import Checks, Invalid, NotFound, Unavailable
 from engine.paging import scan, scan_all
 from engine.records._model import (
     SHARE_MAX_DAYS,
@@ -91,32 +92,41 @@ class ShareBook:
         is not one of this patient's records (``unknown_record``: the same answer whether it does
         not exist or is someone else's), neither records nor groups, or a bad expiry."""
         now = self._clock()
+        checks = Checks()
         ids = list(dict.fromkeys(record_ids or []))
-        labels = list(dict.fromkeys(check_group(g, field="groups") or "" for g in groups or []))
-        labels = [g for g in labels if g]
-        if not ids and not labels:
-            raise Invalid(
-                "give at least one of record_ids or groups", code="empty_share", field="record_ids"
+        labels: list[str] = []
+        for i, group in enumerate(groups or []):
+            label = checks.run(f"groups[{i}]", partial(check_group, group, field=f"groups[{i}]"))
+            if label and label not in labels:
+                labels.append(label)
+        if not ids and not labels and not checks.failed:
+            checks.fail(
+                "record_ids",
+                Invalid("give at least one of record_ids or groups", code="empty_share"),
             )
         if len(ids) > SHARE_MAX_RECORDS:
-            raise Invalid(
-                f"at most {SHARE_MAX_RECORDS} record_ids per share",
-                code="too_many_records",
-                field="record_ids",
+            checks.fail(
+                "record_ids",
+                Invalid(
+                    f"at most {SHARE_MAX_RECORDS} record_ids per share", code="too_many_records"
+                ),
             )
         if len(labels) > SHARE_MAX_GROUPS:
-            raise Invalid(
-                f"at most {SHARE_MAX_GROUPS} groups per share",
-                code="too_many_groups",
-                field="groups",
+            checks.fail(
+                "groups",
+                Invalid(f"at most {SHARE_MAX_GROUPS} groups per share", code="too_many_groups"),
             )
-        expires = parse_rfc3339(expires_at, field="expires_at")
-        if expires <= now or expires > now + SHARE_MAX_DAYS * _DAY_MS:
-            raise Invalid(
-                f"expires_at must be in the future and at most {SHARE_MAX_DAYS} days ahead",
-                code="invalid_expiry",
-                field="expires_at",
+        expires = checks.run("expires_at", partial(parse_rfc3339, expires_at, field="expires_at"))
+        if expires is not None and (expires <= now or expires > now + SHARE_MAX_DAYS * _DAY_MS):
+            checks.fail(
+                "expires_at",
+                Invalid(
+                    f"expires_at must be in the future and at most {SHARE_MAX_DAYS} days ahead",
+                    code="invalid_expiry",
+                ),
             )
+        checks.done()
+        assert expires is not None  # checks.done() raised otherwise
         await self._check_doctor(doctor_id)
         for index, record_id in enumerate(ids):
             if not is_id(record_id):

@@ -3,7 +3,7 @@ Handlers only translate; :class:`engine.booking.BookingService` decides."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import msgspec
 from litestar import delete, get, patch, post
@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from engine.booking import (
     Agenda,
     AppointmentPage,
+    AppointmentStatus,
     AppointmentView,
     BookRequest,
     CancelBody,
@@ -33,7 +34,15 @@ if TYPE_CHECKING:
     from engine.principal import Principal
     from engine.runtime import Engine
 
-From = Annotated[str | None, QueryParameter(name="from", description="RFC 3339 start of the range")]
+_TIME = {"format": "date-time"}
+From = Annotated[
+    str | None,
+    QueryParameter(
+        name="from",
+        description="RFC 3339 start of the range, with an offset (422 `invalid_time`)",
+        schema_extra=_TIME,
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
@@ -43,7 +52,12 @@ IdempotencyKey = Annotated[
     ),
 ]
 To = Annotated[
-    str | None, QueryParameter(name="to", description="RFC 3339 end of the range (exclusive)")
+    str | None,
+    QueryParameter(
+        name="to",
+        description="RFC 3339 end of the range (exclusive), with an offset (422 `invalid_time`)",
+        schema_extra=_TIME,
+    ),
 ]
 
 
@@ -77,7 +91,11 @@ async def my_slots(
     doctor: Principal,
     from_: From = None,
     to: To = None,
-    limit: int = Parameter(default=20, description="page size, 1-100"),
+    limit: int = Parameter(
+        default=20,
+        description="page size, 1-100 (422 `invalid_limit`)",
+        schema_extra={"minimum": 1, "maximum": 100},
+    ),
     cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
 ) -> SlotPage:
     """Status `open` | `requested` | `booked` with `appointment_id` (a `requested` slot may
@@ -173,10 +191,18 @@ async def request_appointment(
 async def list_appointments(
     engine: Engine,
     principal: Principal,
-    status: str | None = Parameter(default=None, description="filter by status"),
+    status: str | None = Parameter(
+        default=None,
+        description="filter by status (422 `invalid_status`)",
+        schema_extra={"enum": list(get_args(AppointmentStatus))},
+    ),
     from_: From = None,
     to: To = None,
-    limit: int = Parameter(default=20, description="page size, 1-100"),
+    limit: int = Parameter(
+        default=20,
+        description="page size, 1-100 (422 `invalid_limit`)",
+        schema_extra={"minimum": 1, "maximum": 100},
+    ),
     cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
 ) -> AppointmentPage:
     """The caller's appointments (as patient or doctor) by slot start; `from`/`to` bound the

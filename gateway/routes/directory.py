@@ -8,7 +8,10 @@ from litestar import get
 from litestar.params import Parameter
 
 from engine.accounts import DoctorProfile  # noqa: TC001  (Litestar resolves at runtime)
-from engine.directory import SearchPage, SpecialtyList  # noqa: TC001
+from engine.accounts.models import SPECIALTY_PATTERN
+from engine.accounts.validators import GEO_LAT_MAX
+from engine.directory import EARTH_RADIUS_KM, SearchPage, SpecialtyList
+from engine.paging import LIMIT_MAX
 from gateway.problems import problems
 
 if TYPE_CHECKING:
@@ -36,18 +39,39 @@ async def specialties(engine: Engine) -> SpecialtyList:
 async def search_doctors(
     engine: Engine,
     patient: Principal,
-    specialty: str | None = Parameter(default=None, description="exact specialty slug"),
-    lat: float | None = Parameter(default=None, description="latitude of the patient"),
-    lon: float | None = Parameter(default=None, description="longitude of the patient"),
+    specialty: str | None = Parameter(
+        default=None,
+        description="exact specialty slug, case-insensitive (422 `invalid_specialty`)",
+        schema_extra={"pattern": SPECIALTY_PATTERN},
+    ),
+    lat: float | None = Parameter(
+        default=None,
+        description="latitude of the patient; with lon (422 `location_required`, "
+        "`invalid_location`)",
+        schema_extra={"minimum": -GEO_LAT_MAX, "maximum": GEO_LAT_MAX},
+    ),
+    lon: float | None = Parameter(
+        default=None,
+        description="longitude of the patient; with lat",
+        schema_extra={"minimum": -180, "maximum": 180},
+    ),
     max_km: float | None = Parameter(
-        default=None, description="keep doctors at most this far; needs lat and lon (else 422)"
+        default=None,
+        description="keep doctors at most this far, above 0 and at most 20038 km; needs lat "
+        "and lon (422 `location_required`, `invalid_distance`)",
+        schema_extra={"exclusive_minimum": 0, "maximum": EARTH_RADIUS_KM},
     ),
     min_rating: float | None = Parameter(
         default=None,
         description="0-5; keeps doctors rated at least this; unrated doctors are left out by "
-        "any value above 0",
+        "any value above 0 (422 `invalid_rating`)",
+        schema_extra={"minimum": 0, "maximum": 5},
     ),
-    limit: int | None = Parameter(default=None, description="page size, 1-100 (default 20)"),
+    limit: int | None = Parameter(
+        default=None,
+        description="page size, 1-100 (default 20; 422 `invalid_limit`)",
+        schema_extra={"minimum": 1, "maximum": LIMIT_MAX},
+    ),
     cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
 ) -> SearchPage:
     """Patients only (doctors: 403). Ordered by distance (then id) when `lat`/`lon` are

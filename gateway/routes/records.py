@@ -36,11 +36,14 @@ from litestar import Request, Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from engine.errors import Invalid, PayloadTooLarge
 from engine.records import (
+    GROUP_PATTERN,
+    KIND_PATTERN,
     KINDS,
     AccessPage,
     RecordContent,
@@ -51,6 +54,7 @@ from engine.records import (
     check_upload_fields,
     clean_filename,
 )
+from engine.wire import doc
 from gateway.multipart import PartData, PartEnd, PartStart, form_events, malformed
 from gateway.problems import problems
 from gateway.routes._paging import LIMIT_DEFAULT, Cursor, Limit
@@ -73,10 +77,41 @@ class ShareCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """A share: at least one of ``record_ids`` / ``groups``; ``expires_at`` in the future and at
     most 365 days ahead (RFC 3339)."""
 
-    doctor_id: str
-    expires_at: str
-    record_ids: Annotated[list[str], msgspec.Meta(max_length=50)] | None = None
-    groups: Annotated[list[str], msgspec.Meta(max_length=20)] | None = None
+    doctor_id: Annotated[
+        str, doc("a doctor's id (422 `unknown_doctor`)", examples=["01JDZ3T6Q4V8K2M5N7P9R1S3T5"])
+    ]
+    expires_at: Annotated[
+        str,
+        doc(
+            "RFC 3339 with an offset, in the future and at most 365 days ahead (422 "
+            "`invalid_time`, `invalid_expiry`)",
+            format="date-time",
+            examples=["2027-01-31T23:59:59Z"],
+        ),
+    ]
+    record_ids: (
+        Annotated[
+            list[str],
+            msgspec.Meta(
+                max_length=50,
+                description="ids of your records (422 `unknown_record`, `too_many_records`)",
+            ),
+        ]
+        | None
+    ) = None
+    groups: (
+        Annotated[
+            list[str],
+            msgspec.Meta(max_length=20),
+            doc(
+                "group labels, 1-64 of a-z 0-9 . _ - starting and ending with a letter or "
+                "digit, case-insensitive (422 `invalid_group`, `too_many_groups`)",
+                items={"type": "string", "pattern": GROUP_PATTERN},
+                examples=[["cardiologia-2026"]],
+            ),
+        ]
+        | None
+    ) = None
 
 
 # -- the upload form ---------------------------------------------------------------------------
@@ -267,8 +302,16 @@ async def upload_record(
 async def list_records(
     engine: Engine,
     patient: Principal,
-    kind: str | None = None,
-    group: str | None = None,
+    kind: str | None = Parameter(
+        default=None,
+        description="one of " + ", ".join(KINDS) + " (422 `invalid_kind`)",
+        schema_extra={"pattern": KIND_PATTERN},
+    ),
+    group: str | None = Parameter(
+        default=None,
+        description="a group label, case-insensitive (422 `invalid_group`)",
+        schema_extra={"pattern": GROUP_PATTERN},
+    ),
     limit: Limit = LIMIT_DEFAULT,
     cursor: Cursor = None,
 ) -> RecordPage:

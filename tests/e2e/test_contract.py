@@ -11,6 +11,8 @@ import httpx
 from websockets.sync.client import connect
 
 from tests.e2e._accounts import (
+    PASSWORD,
+    bearer,
     doctor_body,
     login_doctor,
     login_patient,
@@ -87,6 +89,73 @@ def test_nested_fields_are_reported_by_their_path(http: httpx.Client) -> None:
     }
 
 
+def test_every_invalid_value_of_a_weekly_rule_is_reported(http: httpx.Client) -> None:
+    """A rule with every field wrong: one entry a field, keyed by its path in the body, the
+    top-level code of the first check (the zone), as when only that one was wrong."""
+    doc = bearer(login_doctor(http, register_doctor(http, 11_000_020)))
+    rule = {"from": "2026-13-01", "to": "later", "weekdays": [0, 8], "start_time": "25:00",
+            "end_time": "9", "timezone": "Mars/Olympus", "duration_minutes": 1,
+            "gap_minutes": -1}  # fmt: skip
+    r = http.post("/v1/me/slots", headers=doc, json={"rule": rule})
+    assert _codes(r) == {
+        "rule.timezone": "invalid_timezone",
+        **{f"rule.{k}": "invalid_rule" for k in rule if k != "timezone"},
+    }
+    assert r.json()["code"] == "invalid_timezone"
+    # Relations between valid values are reported on the later field.
+    ok = {"from": "2030-01-10", "to": "2030-01-01", "weekdays": [1], "start_time": "10:00",
+          "end_time": "09:00", "timezone": "America/Sao_Paulo"}  # fmt: skip
+    r = http.post("/v1/me/slots", headers=doc, json={"rule": ok})
+    assert _codes(r) == {"rule.to": "invalid_rule", "rule.end_time": "invalid_rule"}
+
+
+def test_every_invalid_slot_and_time_is_reported(http: httpx.Client) -> None:
+    """Explicit slots: each bad time by its path, each bad interval by its slot; a moved slot
+    reports both of its times."""
+    doc = bearer(login_doctor(http, register_doctor(http, 11_000_021)))
+    past = {"start": "2020-01-01T10:00:00Z", "end": "2020-01-01T10:50:00Z"}
+    slots = [{"start": "soon", "end": "2030-01-01T10:00:00"}, past, {**past, "end": past["start"]}]
+    r = http.post("/v1/me/slots", headers=doc, json={"slots": slots})
+    assert _codes(r) == {
+        "slots[0].start": "invalid_time",
+        "slots[0].end": "invalid_time",
+        "slots[1]": "slot_in_past",
+        "slots[2]": "invalid_slot",
+    }
+    assert r.json()["code"] == "invalid_time"
+    r = http.patch("/v1/me/slots/x1", headers=doc, json={"start": "a", "end": "b"})
+    assert _codes(r) == {"start": "invalid_time", "end": "invalid_time"}
+
+
+def test_every_invalid_value_of_patient_bodies_is_reported(http: httpx.Client) -> None:
+    """A rating, a share, an upload's text fields and a password change: every invalid value
+    at once, each keyed by the field of that body."""
+    pat = bearer(login_patient(http, register_patient(http, 11_000_022)))
+    r = http.post(
+        "/v1/appointments/x1/rating", headers=pat, json={"stars": 9, "comment": "x" * 1001}
+    )
+    assert _codes(r) == {"stars": "invalid_stars", "comment": "invalid_comment"}
+    groups = ["ok-label", "Not A Label!", "a b"]
+    share = {"doctor_id": "x1", "expires_at": "tomorrow", "groups": groups}
+    r = http.post("/v1/me/shares", headers=pat, json=share)
+    assert _codes(r) == {
+        "groups[1]": "invalid_group",
+        "groups[2]": "invalid_group",
+        "expires_at": "invalid_time",
+    }
+    r = http.post(
+        "/v1/me/records",
+        headers=pat,
+        data={"kind": "diary", "group": "Not A Label!", "title": "t" * 201},
+        files={"file": ("a.txt", b"hello", "text/plain")},
+    )
+    assert _codes(r) == {"kind": "invalid_kind", "group": "invalid_group", "title": "invalid_title"}
+    body = {"current_password": PASSWORD, "new_password": "short"}
+    assert _codes(http.post("/v1/me/password", headers=pat, json=body)) == {
+        "new_password": "weak_password"
+    }
+
+
 def test_a_valid_body_is_unaffected(http: httpx.Client) -> None:
     """The fast path: a valid registration is 201 as before."""
     assert http.post("/v1/patients", json=patient_body(11_000_004)).status_code == 201
@@ -132,6 +201,53 @@ def test_the_schema_states_enforced_rules(http: httpx.Client) -> None:
     assert (price["minimum"], price["maximum"]) == (0, 100_000_000)
     assert parts["Location"]["properties"]["lon"]["maximum"] == 180
     assert parts["DoctorRegistration"]["properties"]["name"]["pattern"] == r"\S"
+
+
+def test_the_schema_states_patterns_bounds_and_formats(http: httpx.Client) -> None:
+    """The account, weekly-rule, rating and share rules, and the bounds of the query
+    parameters, are in the document (tests/unit/test_schema_patterns.py checks the patterns
+    against the engine's checks)."""
+    schema = http.get("/schema/openapi.json").json()
+    parts = schema["components"]["schemas"]
+    doctor = parts["DoctorRegistration"]["properties"]
+    assert re.search(doctor["crm"]["pattern"], "123456")
+    assert not re.search(doctor["crm"]["pattern"], "12")
+    assert re.search(doctor["uf"]["pattern"], "sp")
+    assert not re.search(doctor["uf"]["pattern"], "XX")
+    assert not re.search(doctor["specialty"]["pattern"], "Bad Slug!")
+    assert not re.search(parts["PatientRegistration"]["properties"]["cpf"]["pattern"], "123")
+    rule = parts["WeeklyRule"]["properties"]
+    assert rule["weekdays"]["items"] == {"type": "integer", "minimum": 1, "maximum": 7}
+    assert rule["weekdays"]["minItems"] == 1
+    assert re.search(rule["start_time"]["pattern"], "08:00")
+    assert not re.search(rule["start_time"]["pattern"], "24:00")
+    assert rule["from"]["format"] == "date"
+    assert (rule["duration_minutes"]["minimum"], rule["duration_minutes"]["maximum"]) == (5, 240)
+    assert (rule["gap_minutes"]["minimum"], rule["gap_minutes"]["maximum"]) == (0, 1440)
+    assert parts["SlotTimes"]["properties"]["start"]["format"] == "date-time"
+    stars = parts["RatingBody"]["properties"]["stars"]
+    assert (stars["minimum"], stars["maximum"]) == (1, 5)
+    assert parts["RatingBody"]["properties"]["comment"]["maxLength"] == 1000
+    assert parts["ShareCreate"]["properties"]["expires_at"]["format"] == "date-time"
+    assert parts["PasswordChange"]["properties"]["new_password"]["minLength"] == 8
+
+    def query(path: str) -> dict[str, dict[str, object]]:
+        params = schema["paths"][path]["get"]["parameters"]
+        return {p["name"]: p["schema"] for p in params if p["in"] == "query"}
+
+    search = query("/v1/doctors")
+    assert (search["min_rating"]["minimum"], search["min_rating"]["maximum"]) == (0, 5)
+    assert (search["limit"]["minimum"], search["limit"]["maximum"]) == (1, 100)
+    assert search["max_km"]["exclusiveMinimum"] == 0
+    assert search["lat"]["maximum"] == parts["Location"]["properties"]["lat"]["maximum"]
+    appointments = query("/v1/appointments")
+    assert set(appointments["status"]["enum"]) == {
+        "requested", "confirmed", "refused", "expired", "cancelled"
+    }  # fmt: skip
+    assert appointments["from"]["format"] == "date-time"
+    assert (appointments["limit"]["minimum"], appointments["limit"]["maximum"]) == (1, 100)
+    assert re.search(query("/v1/me/records")["kind"]["pattern"], "exam")
+    assert not re.search(query("/v1/me/records")["kind"]["pattern"], "diary")
 
 
 def test_options_lists_every_method_of_the_path(http: httpx.Client) -> None:
