@@ -86,6 +86,7 @@ class Engine:
             settings, store, redis, self.accounts, self.booking,
             outbox=self.notifications.outbox,
         )  # fmt: skip
+        self.booking.use_waitlist(self.waitlist)
         self.privacy_parts.insert(0, self.waitlist)
         self.notifications.attach(
             self.booking, {"appointment.reminder": self.booking.reminder_current}

@@ -70,6 +70,21 @@ def redis_guard(
     return wrapper
 
 
+class WaitlistPort(Protocol):
+    """Where booking sends freed and new slots (:class:`engine.waitlist.WaitlistService`)."""
+
+    async def release(
+        self, doctor_id: str, slot_id: str, start: int, end: int, *, mode: Any, ref: str = "",
+        undo: bool = False, now: int | None = None, slot_known_open: bool = True,
+    ) -> str: ...  # fmt: skip
+
+    async def has_waitlist(self, doctor_id: str) -> bool: ...
+
+    async def fulfilment(self, doctor_id: str, entry_id: str) -> list[Op]: ...
+
+    async def fulfilled(self, doctor_id: str, entry_id: str, start: int, end: int) -> None: ...
+
+
 class AccountsPort(Protocol):
     """What booking needs from accounts (:class:`engine.accounts.AccountService`)."""
 
@@ -154,6 +169,9 @@ class BookingContext:
         self.ttl_ms = settings.request_ttl_seconds * 1000
         self.meeting_ms = settings.meeting_minutes * 60_000
         self.rebuild = Rebuild(self)
+        self.waitlist: WaitlistPort | None = None
+        """Where freed and new slots go (engine.waitlist, release.lua), once wired; without
+        one a freed slot simply reopens (reopen.lua)."""
 
     # --- scripts ------------------------------------------------------------------------------
     async def _run(
@@ -243,9 +261,18 @@ class BookingContext:
         return appt, version
 
     # --- redis side of freeing a slot ---------------------------------------------------------
-    async def reopen(self, appt: Appointment, now: int) -> str:
-        """Free the appointment's slot in Redis (reopening it if it has not started) and drop
-        the patient's hold. Idempotent. The script's outcome (reopen.lua)."""
+    async def reopen(self, appt: Appointment, now: int, *, undo: bool = False) -> str:
+        """Free the appointment's slot in Redis (held for the next waitlist entry whose window
+        covers it, else reopened if it has not started) and drop the patient's hold.
+        ``undo``: a reservation rolled back, so a slot it took from its patient's own hold
+        returns to that hold. Idempotent. The script's outcome (release.lua or reopen.lua)."""
+        if self.waitlist is not None:
+            outcome = await self.waitlist.release(
+                appt.doctor_id, appt.slot_id, appt.start, appt.end, mode="appt", ref=appt.id,
+                undo=undo, now=now,
+            )  # fmt: skip
+            await self._drop_patient_hold(appt)
+            return outcome
         channel, frame = events.slot_frame(
             appt.doctor_id, appt.slot_id, appt.start, appt.end, "open", now
         )
@@ -256,8 +283,11 @@ class BookingContext:
             [appt.id, appt.slot_id, now, channel, frame],
             retry=True,
         )
+        await self._drop_patient_hold(appt)
+        return reply.outcome
+
+    async def _drop_patient_hold(self, appt: Appointment) -> None:
         try:
             await self.redis.hdel(keys.patient_holds(appt.patient_id), appt.id)
         except RedisError:
             log.warning("could not drop the patient's hold %s", appt.id, exc_info=True)
-        return reply.outcome

@@ -12,7 +12,7 @@ import msgspec
 from engine.timeutil import DEFAULT_TIMEZONE, to_rfc3339
 from engine.wire import doc
 
-SlotStatus = Literal["open", "requested", "booked"]
+SlotStatus = Literal["open", "requested", "booked", "held"]
 PublicStatus = Literal["open", "taken"]
 AppointmentStatus = Literal["requested", "confirmed", "refused", "expired", "cancelled"]
 CancelledBy = Literal["patient", "doctor", "system"]
@@ -198,6 +198,14 @@ class Price(msgspec.Struct, frozen=True, kw_only=True):
     currency: str = "BRL"
 
 
+class HoldView(msgspec.Struct, frozen=True, kw_only=True):
+    """A waitlist hold: the slot is offered to this entry's patient until ``expires_at``."""
+
+    entry_id: str
+    patient_id: str
+    expires_at: str
+
+
 class SlotView(msgspec.Struct, frozen=True, kw_only=True):
     """A slot as its doctor sees it."""
 
@@ -206,6 +214,8 @@ class SlotView(msgspec.Struct, frozen=True, kw_only=True):
     end: str
     status: SlotStatus
     appointment_id: str | None = None
+    hold: HoldView | None = None
+    """Only while ``held`` (a waitlist hold)."""
 
 
 class SlotList(msgspec.Struct, frozen=True, kw_only=True):
@@ -421,6 +431,9 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True):
     move: bool = False
     """``requested`` by a confirmed appointment's pending move (held in Redis by
     :func:`move_holder`)."""
+    hold_entry_id: str | None = None
+    """While ``held``: the waitlist entry it is offered to (``patient_id`` is its patient)."""
+    hold_expires_at: int | None = None
 
     def to_data(self) -> dict[str, Any]:
         data: dict[str, Any] = msgspec.to_builtins(self)
@@ -433,12 +446,20 @@ class Slot(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.convert(data, cls)
 
     def view(self) -> SlotView:
+        hold = None
+        if self.status == "held" and self.hold_entry_id and self.hold_expires_at:
+            hold = HoldView(
+                entry_id=self.hold_entry_id,
+                patient_id=self.patient_id or "",
+                expires_at=to_rfc3339(self.hold_expires_at),
+            )
         return SlotView(
             id=self.id,
             start=to_rfc3339(self.start),
             end=to_rfc3339(self.end),
             status=self.status,
             appointment_id=self.appointment_id,
+            hold=hold,
         )
 
 

@@ -119,7 +119,9 @@ class Rebuild:
                 holder = move_holder(s.appointment_id) if s.move and s.appointment_id else None
                 args += [
                     position[s.id], s.id, s.start, s.end, s.status,
-                    holder or s.appointment_id or "", s.patient_id or "", s.deadline or "",
+                    # a held slot (waitlist): its entry and expiry in these two places
+                    holder or s.appointment_id or s.hold_entry_id or "", s.patient_id or "",
+                    s.deadline or s.hold_expires_at or "",
                     s.requested_at or "", to_rfc3339(s.start), to_rfc3339(s.end),
                 ]  # fmt: skip
             reply = await ctx.eval(

@@ -51,9 +51,12 @@ from engine.store import ConditionFailed, Put
 from engine.timeutil import new_id
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from engine.booking._context import BookingContext
     from engine.booking._views import Views
     from engine.principal import Principal
+    from engine.store import Op
 
 log = logging.getLogger("healthmed.booking")
 
@@ -200,6 +203,8 @@ class Reservations:
             raise Conflict("the slot is not open", code="slot_unavailable")
         fresh = minted or reserved.outcome == "reserved"
         deadline = reserved.deadline
+        held_for = reserved.hold_entry  # the waitlist hold this request takes, fulfilled with it
+        waitlist = self.ctx.waitlist if held_for else None
         stub = Appointment(
             id=appointment_id, status="requested", doctor_id=doctor_id, patient_id=patient_id,
             slot_id=slot_id, start=reserved.start, end=reserved.end, price_cents=0,
@@ -222,15 +227,18 @@ class Reservations:
                 price_cents=int(profile.price.amount_cents),
                 currency=str(profile.price.currency),
             )
-            stored = await self._store_request(appt, key)
+            fulfil = await waitlist.fulfilment(doctor_id, held_for) if waitlist else []
+            stored = await self._store_request(appt, key, fulfil)
         except BaseException as exc:
             if isinstance(exc, idem.Replayed) and exc.record.appointment_id == appointment_id:
                 raise  # a duplicate of this very request stored it: the reservation is right
             if fresh:  # only the call that made the reservation may undo it
-                await self._undo(stub, now)
+                await self._undo(stub, now, undo=bool(held_for))
             if isinstance(exc, (_StaleRedis, idem.Replayed)):
                 await self.ctx.rebuild.doctor(doctor_id, force=True)
             raise
+        if waitlist is not None:
+            await waitlist.fulfilled(doctor_id, held_for, appt.start, appt.end)
         if stored is not appt:
             return stored  # an earlier attempt with this id already stored it
         pairs = events.frames(
@@ -258,11 +266,12 @@ class Reservations:
             )
         return template
 
-    async def _undo(self, stub: Appointment, now: int) -> None:
-        """Release our unstored reservation; if Redis cannot be told (it is failing), forget
-        the slot's in-flight entry instead, so the slot is not held until its deadline."""
+    async def _undo(self, stub: Appointment, now: int, *, undo: bool = False) -> None:
+        """Release our unstored reservation (``undo``: it took a waitlist hold, which goes
+        back to its holder); if Redis cannot be told (it is failing), forget the slot's
+        in-flight entry instead, so the slot is not held until its deadline."""
         try:
-            await self.ctx.reopen(stub, now)
+            await self.ctx.reopen(stub, now, undo=undo)
         except Exception:
             log.warning("could not release reservation %s", stub.id, exc_info=True)
             await self._forget(stub.doctor_id, stub.slot_id)
@@ -332,8 +341,11 @@ class Reservations:
             "you already have an appointment at an overlapping time", code="patient_overlap"
         )
 
-    async def _store_request(self, appt: Appointment, key: idem.KeyUse | None) -> Appointment:
-        """Store the request durably, with its ``Idempotency-Key`` record if ``key``; returns
+    async def _store_request(
+        self, appt: Appointment, key: idem.KeyUse | None, extra: Sequence[Op] = ()
+    ) -> Appointment:
+        """Store the request durably, with its ``Idempotency-Key`` record if ``key`` and
+        ``extra`` ops (a fulfilled waitlist entry's removal); returns
         ``appt``, or the stored one if an earlier attempt with the same id got there first.
         ``Replayed`` if another attempt with the key stored its outcome first; ``Conflict`` if the
         store says another request holds the slot (Redis was stale: the doctor is rebuilt from
@@ -351,7 +363,7 @@ class Reservations:
             await self.ctx.store.transact(
                 [main, layout.hold_put(appt, "absent"),
                  Put(item=layout.slot_item(slot), expect="present"),
-                 *index, *record, *self.ctx.notices.requested(appt)]
+                 *index, *record, *self.ctx.notices.requested(appt), *extra]
             )  # fmt: skip
         except ConditionFailed as exc:
             if key is not None:

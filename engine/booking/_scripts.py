@@ -49,6 +49,8 @@ class ReserveReply(Reply, array_like=True, frozen=True):
     end: int = 0
     deadline: int = 0
     requested_at: int = 0
+    hold_entry: str = ""
+    """The waitlist entry whose hold the request took (its patient booked the held slot)."""
 
 
 class ReopenReply(Reply, array_like=True, frozen=True):

@@ -225,6 +225,16 @@ class Slots:
     async def _finish_create(
         self, doctor_id: str, slots: list[Slot], finish: Finish, now: int
     ) -> None:
+        waitlist = self.ctx.waitlist
+        if finish is Finish.COMMIT and waitlist and await waitlist.has_waitlist(doctor_id):
+            # A waitlist: each new slot goes through release.lua instead, held or opened.
+            outcomes = [
+                await waitlist.release(doctor_id, s.id, s.start, s.end, mode="slot", now=now)
+                for s in slots
+            ]
+            if "already" in outcomes:  # Redis was rebuilt mid-way: load them from the store
+                await self.ctx.rebuild.doctor(doctor_id, force=True)
+            return
         channel = ""
         args: list[Any] = []
         for s in slots:
@@ -300,11 +310,15 @@ class Slots:
         # Built before the write: nothing that can fail may sit between write and unlock.
         frame = events.slot_frame(doctor_id, slot_id, start, end, "open", now)
         await self._locked_write(doctor_id, slot_id, ops, now)
-        await self.ctx.rebuild.after_commit(
+        edited = await self.ctx.rebuild.after_commit(
             doctor_id,
             self._unlock(doctor_id, slot_id, Change.EDIT, frame, now, start, end),
             [slot_id],
         )
+        waitlist = self.ctx.waitlist
+        if edited and waitlist and await waitlist.has_waitlist(doctor_id):
+            # Its new times may lie in a waiting patient's window: release.lua decides.
+            await waitlist.release(doctor_id, slot_id, start, end, mode="slot", now=now)
         return new.view()
 
     @redis_guard
@@ -385,13 +399,17 @@ class Slots:
             async with self.ctx.redis.pipeline(transaction=False) as pipe:
                 for slot_id in ids:
                     pipe.hmget(keys.slot(doctor_id, slot_id), "status", "start", "end",
-                               "appointment_id")  # fmt: skip
+                               "appointment_id", "hold_entry", "patient_id",
+                               "hold_expires")  # fmt: skip
                 rows = await pipe.execute()
             out: list[Slot] = []
-            for slot_id, (status, start, end, appt) in zip(ids, rows, strict=True):
+            for slot_id, (status, start, end, appt, entry, holder, expires) in zip(
+                ids, rows, strict=True
+            ):
                 if status is None or status == b"pending":
                     continue
                 state = status.decode()
+                held = state == "held"  # a waitlist hold (engine/waitlist/release.lua)
                 out.append(
                     Slot(
                         id=slot_id,
@@ -400,7 +418,12 @@ class Slots:
                         end=int(end),
                         status="open" if state == "locked" else state,
                         # a pending move's slot is held by "<appointment id>~m" (_moves)
-                        appointment_id=appt.decode().removesuffix(MOVE_SUFFIX) if appt else None,
+                        appointment_id=(
+                            appt.decode().removesuffix(MOVE_SUFFIX) if appt and not held else None
+                        ),
+                        patient_id=holder.decode() if held and holder else None,
+                        hold_entry_id=entry.decode() if held and entry else None,
+                        hold_expires_at=int(expires) if held and expires else None,
                     )
                 )
             return out, len(entries), last

@@ -8,6 +8,8 @@
 -- ARGV[1] force (0 | 1)  ARGV[2] now (ms)  ARGV[3] slot key prefix (for the member check)
 -- ARGV[4] n slots  then per slot 11 values: KEYS index, id, start, end, status, appointment id,
 --   patient id, deadline, requested_at, start (RFC 3339), end (RFC 3339); "" = none
+--   (a "held" slot, a waitlist hold: its entry id in place of the appointment id, the
+--   holder as patient id, the hold's expiry in place of the deadline)
 -- In-flight entries are kept as they are, not replaced by the store's version: a "pending" slot
 -- (create.lua, its durable write under way) and a "locked" one (lock.lua, with its "~<id>"
 -- shadow interval), so a rebuild never lets an overlapping batch or edit in meanwhile;
@@ -88,6 +90,9 @@ for i = 1, n do
       if start > now then
         redis.call("ZADD", KEYS[3], start, id)
       end
+    elseif status == "held" then
+      redis.call("HSET", key, "patient_id", ARGV[b + 7], "hold_entry", appt,
+        "hold_expires", ARGV[b + 8])
     else
       redis.call("HSET", key, "appointment_id", appt, "patient_id", ARGV[b + 7])
       if status == "requested" then

@@ -13,7 +13,10 @@
 -- ARGV[1] appointment id  ARGV[2] patient id  ARGV[3] now (ms)  ARGV[4] request TTL (ms)
 -- ARGV[5] decision lead (ms): requests close this long before the start
 -- ARGV[6] slot id  ARGV[7] channel  ARGV[8..10] slot.updated frame split around start and end
--- returns {1, "reserved" | "already", start, end, deadline, requested_at}
+-- A "held" slot (a waitlist hold, release.lua) is reserved only by its holder before the hold
+-- expires; it keeps "hold_entry"/"hold_expires", so a rolled-back reservation returns it to
+-- that hold (release.lua, "undo"), and the reply names the entry (fulfilled by this request).
+-- returns {1, "reserved" | "already", start, end, deadline, requested_at [, hold entry id]}
 --       | {0, "not_hydrated" | "not_found" | "past" | "too_late" | "slot_unavailable"}
 -- Deadline = min(now + TTL, start - lead). When start - lead is already past the request is
 -- refused ("too_late"): the doctor would have no time left to decide.
@@ -35,7 +38,15 @@ local start = tonumber(s[2])
 if start <= now then
   return {0, "past"}
 end
-if status ~= "open" then
+local hold_entry = nil
+if status == "held" then
+  -- A waitlist hold (release.lua): only its patient may book it, until it expires.
+  local h = redis.call("HMGET", KEYS[1], "patient_id", "hold_expires", "hold_entry")
+  if h[1] ~= ARGV[2] or tonumber(h[2]) <= now then
+    return {0, "slot_unavailable"}
+  end
+  hold_entry = h[3]
+elseif status ~= "open" then
   return {0, "slot_unavailable"}
 end
 local lead_limit = start - tonumber(ARGV[5])
@@ -54,4 +65,7 @@ redis.call("ZREM", KEYS[2], ARGV[6])
 redis.call("ZADD", KEYS[3], deadline, appt)
 redis.call("HSET", KEYS[4], appt, ARGV[6])
 redis.call("PUBLISH", ARGV[7], ARGV[8] .. s[7] .. ARGV[9] .. s[8] .. ARGV[10])
+if hold_entry then
+  return {1, "reserved", start, tonumber(s[3]), deadline, now, hold_entry}
+end
 return {1, "reserved", start, tonumber(s[3]), deadline, now}

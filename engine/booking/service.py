@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from engine.booking._appointments import AppointmentQuery
-    from engine.booking._context import AccountsPort, BookingOptions
+    from engine.booking._context import AccountsPort, BookingOptions, WaitlistPort
     from engine.booking._model import (
         Agenda,
         AppointmentPage,
@@ -199,6 +199,12 @@ class BookingService:
     async def erase_user(self, principal: Principal) -> None:
         """Cancel the user's active appointments, remove a doctor's open slots."""
         await self.erasure.erase_user(principal)
+
+    # --- the waitlist -------------------------------------------------------------------------
+    def use_waitlist(self, waitlist: WaitlistPort) -> None:
+        """Route every freed slot (cancel, refuse, expiry, rollback) and every new or edited
+        slot through the waitlist's release script (engine.waitlist)."""
+        self.ctx.waitlist = waitlist
 
     # --- rebuilding Redis from the store (Rebuild) --------------------------------------------
     async def rebuild(self, *, force: bool = False) -> int:

@@ -113,7 +113,7 @@ class Entries:
                 created_at=now,
                 seat=free[0],
             )
-            await self.hot.add(entry)
+            entry = msgspec.structs.replace(entry, created_at=await self.hot.add(entry))
             try:
                 await self.ctx.store.transact(
                     [

@@ -259,7 +259,11 @@ class Handover:
         if value is None or seq is None:
             return []
         _, _, patient_id, seat = value.split(":")
-        return list(st.remove_ops(doctor_id, patient_id, entry_id, seq, int(seat)))
+        entry_op, seat_op = st.remove_ops(doctor_id, patient_id, entry_id, seq, int(seat))
+        guard = await self.ctx.store.get(seat_op.pk, seat_op.sk)
+        if guard is None or guard.data.get("entry_id") != entry_id:
+            return [entry_op]  # the seat already serves another entry of the patient
+        return [entry_op, msgspec.structs.replace(seat_op, expect=guard.version)]
 
     async def fulfilled(self, doctor_id: str, entry_id: str, start: int, end: int) -> None:
         """Redis side of a fulfilment (after the request was stored): the entry leaves."""

@@ -126,7 +126,8 @@ class HotWaitlist:
         )
         return msgspec.convert(result, ForgetReply).slot
 
-    async def add(self, entry: Entry) -> None:
+    async def add(self, entry: Entry) -> int:
+        """Add the entry (add.lua); its FCFS seq (its ``created_at`` from then on)."""
         d = entry.doctor_id
         days = _days(entry.start, entry.end)
         result = await self.eval(
@@ -156,6 +157,7 @@ class HotWaitlist:
                 code="already_waiting",
                 entry_id=str(result[2]),
             )
+        return int(result[2])
 
     async def position(self, entry: Entry) -> int:
         """1 + the entries of the doctor created before this one (FCFS rank)."""

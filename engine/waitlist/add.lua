@@ -7,13 +7,16 @@
 -- ARGV[1] entry id  ARGV[2] patient id  ARGV[3] from (ms)  ARGV[4] to (ms)  ARGV[5] seq (the
 -- creation time, ms: FCFS order)  ARGV[6] seat (the patient's guard item number)  ARGV[7] n
 -- ARGV[7+i] expiry of bucket i (ms, absolute)
--- returns {1, "added" | "already"} | {0, "not_hydrated"} | {0, "already_waiting", other entry}
+-- FCFS is strict: the seq used is max(ARGV[5], the doctor's latest seq + 1), so two entries
+-- created in the same millisecond still keep their order of arrival.
+-- returns {1, "added" | "already", seq used} | {0, "not_hydrated"}
+--       | {0, "already_waiting", other entry}
 if redis.call("EXISTS", KEYS[4]) == 0 then
   return {0, "not_hydrated"}
 end
 local entry = ARGV[1]
 if redis.call("HEXISTS", KEYS[1], entry) == 1 then
-  return {1, "already"}
+  return {1, "already", tonumber(redis.call("ZSCORE", KEYS[2], entry))}
 end
 local from = tonumber(ARGV[3])
 local to = tonumber(ARGV[4])
@@ -25,6 +28,10 @@ for i = 1, #mine, 2 do
   end
 end
 local seq = tonumber(ARGV[5])
+local last = redis.call("ZREVRANGE", KEYS[2], 0, 0, "WITHSCORES")
+if #last > 0 and tonumber(last[2]) >= seq then
+  seq = tonumber(last[2]) + 1
+end
 redis.call("HSET", KEYS[1], entry, ARGV[3] .. ":" .. ARGV[4] .. ":" .. ARGV[2] .. ":" .. ARGV[6])
 redis.call("ZADD", KEYS[2], seq, entry)
 redis.call("HSET", KEYS[3], entry, ARGV[3] .. ":" .. ARGV[4])
@@ -33,4 +40,4 @@ for i = 1, n do
   redis.call("ZADD", KEYS[4 + i], seq, entry)
   redis.call("PEXPIREAT", KEYS[4 + i], tonumber(ARGV[7 + i]))
 end
-return {1, "added"}
+return {1, "added", seq}

@@ -41,7 +41,12 @@ than {s.ws_max_topics}).
 
 **Topics.** `doctor.<id>.slots` (anyone authenticated), `doctor.<id>.appointments` (that
 doctor), `patient.<id>.appointments` (that patient). Events:
-`{{"type":"event","topic","event","data","at"}}`.
+`{{"type":"event","topic","event","data","at"}}`: `slot.updated` on `doctor.<id>.slots`
+(`{{slot_id, doctor_id, start, end, status: "open" | "taken" | "removed"}}`);
+`appointment.requested`, `.confirmed`, `.refused`, `.cancelled`, `.expired` (the appointment)
+on the participants' topics; `waitlist.offered` on `patient.<id>.appointments`
+(`{{entry_id, slot: {{id, start, end}}, hold_expires_at}}`: a freed slot is held for that
+waitlist entry until `hold_expires_at`; book it with `POST /v1/appointments`).
 
 **Events.** `slot.updated` on `doctor.<id>.slots`, data `{{slot_id, doctor_id, start, end,
 status: "open" | "taken" | "removed"}}`, for every slot whose status changes. On the private

@@ -5,22 +5,39 @@ during a hold."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import redis
 
-from tests.e2e.test_booking import forge, iso, later, new_doctor, problem
-from tests.support import RedisServer, ServerProcess, free_port
+from tests.e2e._accounts import bearer, login_patient, register_patient
+from tests.e2e.test_booking import forge, iso, later, make_slots, new_doctor, problem
+from tests.e2e.test_rescheduling import Listener, post, wait_kind
+from tests.mail_sink import MailSink
+from tests.support import RedisServer, ServerProcess, free_port, timeout
 
-HOLD_SECONDS = 4
+HOLD_SECONDS = round(timeout(4))
+"""Short enough to watch a hold lapse, scaled (HEALTHMED_TEST_TIMEOUT_FACTOR) so that a loaded
+machine does not lapse one before the test declines it."""
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[MailSink]:
+    server = MailSink().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
 def wl_server(
-    module_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    module_redis: RedisServer, sink: MailSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """A server whose holds last HOLD_SECONDS, so a lapse can be watched."""
     proc = ServerProcess(
@@ -30,10 +47,40 @@ def wl_server(
             "HEALTHMED_REDIS_URL": module_redis.url,
             "HEALTHMED_ENV": "test",
             "HEALTHMED_WAITLIST_HOLD_SECONDS": str(HOLD_SECONDS),
+            "HEALTHMED_MAIL_URL": sink.url,
+            "HEALTHMED_MAIL_POLL_SECONDS": "0.2",
         },
     ).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def long_redis() -> Iterator[RedisServer]:
+    server = RedisServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def long_server(
+    long_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server (on a Redis of its own) with the default 10-minute holds: the races and the
+    flush must not see a hold lapse, however loaded the machine."""
+    proc = ServerProcess(
+        port=free_port(),
+        data_dir=Path(tmp_path_factory.mktemp("waitlist-long")),
+        env={"HEALTHMED_REDIS_URL": long_redis.url, "HEALTHMED_ENV": "test"},
+    ).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def long(long_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=long_server.url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture
@@ -127,3 +174,167 @@ def test_bad_waitlist_input_is_refused_with_the_documented_codes(
     problem(wl.post(f"/v1/waitlist/{entry}/decline", headers=me), 409, "no_offer")
     problem(wl.get("/v1/me/waitlist?limit=0", headers=doc), 422)
     problem(wl.get("/v1/me/waitlist?cursor=%%%", headers=doc), 422)
+
+
+# --- holds ------------------------------------------------------------------------------------
+def real_patient(http: httpx.Client, n: int) -> dict[str, Any]:
+    profile = register_patient(http, n)
+    pair = login_patient(http, profile)
+    return {"id": profile["id"], "headers": bearer(pair), "token": pair["access_token"],
+            "email": profile["email"]}  # fmt: skip
+
+
+def book(http: httpx.Client, headers: dict[str, str], slot: str) -> httpx.Response:
+    return http.post("/v1/appointments", headers=headers, json={"slot_id": slot})
+
+
+def cancel(http: httpx.Client, headers: dict[str, str], appt: str) -> httpx.Response:
+    return http.post(f"/v1/appointments/{appt}/cancel", headers=headers,
+                     json={"justification": "a change of plans"})  # fmt: skip
+
+
+def own_slot(http: httpx.Client, doc: dict[str, str], slot: str) -> dict[str, Any]:
+    to = iso(later(days=30))
+    items = http.get(f"/v1/me/slots?to={to}", headers=doc).json()["items"]
+    return next(dict(s) for s in items if s["id"] == slot)
+
+
+def test_three_patients_wait_and_a_cancelled_slot_passes_down_the_line(
+    wl_server: ServerProcess, wl: httpx.Client, sink: MailSink, unique: Callable[[], int]
+) -> None:
+    """A confirmed appointment is cancelled: the first waiting patient is offered the slot
+    (event within a second, and an e-mail), the others' bookings of it get 409; the first
+    declines and the second gets it; the second's hold lapses and the third gets it; the
+    third books it, its entry is gone and the fourth moves up."""
+    doctor_id, doc = new_doctor(wl, unique)
+    start, end = later(3), later(4)
+    (slot,) = make_slots(wl, doc, [(start, end)])
+    booker = real_patient(wl, unique())
+    appt = post(wl, "/v1/appointments", booker["headers"], {"slot_id": slot})["id"]
+    post(wl, f"/v1/appointments/{appt}/accept", doc)
+    p = [real_patient(wl, unique()) for _ in range(4)]
+    entries = [post(wl, "/v1/waitlist", x["headers"], {"doctor_id": doctor_id,
+                    "from": iso(later(0)), "to": iso(later(days=2))})["id"] for x in p]  # fmt: skip
+
+    async def flow() -> list[dict[str, Any]]:
+        listeners = [await Listener.open(wl_server, x["token"]) for x in p[:3]]
+        try:
+            t0 = time.monotonic()
+            r = await asyncio.to_thread(cancel, wl, booker["headers"], appt)
+            assert r.status_code == 200, r.text
+            first = await listeners[0].until("waitlist.offered", seconds=1)
+            assert time.monotonic() - t0 < timeout(1)
+            for other in p[1:]:
+                problem(await asyncio.to_thread(book, wl, other["headers"], slot), 409,
+                        "slot_unavailable")  # fmt: skip
+            held = await asyncio.to_thread(own_slot, wl, doc, slot)
+            assert held["status"] == "held"
+            assert held["hold"]["entry_id"] == entries[0]
+            assert held["hold"]["patient_id"] == p[0]["id"]
+            agenda = wl.get(f"/v1/doctors/{doctor_id}/slots", headers=p[1]["headers"]).json()
+            assert [s["status"] for s in agenda["slots"]] == ["taken"]
+            r = await asyncio.to_thread(wl.post, f"/v1/waitlist/{entries[0]}/decline",
+                                        headers=p[0]["headers"])  # fmt: skip
+            assert r.status_code == 204, r.text
+            second = await listeners[1].until("waitlist.offered", seconds=1)
+            problem(await asyncio.to_thread(book, wl, p[0]["headers"], slot), 409)
+            problem(await asyncio.to_thread(book, wl, p[2]["headers"], slot), 409)
+            third = await listeners[2].until("waitlist.offered", seconds=HOLD_SECONDS + 5)
+            return [first, second, third]
+        finally:
+            for listener in listeners:
+                await listener.ws.close()
+
+    first, second, third = asyncio.run(flow())
+    for frame, x, entry in zip((first, second, third), p, entries, strict=False):
+        assert frame["topic"] == f"patient.{x['id']}.appointments"
+        assert frame["data"]["entry_id"] == entry
+        assert frame["data"]["slot"] == {"id": slot, "start": iso(start), "end": iso(end)}
+        assert frame["data"]["hold_expires_at"]
+    mail = wait_kind(sink, p[0]["email"], "waitlist.offered")
+    assert "reservado para você" in mail.message.get_body(("plain",)).get_content()
+    mine = wl.get("/v1/waitlist", headers=p[2]["headers"]).json()["items"]
+    assert mine[0]["offer"]["slot"]["id"] == slot
+    assert [
+        e["position"] for e in wl.get("/v1/waitlist", headers=p[3]["headers"]).json()["items"]
+    ] == [4]
+    assert book(wl, p[2]["headers"], slot).status_code == 201
+    assert wl.get("/v1/waitlist", headers=p[2]["headers"]).json()["items"] == []
+    assert [
+        e["position"] for e in wl.get("/v1/waitlist", headers=p[3]["headers"]).json()["items"]
+    ] == [3]
+    assert [
+        e["offer"] for e in wl.get("/v1/waitlist", headers=p[0]["headers"]).json()["items"]
+    ] == [None]
+    assert own_slot(wl, doc, slot)["status"] == "requested"
+
+
+def race(server: ServerProcess, slot: str, headers: list[dict[str, str]]) -> list[httpx.Response]:
+    async def go() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, timeout=timeout(60),
+                                     limits=limits) as client:  # fmt: skip
+            start = asyncio.Event()
+
+            async def one(h: dict[str, str]) -> httpx.Response:
+                await start.wait()
+                return await client.post("/v1/appointments", headers=h, json={"slot_id": slot})
+
+            tasks = [asyncio.create_task(one(h)) for h in headers]
+            await asyncio.sleep(0.2)
+            start.set()
+            return await asyncio.gather(*tasks)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("waiting", [True, False], ids=["with-waitlist", "no-waitlist"])
+def test_two_hundred_patients_race_for_a_freed_slot(
+    long_server: ServerProcess, long: httpx.Client, unique: Callable[[], int], waiting: bool
+) -> None:
+    """A booked slot is cancelled and 200 patients (the holder among them, if a waitlist
+    exists) book it at once: with a waitlist only the holder wins; without, exactly one."""
+    doctor_id, doc = new_doctor(long, unique)
+    (slot,) = make_slots(long, doc, [(later(5), later(6))])
+    _, booker = patient(long_server, unique())
+    appt = post(long, "/v1/appointments", booker, {"slot_id": slot})["id"]
+    holder_id, holder = patient(long_server, unique())
+    if waiting:
+        assert wait(long, holder, doctor_id, later(0), later(days=1)).status_code == 201
+    assert cancel(long, booker, appt).status_code == 200
+    crowd = [forge(long_server, f"P{uuid.uuid4().hex}", "patient") for _ in range(199)]
+    responses = race(long_server, slot, [holder, *crowd])
+    statuses = [r.status_code for r in responses]
+    assert sorted(statuses).count(201) == 1, statuses
+    assert statuses.count(409) == 199, statuses
+    if waiting:
+        assert statuses[0] == 201
+        assert responses[0].json()["patient_id"] == holder_id
+
+
+def test_redis_flushed_during_a_hold_keeps_the_same_holder_until_the_same_expiry(
+    long_server: ServerProcess, long: httpx.Client, long_redis: RedisServer,
+    unique: Callable[[], int],
+) -> None:  # fmt: skip
+    """FLUSHALL while a slot is held: after the rebuild the same entry holds it until the
+    same instant, others still get 409 and the holder books it."""
+    doctor_id, doc = new_doctor(long, unique)
+    (slot,) = make_slots(long, doc, [(later(7), later(8))])
+    _, booker = patient(long_server, unique())
+    appt = post(long, "/v1/appointments", booker, {"slot_id": slot})["id"]
+    holder_id, holder = patient(long_server, unique())
+    _, other = patient(long_server, unique())
+    entry = wait(long, holder, doctor_id, later(0), later(days=1)).json()["id"]
+    wait(long, other, doctor_id, later(0), later(days=1))
+    assert cancel(long, booker, appt).status_code == 200
+    before = own_slot(long, doc, slot)
+    assert before["hold"]["entry_id"] == entry
+    client = redis.Redis.from_url(long_redis.url)
+    client.flushall()
+    client.close()
+    after = own_slot(long, doc, slot)
+    assert (after["status"], after["hold"]) == ("held", before["hold"])
+    problem(book(long, other, slot), 409, "slot_unavailable")
+    r = book(long, holder, slot)
+    assert r.status_code == 201, r.text
+    assert r.json()["patient_id"] == holder_id

@@ -1,6 +1,8 @@
 """The waitlist's release script and hand-over on real Redis (and the cluster) with SQLite:
 first come first served among covering entries, declines and deletions pass on, lapsed holds
-are swept, and a 10,000-entry waitlist hands over at the cost of a 10-entry one."""
+are swept, a flush rebuilds the same hold, a process killed mid-hand-over leaves the slot held
+or open (never held forever), and a 10,000-entry waitlist hands over at the cost of a
+10-entry one."""
 
 from __future__ import annotations
 
@@ -136,6 +138,80 @@ async def test_a_lapsed_hold_is_swept_to_the_next_entry_then_opens(
     assert await waitlist.sweep_once() == 1
     assert await hold_of(booking_redis, doc, slot) == ("open", None)
     assert [e.id for e in (await waitlist.list_own(p1)).items] == [e1]
+
+
+async def test_a_hold_is_rebuilt_after_a_flush_with_the_same_holder_and_expiry(
+    booking: BookingService, waitlist: WaitlistService, booking_redis: Redis, clock: Clock
+) -> None:
+    """FLUSHDB while a slot is held: the next use rebuilds the slot held for the same entry
+    until the same expiry, and the sweep still passes it on at that expiry."""
+    doc = doctor()
+    start = clock.now + 3 * HOUR
+    (slot,) = await slots_of(booking, doc, [(start, start + 50 * MIN)])
+    p1, p2 = patient(), patient()
+    e1 = await wait(waitlist, p1, doc, clock.now + HOUR, start + DAY)
+    e2 = await wait(waitlist, p2, doc, clock.now + HOUR, start + DAY)
+    await waitlist.release(doc.user_id, slot, start, start + 50 * MIN, mode="slot")
+    before = await booking_redis.hget(keys.slot(doc.user_id, slot), "hold_expires")
+    await booking_redis.flushdb()
+    view = (await waitlist.list_own(p1)).items[0]
+    assert view.offer is not None
+    await booking.rebuild_doctor(doc.user_id)
+    assert await hold_of(booking_redis, doc, slot) == ("held", e1)
+    assert await booking_redis.hget(keys.slot(doc.user_id, slot), "hold_expires") == before
+    await waitlist.reindex([doc.user_id])
+    clock.advance(waitlist.hold_ms)
+    assert await waitlist.sweep_once() == 1
+    assert await hold_of(booking_redis, doc, slot) == ("held", e2)
+
+
+async def test_a_process_killed_mid_hand_over_leaves_the_slot_held_then_passed_on_or_open(
+    booking: BookingService, waitlist: WaitlistService, booking_redis: Redis, clock: Clock,
+    booking_store: FlakyStore,
+) -> None:  # fmt: skip
+    """The process dies after release.lua held the slot and before the store recorded it: a
+    restarted process (new services, same Redis and store) sees it held until the expiry, then
+    its sweep (re-indexed at start) passes it on, recorded in the store; had Redis been lost
+    too, the store's open slot comes back open. Never held forever, never two holders."""
+    doc = doctor()
+    start = clock.now + 3 * HOUR
+    (slot,) = await slots_of(booking, doc, [(start, start + 50 * MIN)])
+    p1, p2 = patient(), patient()
+    e1 = await wait(waitlist, p1, doc, clock.now + HOUR, start + DAY)
+    e2 = await wait(waitlist, p2, doc, clock.now + HOUR, start + DAY)
+    reply = await waitlist.handover.hot.release_redis(
+        doc.user_id, slot, start, start + 50 * MIN, mode="slot", ref="", flag="", due=False,
+        now=clock.now,
+    )  # fmt: skip
+    assert (reply.outcome, reply.entry) == ("held", e1)
+    assert (await stored_slot(booking_store, doc, slot))["status"] == "open"  # never recorded
+    booking2 = BookingService(booking_settings(), booking_store, booking_redis,
+                              FakeAccounts(booking_store), clock=clock)  # fmt: skip
+    waitlist2 = WaitlistService(booking_settings(), booking_store, booking_redis,
+                                FakeAccounts(booking_store), booking2, clock=clock)  # fmt: skip
+    assert await hold_of(booking_redis, doc, slot) == ("held", e1)
+    await waitlist2.reindex([doc.user_id])
+    assert await waitlist2.sweep_once() == 0
+    clock.advance(waitlist2.hold_ms)
+    assert await waitlist2.sweep_once() == 1
+    assert await hold_of(booking_redis, doc, slot) == ("held", e2)
+    data = await stored_slot(booking_store, doc, slot)
+    assert (data["status"], data["hold_entry_id"]) == ("held", e2)
+    # Killed again mid-hand-over, and this time Redis is lost as well: the store's state wins.
+    await waitlist2.decline(p2, e2)
+    assert (await stored_slot(booking_store, doc, slot))["status"] == "open"
+    p3 = patient()
+    e3 = await wait(waitlist2, p3, doc, clock.now + HOUR, start + DAY)
+    reply = await waitlist2.handover.hot.release_redis(
+        doc.user_id, slot, start, start + 50 * MIN, mode="slot", ref="", flag="", due=False,
+        now=clock.now,
+    )  # fmt: skip
+    assert (reply.outcome, reply.entry) == ("held", e3)
+    await booking_redis.flushdb()
+    await booking2.rebuild_doctor(doc.user_id)
+    assert await hold_of(booking_redis, doc, slot) == ("open", None)
+    assert (await stored_slot(booking_store, doc, slot))["status"] == "open"
+    assert (await waitlist2.list_own(p3)).items[0].offer is None
 
 
 @pytest.mark.parametrize("waiting", [10, 10_000])
