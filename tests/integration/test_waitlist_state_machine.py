@@ -140,7 +140,7 @@ class WaitlistMachine(BookingMachine):
             assert err.code == "patient_overlap"
         else:
             assert err is None, err
-            appt_id = body.split(b'"id":"')[1].split(b'"')[0].decode()
+            appt_id = body.id
             deadline = min(now + self.booking.ctx.ttl_ms, slot.start - LEAD)
             self.model.appts[appt_id] = MAppt(slot_id, p, slot.start, slot.end, deadline)
             slot.status, slot.appt = "requested", appt_id
@@ -175,8 +175,25 @@ class WaitlistMachine(BookingMachine):
             SEEN["lapsed"] += 1
         assert passed == len(lapsed)
 
+    def offered(self) -> dict[str, MEntry]:
+        return {i: e for i, e in self.entries.items() if e.offer is not None}
+
+    @precondition(lambda self: self.offered())
+    @rule(i=st.integers(0, 100))
+    def holder_books(self, i: int) -> None:
+        """The holder of some held slot books it (the rule above, aimed at a hold)."""
+        entry = self.offered()[self.pick(self.offered(), i)]
+        assert entry.offer is not None
+        self.book(sorted(self.model.slots).index(entry.offer), entry.patient)
+
+    @precondition(lambda self: self.offered())
+    @rule(i=st.integers(0, 100))
+    def holder_declines(self, i: int) -> None:
+        """The holder of some held slot declines it (the decline rule, aimed at a hold)."""
+        self.decline(sorted(self.entries).index(self.pick(self.offered(), i)))
+
     # --- waitlist rules -----------------------------------------------------------------------
-    @rule(p=st.integers(0, 2), k=st.integers(0, 30), hours=st.sampled_from([2, 6, 30]))
+    @rule(p=st.integers(0, 2), k=st.integers(0, 30), hours=st.sampled_from([2, 30, 30]))
     def wait(self, p: int, k: int, hours: int) -> None:
         start = self.base + k * 30 * MIN - HOUR
         end = start + hours * HOUR
