@@ -330,18 +330,25 @@ class Moves:
         d = moved.doctor_id
         channel, frame = events.slot_frame(d, before.slot_id, before.start, before.end, "open", now)
         mode = "requested" if moved.status == "requested" else "booked"
+        # With a waitlist wired, the old slot is left to its release script (held for the next
+        # waiting patient or opened), as every freed slot is.
+        waitlist = ctx.waitlist
         reply = await ctx.doctor_eval(
             ctx.scripts.move,
             d,
             [keys.slot(d, moved.slot_id), keys.slot(d, before.slot_id),
              keys.doctor_open_slots(d), keys.doctor_deadlines(d), keys.doctor_pending(d),
              keys.doctor_hydrated(d)],
-            [moved.id, move_holder(moved.id), moved.slot_id, before.slot_id, now, mode,
-             moved.deadline, channel, frame],
+            [moved.id, move_holder(moved.id), moved.slot_id,
+             "" if waitlist else before.slot_id, now, mode, moved.deadline, channel, frame],
             retry=True,
         )  # fmt: skip
         if not reply.ok:  # Redis does not hold the move (flushed, stale): the store does
             await ctx.rebuild.doctor(d, force=True)
+        elif waitlist is not None:
+            await waitlist.release(
+                d, before.slot_id, before.start, before.end, mode="appt", ref=moved.id, now=now
+            )
 
     async def _release(self, stub: Appointment, now: int) -> None:
         try:
