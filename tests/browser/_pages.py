@@ -25,6 +25,11 @@ def zulu(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def shown(instant: str) -> str:
+    """An API instant as the pages show it (pt-BR, São Paulo time): ``02/12/2026, 10:00``."""
+    return f"{datetime.fromisoformat(instant).astimezone(SAO_PAULO):%d/%m/%Y, %H:%M}"
+
+
 def mark(page: Page) -> None:
     """Tag the document, so a later check proves that no reload happened in between."""
     page.evaluate("window.__noReload = 'kept'")

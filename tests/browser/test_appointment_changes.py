@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tests.browser._pages import (
     not_reloaded,
     patient_token,
     publish,
+    shown,
     zulu,
 )
 from tests.browser.conftest import allow_http_error, screenshot
@@ -197,7 +197,7 @@ def test_a_patient_moves_a_confirmed_appointment_and_the_doctor_decides_live(
 
     mine.get_by_role("link", name="Remarcar consulta").click()
     expect(pat.get_by_role("heading", level=1)).to_have_text("Remarcar consulta")
-    expect(pat.locator("p.current")).to_contain_text(_local(first["start"]))
+    expect(pat.locator("p.current")).to_contain_text(shown(first["start"]))
     expect(pat.locator("#agenda")).to_have_attribute("data-live", "on")
     expect(pat.locator(f"#agenda button[data-slot-id='{first['id']}']")).to_be_disabled()
     expect(pat.locator("#espera-entrar")).to_have_count(0)  # no waitlist while moving
@@ -208,14 +208,14 @@ def test_a_patient_moves_a_confirmed_appointment_and_the_doctor_decides_live(
     pat.keyboard.press("Enter")
     expect(pat.get_by_role("heading", level=1)).to_have_text("Minhas consultas")
     pending = mine.locator(".pending-move")
-    expect(pending).to_contain_text(f"Remarcação pedida para {_local(second['start'])}")
-    expect(mine.locator(".when")).to_contain_text(_local(first["start"]))  # still there
+    expect(pending).to_contain_text(f"Remarcação pedida para {shown(second['start'])}")
+    expect(mine.locator(".when")).to_contain_text(shown(first["start"]))  # still there
     expect(mine.get_by_role("link", name="Remarcar consulta")).to_have_count(0)
     accessible(pat)
     screenshot(pat, "reschedule-pending")
 
     request = doc.locator(f"#pedidos li[data-appointment-id='{appt['id']}']")
-    expect(request).to_contain_text(f"pediu para remarcar para {_local(second['start'])}")
+    expect(request).to_contain_text(f"pediu para remarcar para {shown(second['start'])}")
     expect(request).to_contain_text(patient_body(n)["name"])
     not_reloaded(doc)
     accessible(doc)
@@ -223,12 +223,10 @@ def test_a_patient_moves_a_confirmed_appointment_and_the_doctor_decides_live(
     request.get_by_role("button", name="Aceitar remarcação").click()
     expect(request).to_have_count(0)
 
-    expect(mine.locator(".when")).to_contain_text(_local(second["start"]))
+    expect(mine.locator(".when")).to_contain_text(shown(second["start"]))
     expect(pending).to_have_count(0)
     expect(mine).to_have_attribute("data-status", "confirmed")
-    expect(pat.locator("#aviso")).to_have_text(
-        f"Consulta remarcada para {_local(second['start'])}."
-    )
+    expect(pat.locator("#aviso")).to_have_text(f"Consulta remarcada para {shown(second['start'])}.")
 
     # Again, to the third slot: this time the doctor refuses and it stays on the second.
     mine.get_by_role("link", name="Remarcar consulta").click()
@@ -238,15 +236,10 @@ def test_a_patient_moves_a_confirmed_appointment_and_the_doctor_decides_live(
     request.get_by_role("button", name="Recusar remarcação").click()
     expect(request).to_have_count(0)
     expect(pending).to_have_count(0)
-    expect(mine.locator(".when")).to_contain_text(_local(second["start"]))
+    expect(mine.locator(".when")).to_contain_text(shown(second["start"]))
     expect(pat.locator("#aviso")).to_contain_text("O médico recusou a remarcação")
     not_reloaded(pat)
     not_reloaded(doc)
-
-
-def _local(instant: str) -> str:
-    """An API instant as the pages show it (pt-BR, São Paulo time): ``02/12/2026, 10:00``."""
-    return f"{datetime.fromisoformat(instant).astimezone(SAO_PAULO):%d/%m/%Y, %H:%M}"
 
 
 def test_time_off_lists_the_confirmed_appointments_in_its_way_and_can_cancel_them(
@@ -290,7 +283,7 @@ def test_time_off_lists_the_confirmed_appointments_in_its_way_and_can_cancel_the
     allow_http_error(doc, 409, r"/v1/me/time-off$")  # confirmed_in_range, on purpose
     form.get_by_role("button", name="Registrar ausência").click()
     conflict = doc.locator(f"#conflitos li[data-appointment-id='{confirmed['id']}']")
-    expect(conflict).to_contain_text(_local(taken["start"]))
+    expect(conflict).to_contain_text(shown(taken["start"]))
     expect(doc.locator("#conflitos li")).to_have_count(1)  # the request is not in the way
     box = form.get_by_label("Cancelar as consultas confirmadas nesse período")
     expect(box).to_be_focused()
@@ -308,7 +301,7 @@ def test_time_off_lists_the_confirmed_appointments_in_its_way_and_can_cancel_the
     listed = doc.locator("#ausencias li[data-time-off-id]")
     expect(listed).to_have_count(1)
     expect(listed).to_contain_text("Congresso de cardiologia")
-    expect(listed).to_contain_text(_local(zulu(in_days(4, 12))))
+    expect(listed).to_contain_text(shown(zulu(in_days(4, 12))))
 
     expect(mine).to_have_attribute("data-status", "cancelled")
     expect(mine).to_contain_text(f"Cancelada pelo médico: {reason}")

@@ -20,8 +20,11 @@ from tests.browser._pages import (
     in_days,
     login_doctor,
     login_patient,
+    mark,
+    not_reloaded,
     patient_token,
     publish,
+    shown,
     zulu,
 )
 from tests.browser.conftest import allow_http_error, screenshot
@@ -102,3 +105,73 @@ def test_a_patient_joins_a_waitlist_from_the_agenda_and_leaves_it(
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("1º")
     assert rows.first.get_attribute("data-entry-id") == second.json()["id"]
+
+
+def test_a_freed_slot_is_offered_live_to_the_first_in_line_then_the_next(
+    new_page: Callable[..., Page], server: ServerProcess, unique: Callable[[], int]
+) -> None:
+    """Two patients wait for a doctor whose only slot is taken; it is cancelled: the first in
+    line sees the slot held for them without a reload (and a notice), the doctor's list shows
+    it held; the first declines, the second sees it offered live and books it from the offer,
+    which fulfils their entry."""
+    n = unique()
+    with httpx.Client(base_url=server.url) as http:
+        doctor = register_doctor(http, n)
+        for k in range(3):
+            register_patient(http, n + k)
+        [slot] = publish(http, doctor_token(http, doctor), in_days(2))
+        taken = book(http, patient_token(http, n), slot["id"])
+        window = {"doctor_id": doctor["id"], "from": zulu(in_days(1)), "to": zulu(in_days(3))}
+        entries = []
+        for k in (1, 2):
+            r = http.post("/v1/waitlist", json=window, headers=bearer(patient_token(http, n + k)))
+            assert r.status_code == 201, r.text
+            entries.append(r.json())
+
+    first, second = new_page(), new_page()
+    for page, k in ((first, 1), (second, 2)):
+        login_patient(page, patient_body(n + k)["email"])
+        page.get_by_role("link", name="Lista de espera").click()
+        expect(page.locator("#espera li[data-entry-id]")).to_have_attribute("data-offered", "false")
+        mark(page)
+    doc = new_page()
+    login_doctor(doc, doctor["crm"])
+    go(doc, "#/espera")
+    expect(doc.locator("#espera-medico li[data-entry-id]")).to_have_count(2)
+
+    with httpx.Client(base_url=server.url) as http:
+        cancelled = http.post(
+            f"/v1/appointments/{taken['id']}/cancel",
+            json={"justification": "Não poderei ir, desculpe."},
+            headers=bearer(patient_token(http, n)),
+        )
+        assert cancelled.status_code == 200, cancelled.text
+
+    mine = first.locator("#espera li[data-entry-id]")
+    expect(mine).to_have_attribute("data-offered", "true")
+    offer = mine.get_by_role("group", name="Horário reservado para você")
+    expect(offer).to_contain_text(f"Horário reservado para você: {shown(slot['start'])}")
+    expect(first.locator("#aviso")).to_contain_text("Um horário ficou livre para você")
+    not_reloaded(first)
+    accessible(first)
+    screenshot(first, "waitlist-offer")
+    expect(second.locator("#espera li[data-entry-id]")).to_have_attribute("data-offered", "false")
+
+    doc.get_by_role("button", name="Atualizar").click()
+    held = doc.locator(f"#espera-medico li[data-entry-id='{entries[0]['id']}'] .offer-held")
+    expect(held).to_contain_text(shown(slot["start"]))
+
+    offer.get_by_role("button", name="Recusar oferta").click()
+    expect(mine).to_have_attribute("data-offered", "false")
+    expect(mine).to_contain_text("Posição na fila: 1")  # declining keeps the place in line
+
+    theirs = second.locator("#espera li[data-entry-id]")
+    expect(theirs).to_have_attribute("data-offered", "true")
+    not_reloaded(second)
+    theirs.get_by_role("button", name="Reservar este horário").click()
+    expect(second.get_by_role("heading", level=1)).to_have_text("Minhas consultas")
+    booked = second.locator("#consultas li.appointment")
+    expect(booked).to_have_attribute("data-status", "requested")
+    expect(booked.locator(".when")).to_contain_text(shown(slot["start"]))
+    second.get_by_role("link", name="Lista de espera").click()
+    expect(second.locator("#espera")).to_contain_text("Você não está em nenhuma lista de espera")
