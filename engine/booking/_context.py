@@ -76,6 +76,7 @@ class WaitlistPort(Protocol):
     async def release(
         self, doctor_id: str, slot_id: str, start: int, end: int, *, mode: Any, ref: str = "",
         undo: bool = False, now: int | None = None, slot_known_open: bool = True,
+        hand_over: bool = True,
     ) -> str: ...  # fmt: skip
 
     async def has_waitlist(self, doctor_id: str) -> bool: ...
@@ -261,15 +262,18 @@ class BookingContext:
         return appt, version
 
     # --- redis side of freeing a slot ---------------------------------------------------------
-    async def reopen(self, appt: Appointment, now: int, *, undo: bool = False) -> str:
+    async def reopen(
+        self, appt: Appointment, now: int, *, undo: bool = False, hand_over: bool = True
+    ) -> str:
         """Free the appointment's slot in Redis (held for the next waitlist entry whose window
         covers it, else reopened if it has not started) and drop the patient's hold.
         ``undo``: a reservation rolled back, so a slot it took from its patient's own hold
-        returns to that hold. Idempotent. The script's outcome (release.lua or reopen.lua)."""
+        returns to that hold. ``hand_over=False``: opened, never held (time off frees the slot
+        only to delete it). Idempotent. The script's outcome (release.lua or reopen.lua)."""
         if self.waitlist is not None:
             outcome = await self.waitlist.release(
                 appt.doctor_id, appt.slot_id, appt.start, appt.end, mode="appt", ref=appt.id,
-                undo=undo, now=now,
+                undo=undo, now=now, hand_over=hand_over,
             )  # fmt: skip
             await self._drop_patient_hold(appt)
             return outcome

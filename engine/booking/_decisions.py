@@ -143,9 +143,15 @@ class Decisions:
     # --- refuse, cancel, expire ---------------------------------------------------------------
     @redis_guard
     async def refuse(
-        self, principal: Principal, appointment_id: str, reason: str | None = None
+        self,
+        principal: Principal,
+        appointment_id: str,
+        reason: str | None = None,
+        *,
+        hand_over: bool = True,
     ) -> AppointmentView:
-        """Refuse a request (its doctor only); reopens the slot."""
+        """Refuse a request (its doctor only); frees the slot (``hand_over=False``: opened,
+        never held for the waitlist, as time off wants before it deletes the slot)."""
         if reason is not None and len(reason) > TEXT_MAX:
             raise Invalid(
                 f"reason is at most {TEXT_MAX} characters", code="invalid_reason", field="reason"
@@ -159,7 +165,7 @@ class Decisions:
         refused = msgspec.structs.replace(
             appt, status="refused", decided_at=now, refusal_reason=reason or None
         )
-        await self._close(refused, version, now)
+        await self._close(refused, version, now, hand_over=hand_over)
         await self.ctx.publish(
             await self.views.frames(refused, "appointment.refused", patient=True, doctor=False)
         )
@@ -167,7 +173,12 @@ class Decisions:
 
     @redis_guard
     async def cancel(
-        self, principal: Principal, appointment_id: str, justification: str | None
+        self,
+        principal: Principal,
+        appointment_id: str,
+        justification: str | None,
+        *,
+        hand_over: bool = True,
     ) -> AppointmentView:
         """Cancel (its patient or its doctor; justification 10-1000 characters, ``Invalid``
         otherwise) a requested or confirmed appointment that has not ended; reopens the slot if it
@@ -181,10 +192,19 @@ class Decisions:
                 field="justification",
             )
         appt, version = await self.ctx.participant(principal, appointment_id)
-        return await self.cancel_by(appt, version, principal.role, text, principal.user_id)
+        return await self.cancel_by(
+            appt, version, principal.role, text, principal.user_id, hand_over=hand_over
+        )
 
     async def cancel_by(
-        self, appt: Appointment, version: int, by: CancelledBy, text: str, viewer: str
+        self,
+        appt: Appointment,
+        version: int,
+        by: CancelledBy,
+        text: str,
+        viewer: str,
+        *,
+        hand_over: bool = True,
     ) -> AppointmentView:
         now = self.ctx.clock()
         if appt.status not in ACTIVE:
@@ -194,7 +214,7 @@ class Decisions:
         if appt.pending_move is not None:
             # its pending move goes first (its own write): a crash between leaves the
             # appointment confirmed where it was, never a slot held for nothing
-            await self.moves.drop(appt, version, None, now)
+            await self.moves.drop(appt, version, None, now, hand_over=hand_over)
             appt, version = await self.ctx.load_appointment(appt.id)
             if appt.status not in ACTIVE:
                 raise _transition_error(f"the appointment is {appt.status}")
@@ -205,13 +225,15 @@ class Decisions:
             cancellation=Cancellation(by=by, justification=text, at=now),
             sequence=appt.sequence + 1,
         )
-        await self._close(cancelled, version, now)
+        await self._close(cancelled, version, now, hand_over=hand_over)
         await self.ctx.publish(
             await self.views.frames(cancelled, "appointment.cancelled", patient=True, doctor=True)
         )
         return await self.views.view_named(cancelled, viewer)
 
-    async def _close(self, closed: Appointment, version: int, now: int) -> None:
+    async def _close(
+        self, closed: Appointment, version: int, now: int, *, hand_over: bool = True
+    ) -> None:
         """Store the end of an active appointment (freeing its slot and hold), then free the
         slot in Redis. ``Conflict`` if the appointment changed meanwhile; ``Unavailable`` (Redis
         untouched) if the store fails. Once stored, a Redis failure does not fail the call: the
@@ -235,7 +257,7 @@ class Decisions:
         # The slot's Redis hash goes with the marker if this fails: a fresh "requested" there
         # would otherwise survive the rebuild as an in-flight reservation (rebuild.lua).
         if not await self.ctx.rebuild.after_commit(
-            closed.doctor_id, self.ctx.reopen(closed, now), [closed.slot_id]
+            closed.doctor_id, self.ctx.reopen(closed, now, hand_over=hand_over), [closed.slot_id]
         ):
             try:
                 await self.ctx.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)

@@ -251,7 +251,13 @@ class Moves:
         return await self.views.view_named(moved, principal.user_id)
 
     async def drop(
-        self, appt: Appointment, version: int, event: str | None, now: int
+        self,
+        appt: Appointment,
+        version: int,
+        event: str | None,
+        now: int,
+        *,
+        hand_over: bool = True,
     ) -> Appointment:
         """Drop the pending move (refused, lapsed, or before a cancellation): the appointment
         stays where it was, the new slot is freed; ``event`` (if any) to the patient. Conflict
@@ -272,7 +278,9 @@ class Moves:
             raise _transition_error("the appointment changed meanwhile") from exc
         holder = move_holder(appt.id)
         stub = self._holder_stub(appt, holder, move.slot_id, move.start, move.end, 0, now)
-        await ctx.rebuild.after_commit(appt.doctor_id, ctx.reopen(stub, now), [move.slot_id])
+        await ctx.rebuild.after_commit(
+            appt.doctor_id, ctx.reopen(stub, now, hand_over=hand_over), [move.slot_id]
+        )
         if event is not None:
             await ctx.publish(await self.views.frames(kept, event, patient=True, doctor=False))
         return kept

@@ -128,14 +128,19 @@ class TimeOffs:
                 if slot.status == "requested" and slot.move:
                     appt, version = await ctx.load_appointment(appt_id)
                     if appt.pending_move is not None and appt.pending_move.slot_id == slot.id:
-                        await self.moves.drop(appt, version, "appointment.move_refused", now)
+                        await self.moves.drop(
+                            appt, version, "appointment.move_refused", now, hand_over=False
+                        )
                 elif slot.status == "requested":
                     await self.decisions.refuse(
-                        principal, appt_id, "O médico estará ausente nesse período."
+                        principal,
+                        appt_id,
+                        "O médico estará ausente nesse período.",
+                        hand_over=False,
                     )
                     refused.append(appt_id)
                 elif slot.status == "booked" and body.cancel_confirmed:
-                    await self.decisions.cancel(principal, appt_id, justification)
+                    await self.decisions.cancel(principal, appt_id, justification, hand_over=False)
                     cancelled.append(appt_id)
             except Conflict:  # decided meanwhile: its slot is no longer this call's to free
                 log.info("appointment %s changed during time off %s", appt_id, off.id)

@@ -76,12 +76,14 @@ class Handover:
         undo: bool = False,
         now: int | None = None,
         slot_known_open: bool = True,
+        hand_over: bool = True,
     ) -> str:
         """Free a slot (booking's cancel, refuse, expiry, rollback: ``mode="appt"`` with the
         appointment id; a new or edited open slot: ``mode="slot"``) and hand it to the next
-        entry or open it. The outcome is recorded in the store; if that fails the doctor is
-        rebuilt from the store on next use (the caller's own change is already stored). Returns
-        release.lua's outcome. Idempotent."""
+        entry or open it; without ``hand_over`` it only opens (time off deletes it next). The
+        outcome is recorded in the store; if that fails the doctor is rebuilt from the store on
+        next use (the caller's own change is already stored). Returns release.lua's outcome.
+        Idempotent."""
         now = self.ctx.clock() if now is None else now
         reply = await self.hot.release_redis(
             doctor_id,
@@ -90,7 +92,7 @@ class Handover:
             end,
             mode=mode,
             ref=ref,
-            flag="undo" if undo else "",
+            flag="undo" if undo else ("" if hand_over else "open"),
             due=False,
             now=now,
         )

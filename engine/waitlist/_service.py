@@ -96,12 +96,13 @@ class WaitlistService:
     async def release(
         self, doctor_id: str, slot_id: str, start: int, end: int, *, mode: Mode, ref: str = "",
         undo: bool = False, now: int | None = None, slot_known_open: bool = True,
+        hand_over: bool = True,
     ) -> str:  # fmt: skip
         """Free a slot and hand it to the next entry or open it (release.lua); see
         :meth:`engine.waitlist._handover.Handover.release`."""
         return await self.handover.release(
             doctor_id, slot_id, start, end, mode=mode, ref=ref, undo=undo, now=now,
-            slot_known_open=slot_known_open,
+            slot_known_open=slot_known_open, hand_over=hand_over,
         )  # fmt: skip
 
     async def has_waitlist(self, doctor_id: str) -> bool:

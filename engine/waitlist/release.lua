@@ -16,7 +16,8 @@
 -- ARGV[7] start (ms) the caller believes  ARGV[8] end (ms)  ARGV[9] channel
 -- ARGV[10] slot.updated frame (status "open")  ARGV[11] "pass" (the entry declined or let the
 --   hold lapse: it is not offered this slot again), "undo" (mode appt: a reservation rolled
---   back; a slot held for its requester returns to that hold) or ""
+--   back; a slot held for its requester returns to that hold), "open" (opened to everyone,
+--   never held: time off is about to delete it) or ""
 -- ARGV[12] "due": mode hold only if the hold's expiry has passed (the sweeper), else ""
 -- returns {1, outcome, entry, patient, expires, seq, previous status}
 --   outcome: "held" (entry/patient/expires/seq set), "opened" (published open), "freed"
@@ -107,7 +108,7 @@ local lead_limit = start - tonumber(ARGV[6])
 if lead_limit < expires then
   expires = lead_limit
 end
-if expires > now and redis.call("HLEN", KEYS[6]) > 0 then
+if expires > now and ARGV[11] ~= "open" and redis.call("HLEN", KEYS[6]) > 0 then
   local batch = 64
   local at = 0
   while true do

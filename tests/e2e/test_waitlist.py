@@ -338,3 +338,37 @@ def test_redis_flushed_during_a_hold_keeps_the_same_holder_until_the_same_expiry
     r = book(long, holder, slot)
     assert r.status_code == 201, r.text
     assert r.json()["patient_id"] == holder_id
+
+
+def test_time_off_removes_the_slots_it_frees_instead_of_offering_them(
+    long: httpx.Client, unique: Callable[[], int]
+) -> None:
+    """A patient waits for the doctor over a range the doctor then takes off: the request and
+    the confirmed appointment inside are refused and cancelled, and their slots are removed
+    (listed in removed_slots, gone from the agenda), never held for the waiting patient."""
+    doctor_id, doc = new_doctor(long, unique)
+    spans = [(later(3), later(4)), (later(5), later(6))]
+    requested_slot, confirmed_slot = make_slots(long, doc, spans)
+    requester, confirmed, waiting = (real_patient(long, unique()) for _ in range(3))
+    requested = post(long, "/v1/appointments", requester["headers"], {"slot_id": requested_slot})
+    booked = post(long, "/v1/appointments", confirmed["headers"], {"slot_id": confirmed_slot})
+    post(long, f"/v1/appointments/{booked['id']}/accept", doc)
+    window = {"doctor_id": doctor_id, "from": iso(later(0)), "to": iso(later(days=1))}
+    entry = post(long, "/v1/waitlist", waiting["headers"], window)
+    off = long.post(
+        "/v1/me/time-off",
+        headers=doc,
+        json={"from": iso(later(2)), "to": iso(later(7)), "cancel_confirmed": True,
+              "justification": "congresso médico fora da cidade"},
+    )  # fmt: skip
+    assert off.status_code == 201, off.text
+    body = off.json()
+    assert body["refused_requests"] == [requested["id"]]
+    assert body["cancelled_appointments"] == [booked["id"]]
+    assert sorted(body["removed_slots"]) == sorted([requested_slot, confirmed_slot])
+    to = iso(later(days=30))
+    mine = long.get(f"/v1/me/slots?to={to}", headers=doc).json()["items"]
+    assert {s["id"] for s in mine} & {requested_slot, confirmed_slot} == set()
+    (still,) = long.get("/v1/waitlist", headers=waiting["headers"]).json()["items"]
+    assert (still["id"], still["offer"]) == (entry["id"], None)
+    problem(book(long, waiting["headers"], requested_slot), 404)
