@@ -12,7 +12,7 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe/node_modules/axe-core/axe.min.js
 
 .PHONY: system-deps run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
-	chaos bench-login clean lock check-infra axe screenshots demo loadtest bench-store
+	chaos bench-login bench-waitlist clean lock check-infra axe screenshots demo loadtest bench-store
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -102,6 +102,10 @@ bench-login: $(STAMP)
 
 bench-booking: $(STAMP)
 	$(BIN)/python loadtest/bench_booking.py
+
+# 10,000 patients waiting for one doctor: hand-over latency, booking with and without a waitlist.
+bench-waitlist: $(STAMP)
+	$(BIN)/python loadtest/bench_waitlist.py
 
 bench-store: $(STAMP)
 	$(BIN)/python loadtest/bench_store.py
