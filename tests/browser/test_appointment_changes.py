@@ -249,18 +249,18 @@ def test_time_off_lists_the_confirmed_appointments_in_its_way_and_can_cancel_the
     refused (409 confirmed_in_range): the page lists the confirmed one; with "cancel the
     confirmed ones" and a justification it goes through, the counts are shown, the patient's
     page shows the cancellation live; the time off is listed and can be removed."""
-    n = unique()
+    n, other = unique(), unique()  # n + 1 would be the next test's unique()
     with httpx.Client(base_url=server.url) as http:
         doctor = register_doctor(http, n)
         register_patient(http, n)
-        register_patient(http, n + 1)
+        register_patient(http, other)
         doc_token = doctor_token(http, doctor)
         _open, taken, asked = publish(
             http, doc_token, in_days(4, 13), in_days(4, 15), in_days(4, 17)
         )
         confirmed = book(http, patient_token(http, n), taken["id"])
         accept(http, doc_token, confirmed["id"])
-        book(http, patient_token(http, n + 1), asked["id"])
+        book(http, patient_token(http, other), asked["id"])
 
     pat = new_page()
     login_patient(pat, patient_body(n)["email"])

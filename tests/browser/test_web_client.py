@@ -270,11 +270,11 @@ def test_the_page_reconnects_and_resyncs_what_it_missed(
     reconnecting, reconnects by itself with backoff, and re-reads the agenda, so the slot it
     never heard about greys out. The session also outlives its first access tokens: the page
     refreshes them before they expire and keeps working past their lifetime."""
-    n = unique()
+    n, other = unique(), unique()  # n + 1 would be the next test's unique()
     with httpx.Client(base_url=server.url) as http:
         doctor = register_doctor(http, n)
         register_patient(http, n)
-        register_patient(http, n + 1)
+        register_patient(http, other)
         doctor_token = api_login(http, "doctors", {"crm": doctor["crm"], "uf": "SP"})
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
         made = http.post(
@@ -311,7 +311,7 @@ def test_the_page_reconnects_and_resyncs_what_it_missed(
         ws.close(code=1011, reason="test: connection lost")
     expect(pat.locator("#live")).to_have_attribute("data-state", "retrying")
     with httpx.Client(base_url=server.url) as http:
-        token = api_login(http, "patients", {"email": patient_body(n + 1)["email"]})
+        token = api_login(http, "patients", {"email": patient_body(other)["email"]})
         booked = http.post(
             "/v1/appointments",
             json={"slot_id": slot_id},

@@ -39,16 +39,17 @@ def test_a_patient_joins_a_waitlist_from_the_agenda_and_leaves_it(
     from the agenda page (local times) and is first in line, a second patient (by the API)
     second; an overlapping second entry is refused in Portuguese; the doctor's list shows
     both in order; the first patient leaves and the doctor's list keeps the second, now 1st."""
-    n = unique()
+    # three patients, three fresh numbers (n + 1 would be the next unique() of the run)
+    n, *_ = numbers = [unique() for _ in range(3)]
     with httpx.Client(base_url=server.url) as http:
         doctor = register_doctor(http, n)
         for k in range(3):
-            register_patient(http, n + k)
+            register_patient(http, numbers[k])
         [slot] = publish(http, doctor_token(http, doctor), in_days(2))
         book(http, patient_token(http, n), slot["id"])
 
     pat = new_page()
-    login_patient(pat, patient_body(n + 1)["email"])
+    login_patient(pat, patient_body(numbers[1])["email"])
     go(pat, f"#/medico/{doctor['id']}")
     expect(pat.locator(f"#agenda button[data-slot-id='{slot['id']}']")).to_be_disabled()
     join = pat.locator("#espera-entrar")
@@ -64,7 +65,7 @@ def test_a_patient_joins_a_waitlist_from_the_agenda_and_leaves_it(
             "/v1/waitlist",
             json={"doctor_id": doctor["id"], "from": zulu(in_days(2) - timedelta(hours=1)),
                   "to": zulu(in_days(4))},
-            headers=bearer(patient_token(http, n + 2)),
+            headers=bearer(patient_token(http, numbers[2])),
         )  # fmt: skip
         assert second.status_code == 201, second.text
         assert second.json()["position"] == 2
@@ -114,23 +115,26 @@ def test_a_freed_slot_is_offered_live_to_the_first_in_line_then_the_next(
     line sees the slot held for them without a reload (and a notice), the doctor's list shows
     it held; the first declines, the second sees it offered live and books it from the offer,
     which fulfils their entry."""
-    n = unique()
+    # three patients, three fresh numbers (n + 1 would be the next unique() of the run)
+    n, *_ = numbers = [unique() for _ in range(3)]
     with httpx.Client(base_url=server.url) as http:
         doctor = register_doctor(http, n)
         for k in range(3):
-            register_patient(http, n + k)
+            register_patient(http, numbers[k])
         [slot] = publish(http, doctor_token(http, doctor), in_days(2))
         taken = book(http, patient_token(http, n), slot["id"])
         window = {"doctor_id": doctor["id"], "from": zulu(in_days(1)), "to": zulu(in_days(3))}
         entries = []
         for k in (1, 2):
-            r = http.post("/v1/waitlist", json=window, headers=bearer(patient_token(http, n + k)))
+            r = http.post(
+                "/v1/waitlist", json=window, headers=bearer(patient_token(http, numbers[k]))
+            )
             assert r.status_code == 201, r.text
             entries.append(r.json())
 
     first, second = new_page(), new_page()
     for page, k in ((first, 1), (second, 2)):
-        login_patient(page, patient_body(n + k)["email"])
+        login_patient(page, patient_body(numbers[k])["email"])
         page.get_by_role("link", name="Lista de espera").click()
         expect(page.locator("#espera li[data-entry-id]")).to_have_attribute("data-offered", "false")
         mark(page)
