@@ -213,9 +213,13 @@ class _SendThenDie:
     def __init__(self, inner: SmtpTransport) -> None:
         self.inner = inner
         self.name = "smtp"
+        self.sent = asyncio.Event()
+        """Set once the SMTP exchange is over: cancelling during it could be swallowed by the
+        SMTP client and leave the task asleep for an hour (the suite hung there)."""
 
     async def send(self, message: Any, to: str) -> None:
         await self.inner.send(message, to)
+        self.sent.set()
         await asyncio.sleep(3600)
 
     async def close(self) -> None:
@@ -229,13 +233,15 @@ async def test_a_replica_dying_after_the_send_is_resent_with_the_same_message_id
     replica sends it again with the same Message-ID; then it is sent, once as a mail client
     shows it."""
     smtp = SmtpTransport(parse_mail_url(sink.url), timeout=5)
-    dying = outbox_for(store, contacts, _SendThenDie(smtp), clock)
+    transport = _SendThenDie(smtp)
+    dying = outbox_for(store, contacts, transport, clock)
     [(patient_id, sk)] = await queue(dying, store, contacts)
     task = asyncio.create_task(dying.drain_once())
+    await asyncio.wait_for(transport.sent.wait(), timeout(10))
     await sink.await_for(1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, timeout(10))
     other = outbox_for(store, contacts, smtp, clock)
     assert await other.drain_once() == 0  # leased: hidden from the others
     clock.advance(int(timeout(10) * 1000) + 1)
