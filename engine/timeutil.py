@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -21,7 +22,10 @@ def new_id() -> str:
     return str(ULID())
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def to_rfc3339(ms: int) -> str:
+    """Epoch ms as RFC 3339 UTC. Memoized: an agenda formats the same slot starts and ends on
+    every read (strftime was 5% of a gateway's CPU under the locust mix)."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
 

@@ -380,54 +380,32 @@ class Slots:
     ) -> tuple[list[Slot], int, int]:
         """``read`` over at most ``count`` index entries from ``lo`` (a score, or ``(score``
         exclusive): the slots, the entries seen and the last entry's score."""
-        await self.ctx.rebuild.check_stale(doctor_id)
-        for _ in range(3):
-            first = 0 if count is not None else None
-            async with self.ctx.redis.pipeline(transaction=False) as pipe:
-                pipe.exists(keys.doctor_hydrated(doctor_id))
-                pipe.zrangebyscore(
-                    keys.doctor_slots(doctor_id), lo, f"({hi}", first, count, withscores=True
-                )
-                hydrated, entries = await pipe.execute()
-            if not hydrated:
-                await self.ctx.rebuild.doctor(doctor_id)
+        reply = await self.ctx.doctor_eval(
+            self.ctx.scripts.window,
+            doctor_id,
+            [keys.doctor_hydrated(doctor_id), keys.doctor_slots(doctor_id)],
+            [lo, f"({hi}", "" if count is None else count, keys.slot(doctor_id, "")],
+        )
+        out: list[Slot] = []
+        for slot_id, state, start, end, appt, entry, holder, expires in reply.slots:
+            if not state or state == "pending":
                 continue
-            last = int(entries[-1][1]) if entries else 0
-            ids = [m.decode() for m, _ in entries if not m.startswith(b"~")]
-            if not ids:
-                return [], len(entries), last
-            async with self.ctx.redis.pipeline(transaction=False) as pipe:
-                for slot_id in ids:
-                    pipe.hmget(keys.slot(doctor_id, slot_id), "status", "start", "end",
-                               "appointment_id", "hold_entry", "patient_id",
-                               "hold_expires")  # fmt: skip
-                rows = await pipe.execute()
-            out: list[Slot] = []
-            for slot_id, (status, start, end, appt, entry, holder, expires) in zip(
-                ids, rows, strict=True
-            ):
-                if status is None or status == b"pending":
-                    continue
-                state = status.decode()
-                held = state == "held"  # a waitlist hold (engine/waitlist/release.lua)
-                out.append(
-                    Slot(
-                        id=slot_id,
-                        doctor_id=doctor_id,
-                        start=int(start),
-                        end=int(end),
-                        status="open" if state == "locked" else state,
-                        # a pending move's slot is held by "<appointment id>~m" (_moves)
-                        appointment_id=(
-                            appt.decode().removesuffix(MOVE_SUFFIX) if appt and not held else None
-                        ),
-                        patient_id=holder.decode() if held and holder else None,
-                        hold_entry_id=entry.decode() if held and entry else None,
-                        hold_expires_at=int(expires) if held and expires else None,
-                    )
+            held = state == "held"  # a waitlist hold (engine/waitlist/release.lua)
+            out.append(
+                Slot(
+                    id=slot_id,
+                    doctor_id=doctor_id,
+                    start=int(start),
+                    end=int(end),
+                    status="open" if state == "locked" else state,
+                    # a pending move's slot is held by "<appointment id>~m" (_moves)
+                    appointment_id=appt.removesuffix(MOVE_SUFFIX) if appt and not held else None,
+                    patient_id=holder if held and holder else None,
+                    hold_entry_id=entry if held and entry else None,
+                    hold_expires_at=int(expires) if held and expires else None,
                 )
-            return out, len(entries), last
-        raise Unavailable("the doctor's agenda could not be loaded", code="redis_unavailable")
+            )
+        return out, reply.seen, reply.last
 
     @redis_guard
     async def list_own(
