@@ -268,3 +268,38 @@ async def test_large_batch_stays_unbookable_when_compensation_fails_too(
     await booking.rebuild_doctor(doc.user_id, force=True)
     assert await booking_redis.zcard(keys.doctor_slots(doc.user_id)) == 0
     assert len(await slots_of(booking, doc, intervals)) == 120
+
+
+async def test_window_script_reads_a_window_of_slots_in_one_call(
+    booking: BookingService, booking_redis: Redis, clock: Clock
+) -> None:
+    """window.lua: the index entries in [lo, hi) (at most ``count``), each slot's fields, a
+    pending edit's shadow counted as seen but not returned, a vanished hash as status "";
+    and not_hydrated for a doctor Redis does not hold."""
+    doc = doctor()
+    d = doc.user_id
+    times = [(clock.now + (5 + i) * HOUR, clock.now + (5 + i) * HOUR + 50 * MIN) for i in range(4)]
+    ids = await slots_of(booking, doc, times)
+    script = booking.ctx.scripts.window
+    fixed = [keys.doctor_hydrated(d), keys.doctor_slots(d)]
+    prefix = keys.slot(d, "")
+    lo, hi = times[0][0], f"({times[3][0]}"
+
+    reply = await booking.ctx.eval(script, fixed, [lo, hi, "", prefix])
+    assert (reply.ok, reply.outcome, reply.seen, reply.last) == (1, "read", 3, times[2][0])
+    assert [row[:4] for row in reply.slots] == [
+        (ids[i], "open", str(times[i][0]), str(times[i][1])) for i in range(3)
+    ]
+    assert (await booking.ctx.eval(script, fixed, [lo, hi, 2, prefix])).seen == 2
+
+    await booking_redis.zadd(keys.doctor_slots(d), {f"~{ids[1]}": times[0][0] + MIN})
+    await booking_redis.delete(keys.slot(d, ids[2]))
+    reply = await booking.ctx.eval(script, fixed, [lo, hi, "", prefix])
+    assert reply.seen == 4
+    assert [(row[0], row[1]) for row in reply.slots] == [
+        (ids[0], "open"), (ids[1], "open"), (ids[2], "")
+    ]  # fmt: skip
+
+    await booking_redis.delete(keys.doctor_hydrated(d))
+    reply = await booking.ctx.eval(script, fixed, [lo, hi, "", prefix])
+    assert (reply.ok, reply.outcome) == (0, "not_hydrated")
