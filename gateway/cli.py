@@ -11,6 +11,9 @@ from pathlib import Path
 
 from engine.config import Settings, SettingsError, load_settings
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle kept-alive HTTP connection stays open (see ``_serve``)."""
+
 
 def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
@@ -54,6 +57,12 @@ def _serve(settings: Settings, workers: int) -> None:
         "log_config": None,
         "access_log": False,  # gateway.logs.RequestLog writes the access line
         "timeout_graceful_shutdown": int(GRACEFUL_SECONDS),
+        # An idle kept-alive connection stays open this long (uvicorn's default is 5 s). The
+        # client side of a close is a race: a request sent as the server closes gets a reset,
+        # and a client may not resend a POST. Longer than the load balancer's idle timeout
+        # (ALB: 60 s) so that the balancer, which retries safely, closes first; under the
+        # locust mix 5 s turned patients' cancels and uploads after a pause into failures.
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         # With --workers, uvicorn kills a worker that does not answer its supervisor's ping
         # within this many seconds (default 5) and starts another. On a busy machine a worker's
         # start-up (imports, app build) or a burst of load outlasts 5 s: workers were killed in

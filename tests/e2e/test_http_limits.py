@@ -84,3 +84,21 @@ def test_every_response_carries_the_security_headers(server: ServerProcess) -> N
         assert "frame-ancestors 'none'" in r.headers["content-security-policy"], path
     schema = httpx.get(server.url + "/schema", timeout=timeout(10))
     assert "default-src" in schema.headers["content-security-policy"]
+
+
+def test_an_idle_kept_alive_connection_outlives_uvicorns_default_five_seconds(
+    server: ServerProcess,
+) -> None:
+    """A client that pauses 6 s between two requests on one connection (a patient reading
+    before cancelling) gets both answers on it: the server's keep-alive is longer than a load
+    balancer's idle timeout, not uvicorn's 5 s, after which a POST sent as the server closes
+    the connection was lost."""
+    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    with _connect(server) as sock:
+        sock.sendall(request)
+        first = sock.recv(65536)
+        time.sleep(6)
+        sock.sendall(request)
+        second = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200"), first[:100]
+    assert second.startswith(b"HTTP/1.1 200"), second[:100]
