@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-runtime
 UV := $(BIN)/uv
+UV_REQ := uv>=0.13.8,<0.14
 INFRA := .venv-infra
 N ?= 1000
 # axe-core (the browser tests' accessibility check) from the npm registry; not committed.
@@ -15,11 +16,14 @@ AXE := .cache/axe/node_modules/axe-core/axe.min.js
 .PHONY: system-deps run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
 	chaos bench-login bench-waitlist clean lock check-infra axe screenshots demo loadtest bench-store
 
-# uv installs from its cache in seconds what pip took minutes to resolve and fetch (measured
-# 2026-12-01, README "Your first hour"); pip only bootstraps uv, in the dev extra's range.
+# uv installs in seconds what pip took minutes to resolve and fetch (README "Your first hour"
+# has the figures); pip only bootstraps uv, in the dev extra's range. The venv gets no pip of
+# its own (ensurepip was the slowest step left): $(PY)'s pip installs uv into it, or, where
+# $(PY) has no pip, the venv's own ensurepip does.
 $(UV):
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet 'uv>=0.13.8,<0.14'
+	test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
+	$(PY) -m pip --python $(BIN)/python install --quiet '$(UV_REQ)' || \
+		{ $(BIN)/python -m ensurepip --default-pip && $(BIN)/python -m pip install --quiet '$(UV_REQ)'; }
 
 # The dev extras include the walkthrough's, so the runtime stamp is met as well.
 $(STAMP): pyproject.toml | $(UV)
