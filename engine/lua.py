@@ -1,4 +1,4 @@
-"""The one loader of the engine's Lua scripts (booking and directory).
+"""The one loader of the engine's Lua scripts (booking, directory, waitlist, the sweeps).
 
 A script is a ``<name>.lua`` file in its package, registered once per Redis client (EVALSHA,
 reloaded on NOSCRIPT by redis-py), and its reply is decoded into a ``msgspec.Struct``

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from redis.exceptions import NoScriptError
 
 from engine.lua import Reply, Script, load
+from engine.sweep_index import sweep_script
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -67,11 +68,6 @@ class ClaimReply(Reply, array_like=True, frozen=True):
     ``total``, the cap reached."""
 
 
-class SweepReply(Reply, array_like=True, frozen=True):
-    claimed: list[tuple[str, str]] = []
-    """(appointment id, slot id) of each request claimed for expiry."""
-
-
 class RebuildReply(Reply, array_like=True, frozen=True):
     pass
 
@@ -107,7 +103,7 @@ class Scripts:
         self.reopen = load(redis, _PACKAGE, "reopen", ReopenReply)
         self.accept = load(redis, _PACKAGE, "accept", AcceptReply)
         self.claim = load(redis, _PACKAGE, "claim", ClaimReply)
-        self.sweep = load(redis, _PACKAGE, "sweep", SweepReply)
+        self.sweep = sweep_script(redis)
         self.rebuild = load(redis, _PACKAGE, "rebuild", RebuildReply)
         self.move = load(redis, _PACKAGE, "move", MoveReply)
         self.window = load(redis, _PACKAGE, "window", WindowReply)

@@ -22,8 +22,6 @@ DECISION_LEAD_MS = 15 * 60_000
 """Requests close this long before a slot starts (booking's reserve.lua): no hold past it."""
 LAPSE_LEASE_MS = 30_000
 """How long a lapse claim hides a hold from the other replicas' sweeps."""
-REINDEX_SECONDS = 300.0
-"""How often (jittered +-25%) each replica re-indexes every doctor's earliest hold expiry."""
 
 
 class SlotsPort(Protocol):

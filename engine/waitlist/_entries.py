@@ -17,7 +17,9 @@ from engine.errors import Conflict, Invalid, NotFound
 from engine.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.store import ConditionFailed, Put
 from engine.timeutil import new_id, parse_rfc3339
-from engine.waitlist import _store as st
+from engine.waitlist import _store as layout
+from engine.waitlist._context import DAY_MS, MAX_WINDOW_DAYS
+from engine.waitlist._handover import passed_with
 from engine.waitlist._model import (
     DoctorEntryPage,
     DoctorEntryView,
@@ -27,19 +29,15 @@ from engine.waitlist._model import (
     doctor_entry_view,
     entry_view,
 )
+from engine.waitlist._scripts import How
 
 if TYPE_CHECKING:
     from engine.principal import Principal
     from engine.store import Item, Op
     from engine.waitlist._context import WaitlistContext
-    from engine.waitlist._model import CreateEntry
-
-from engine.waitlist._context import DAY_MS, MAX_WINDOW_DAYS
-from engine.waitlist._handover import passed_with
-
-if TYPE_CHECKING:
     from engine.waitlist._handover import Handover
     from engine.waitlist._hot import HotWaitlist
+    from engine.waitlist._model import CreateEntry
 
 log = logging.getLogger("healthmed.waitlist")
 _DOCTOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -56,7 +54,7 @@ def _encode_cursor(sk: str, position: int) -> str:
 def _decode_cursor(cursor: str) -> tuple[str, int]:
     try:
         position, _, sk = decode_cursor(cursor).decode().partition("|")
-        if not sk.startswith(st.PREFIX):
+        if not sk.startswith(layout.PREFIX):
             raise ValueError(sk)
         return sk, int(position)
     except (UnicodeDecodeError, ValueError):
@@ -96,7 +94,7 @@ class Entries:
         for _ in range(3):
             seats = await self._active_seats(patient_id, now)
             free = sorted(
-                set(range(self.ctx.limit)) - {int(s.sk.removeprefix(st.PREFIX)) for s in seats}
+                set(range(self.ctx.limit)) - {int(s.sk.removeprefix(layout.PREFIX)) for s in seats}
             )
             if not free:
                 raise Conflict(
@@ -117,8 +115,8 @@ class Entries:
             try:
                 await self.ctx.store.transact(
                     [
-                        Put(item=st.entry_item(entry), expect="absent"),
-                        Put(item=st.seat_item(entry), expect="absent"),
+                        Put(item=layout.entry_item(entry), expect="absent"),
+                        Put(item=layout.seat_item(entry), expect="absent"),
                     ]
                 )
             except ConditionFailed:
@@ -141,7 +139,7 @@ class Entries:
 
     async def _active_seats(self, patient_id: str, now: int) -> list[Item]:
         """The patient's seats; entries whose window is over are removed on the way."""
-        seats = await self.ctx.store.query(st.user_pk(patient_id), prefix=st.PREFIX)
+        seats = await self.ctx.store.query(layout.user_pk(patient_id), prefix=layout.PREFIX)
         active = []
         for seat in seats:
             if int(seat.data.get("to", 0)) <= now:
@@ -153,8 +151,8 @@ class Entries:
     async def _remove_ended(self, seat: Item) -> None:
         data = seat.data
         item = await self.ctx.store.get(
-            st.doctor_pk(str(data["doctor_id"])),
-            st.entry_sk(int(data["created_at"]), str(data["entry_id"])),
+            layout.doctor_pk(str(data["doctor_id"])),
+            layout.entry_sk(int(data["created_at"]), str(data["entry_id"])),
         )
         if item is None:
             await self.ctx.store.delete(seat.pk, seat.sk)
@@ -165,11 +163,11 @@ class Entries:
     async def entry_of(self, principal: Principal, entry_id: str) -> tuple[Entry, Item]:
         """The caller's own entry (``NotFound`` otherwise)."""
         patient_id = _patient(principal)
-        for seat in await self.ctx.store.query(st.user_pk(patient_id), prefix=st.PREFIX):
+        for seat in await self.ctx.store.query(layout.user_pk(patient_id), prefix=layout.PREFIX):
             if seat.data.get("entry_id") == entry_id:
                 item = await self.ctx.store.get(
-                    st.doctor_pk(str(seat.data["doctor_id"])),
-                    st.entry_sk(int(seat.data["created_at"]), entry_id),
+                    layout.doctor_pk(str(seat.data["doctor_id"])),
+                    layout.entry_sk(int(seat.data["created_at"]), entry_id),
                 )
                 if item is not None:
                     return Entry.from_data(item.data), item
@@ -182,8 +180,8 @@ class Entries:
         entries = []
         for seat in await self._active_seats(patient_id, now):
             item = await self.ctx.store.get(
-                st.doctor_pk(str(seat.data["doctor_id"])),
-                st.entry_sk(int(seat.data["created_at"]), str(seat.data["entry_id"])),
+                layout.doctor_pk(str(seat.data["doctor_id"])),
+                layout.entry_sk(int(seat.data["created_at"]), str(seat.data["entry_id"])),
             )
             if item is not None:
                 entries.append(Entry.from_data(item.data))
@@ -204,7 +202,10 @@ class Entries:
         more = False
         while True:
             batch = await self.ctx.store.query(
-                st.doctor_pk(principal.user_id), prefix=st.PREFIX, after=after, limit=limit + 1
+                layout.doctor_pk(principal.user_id),
+                prefix=layout.PREFIX,
+                after=after,
+                limit=limit + 1,
             )
             for item in batch:
                 entry = Entry.from_data(item.data)
@@ -230,7 +231,9 @@ class Entries:
     async def remove(self, entry: Entry, *, pass_on: bool) -> None:
         held = await self.hot.forget(entry)
         ops: list[Op] = list(
-            st.remove_ops(entry.doctor_id, entry.patient_id, entry.id, entry.created_at, entry.seat)
+            layout.remove_ops(
+                entry.doctor_id, entry.patient_id, entry.id, entry.created_at, entry.seat
+            )
         )
         offer = entry.offer
         if offer is None and held:
@@ -238,7 +241,7 @@ class Entries:
         if offer is None:
             await self.ctx.store.transact(ops)
             return
-        await self.handover.pass_on(entry, offer, ops, flag="", due=False)
+        await self.handover.pass_on(entry, offer, ops, flag=How.HAND_OVER, due=False)
 
     async def decline(self, principal: Principal, entry_id: str) -> None:
         """Decline the held slot: it passes on at once; the entry keeps waiting (that slot is
@@ -250,8 +253,8 @@ class Entries:
         passed = msgspec.structs.replace(
             entry, offer=None, passed=passed_with(entry, offer, self.ctx.clock())
         )
-        ops: list[Op] = [Put(item=st.entry_item(passed), expect=item.version)]
-        await self.handover.pass_on(entry, offer, ops, flag="pass", due=False)
+        ops: list[Op] = [Put(item=layout.entry_item(passed), expect=item.version)]
+        await self.handover.pass_on(entry, offer, ops, flag=How.PASS, due=False)
 
     async def export_user(self, principal: Principal) -> dict[str, Any]:
         """``{"waitlist": [...]}``: the patient's active entries."""
@@ -264,7 +267,9 @@ class Entries:
         """Leave every waitlist (held slots pass on). Idempotent."""
         if principal.role != "patient":
             return
-        for seat in await self.ctx.store.query(st.user_pk(principal.user_id), prefix=st.PREFIX):
+        for seat in await self.ctx.store.query(
+            layout.user_pk(principal.user_id), prefix=layout.PREFIX
+        ):
             try:
                 entry, _ = await self.entry_of(principal, str(seat.data.get("entry_id", "")))
             except NotFound:

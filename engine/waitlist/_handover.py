@@ -6,17 +6,16 @@ the store write leaves Redis holding the slot with an expiry in the holds set, s
 lapses and passes on; a store write that fails invalidates the doctor, whose slots and
 waitlist are rebuilt from the store on next use.
 
-Lapsed holds are swept like decision deadlines: each doctor's holds sorted set (entry ->
-expiry) under its tag, a global index of doctors by earliest expiry (plain commands), and
-lapse.lua claiming due holds with a lease. Every replica re-indexes at start and every
-``REINDEX_SECONDS`` (a hold whose index entry a crash lost).
+Lapsed holds are swept like decision deadlines (:class:`engine.sweep_index.SweepIndex`, as
+booking's expiry sweep): each doctor's holds sorted set (entry -> expiry) under its tag, a
+global index of doctors by earliest expiry (plain commands), and ``engine/sweep.lua`` claiming
+due holds with a lease (a hold that already ended leaves the set). Every replica re-indexes at
+start and every ``REINDEX_SECONDS`` (a hold whose index entry a crash lost).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -26,27 +25,20 @@ from engine.errors import Conflict, Unavailable
 from engine.realtime import events
 from engine.store import ConditionFailed, Put, StoreUnavailable
 from engine.store import keys as store_keys
+from engine.sweep_index import SweepIndex
 from engine.timeutil import to_rfc3339
-from engine.waitlist import _store as st
-from engine.waitlist._model import (
-    Entry,
-    Offer,
-    OfferedEvent,
-    OfferSlot,
-)
-from engine.waitlist._scripts import ReleaseReply, text
+from engine.waitlist import _store as layout
+from engine.waitlist._context import LAPSE_LEASE_MS
+from engine.waitlist._model import Entry, Offer, OfferedEvent, OfferSlot
+from engine.waitlist._scripts import Freed, How
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from engine.store import Op
     from engine.waitlist._context import WaitlistContext
-
-from engine.waitlist._context import LAPSE_LEASE_MS, REINDEX_SECONDS
-from engine.waitlist._hot import Mode, _slot_data
-
-if TYPE_CHECKING:
     from engine.waitlist._hot import HotWaitlist
+    from engine.waitlist._scripts import ReleaseReply
 
 log = logging.getLogger("healthmed.waitlist")
 
@@ -63,6 +55,7 @@ class Handover:
     def __init__(self, ctx: WaitlistContext, hot: HotWaitlist) -> None:
         self.ctx = ctx
         self.hot = hot
+        self.index = SweepIndex(ctx.redis, keys.waitlist_sweep_index(), keys.waitlist_holds)
 
     async def release(
         self,
@@ -71,19 +64,19 @@ class Handover:
         start: int,
         end: int,
         *,
-        mode: Mode,
+        mode: Freed,
         ref: str = "",
         undo: bool = False,
         now: int | None = None,
         slot_known_open: bool = True,
         hand_over: bool = True,
     ) -> str:
-        """Free a slot (booking's cancel, refuse, expiry, rollback: ``mode="appt"`` with the
-        appointment id; a new or edited open slot: ``mode="slot"``) and hand it to the next
-        entry or open it; without ``hand_over`` it only opens (time off deletes it next). The
-        outcome is recorded in the store; if that fails the doctor is rebuilt from the store on
-        next use (the caller's own change is already stored). Returns release.lua's outcome.
-        Idempotent."""
+        """Free a slot (booking's cancel, refuse, expiry, rollback: ``Freed.APPOINTMENT`` with
+        the appointment id as ``ref``; a new or edited open slot: ``Freed.SLOT``) and hand it
+        to the next entry or open it; without ``hand_over`` it only opens (time off deletes it
+        next). The outcome is recorded in the store; if that fails the doctor is rebuilt from
+        the store on next use (the caller's own change is already stored). Returns
+        release.lua's outcome. Idempotent."""
         now = self.ctx.clock() if now is None else now
         reply = await self.hot.release_redis(
             doctor_id,
@@ -92,7 +85,7 @@ class Handover:
             end,
             mode=mode,
             ref=ref,
-            flag="undo" if undo else ("" if hand_over else "open"),
+            flag=How.UNDO if undo else (How.HAND_OVER if hand_over else How.OPEN),
             due=False,
             now=now,
         )
@@ -110,8 +103,8 @@ class Handover:
         return reply.outcome
 
     async def pass_on(
-        self, entry: Entry, offer: Offer, ops: list[Op], *, flag: str, due: bool
-    ) -> ReleaseReply | None:
+        self, entry: Entry, offer: Offer, ops: list[Op], *, flag: How, due: bool
+    ) -> ReleaseReply:
         """Release ``entry``'s hold on ``offer``'s slot and store ``ops`` with the outcome."""
         now = self.ctx.clock()
         reply = await self.hot.release_redis(
@@ -119,7 +112,7 @@ class Handover:
             offer.slot_id,
             offer.start,
             offer.end,
-            mode="hold",
+            mode=Freed.HOLD,
             ref=entry.id,
             flag=flag,
             due=due,
@@ -156,8 +149,9 @@ class Handover:
         """Store what release.lua decided (with ``ops``), then publish the offer."""
         pairs: list[tuple[str, bytes]] = []
         if reply.outcome == "held":
+            start, end = reply.start, reply.end  # Redis's own, should the slot have moved
             holder = await self.ctx.store.get(
-                st.doctor_pk(doctor_id), st.entry_sk(reply.seq, reply.entry)
+                layout.doctor_pk(doctor_id), layout.entry_sk(reply.seq, reply.entry)
             )
             if holder is None:  # Redis had an entry the store does not: rebuild the doctor
                 await self.hot.invalidate(doctor_id, slot_id)
@@ -168,8 +162,8 @@ class Handover:
             entry = msgspec.structs.replace(Entry.from_data(holder.data), offer=offer)
             ops = [
                 *ops,
-                Put(item=st.entry_item(entry), expect=holder.version),
-                st.slot_put(
+                Put(item=layout.entry_item(entry), expect=holder.version),
+                layout.slot_put(
                     doctor_id, slot_id, start, end, (entry.id, entry.patient_id, offer.expires_at)
                 ),
                 *self._offer_mail(entry, offer, now),
@@ -186,14 +180,9 @@ class Handover:
                 now,
             )
             if reply.previous == "open":  # a new or edited slot: it was published open
-                pairs += events.frames(
-                    [events.doctor_slots_topic(doctor_id)],
-                    "slot.updated",
-                    _slot_data(doctor_id, slot_id, start, end, "taken"),
-                    now,
-                )
+                pairs.append(events.slot_frame(doctor_id, slot_id, start, end, "taken", now))
         elif reply.outcome in ("opened", "freed") and not slot_known_open:
-            ops = [*ops, st.slot_put(doctor_id, slot_id, start, end, None)]
+            ops = [*ops, layout.slot_put(doctor_id, slot_id, start, end, None)]
         if not ops:
             return
         if not await self._transact(doctor_id, slot_id, ops, raise_on_failure):
@@ -261,7 +250,7 @@ class Handover:
         if value is None or seq is None:
             return []
         _, _, patient_id, seat = value.split(":")
-        entry_op, seat_op = st.remove_ops(doctor_id, patient_id, entry_id, seq, int(seat))
+        entry_op, seat_op = layout.remove_ops(doctor_id, patient_id, entry_id, seq, int(seat))
         guard = await self.ctx.store.get(seat_op.pk, seat_op.sk)
         if guard is None or guard.data.get("entry_id") != entry_id:
             return [entry_op]  # the seat already serves another entry of the patient
@@ -290,59 +279,48 @@ class Handover:
     async def sweep_once(self, *, max_doctors: int = 100, max_items: int = 50) -> int:
         """Pass on every lapsed hold of up to ``max_doctors`` doctors; the number passed on."""
         now = self.ctx.clock()
-        index = keys.waitlist_sweep_index()
-        due = await self.ctx.redis.zrangebyscore(index, "-inf", now, 0, max_doctors)
         passed = 0
-        for raw in due:
-            doctor_id = text(raw)
-            holds = keys.waitlist_holds(doctor_id)
-            result = await self.hot.eval(
+        for doctor_id in await self.index.due(now, max_doctors):
+            lapsed = await self.hot.eval(
                 self.ctx.scripts.lapse,
                 doctor_id,
-                [holds, keys.waitlist_offers(doctor_id), keys.waitlist_hydrated(doctor_id)],
-                [now, LAPSE_LEASE_MS, max_items],
+                [
+                    keys.waitlist_holds(doctor_id),
+                    keys.waitlist_offers(doctor_id),
+                    keys.waitlist_hydrated(doctor_id),
+                ],
+                [now, LAPSE_LEASE_MS, max_items, "drop"],
             )
-            claimed = result[2:]
-            for i in range(0, len(claimed), 2):
+            for entry_id, slot_id in lapsed.claimed:
                 try:
-                    if await self._lapse(doctor_id, str(claimed[i]), str(claimed[i + 1])):
+                    if await self._lapse(doctor_id, entry_id, slot_id):
                         passed += 1
                 except Exception:
                     log.warning(
-                        "lapse of hold %s failed; retried after the lease",
-                        claimed[i],
-                        exc_info=True,
+                        "lapse of hold %s failed; retried after the lease", entry_id, exc_info=True
                     )
-            first = await self.ctx.redis.zrange(holds, 0, 0, withscores=True)
-            if first:
-                await self.ctx.redis.zadd(index, {doctor_id: first[0][1]})
-            else:
-                await self.ctx.redis.zrem(index, doctor_id)
-            again = await self.ctx.redis.zrange(holds, 0, 0, withscores=True)
-            if again:
-                await self.ctx.redis.zadd(index, {doctor_id: again[0][1]}, lt=True)
+            await self.index.reset(doctor_id)
         return passed
 
     async def _lapse(self, doctor_id: str, entry_id: str, slot_id: str) -> bool:
         _, seq = await self.hot.hot_entry(doctor_id, entry_id)
-        raw = await self.ctx.redis.hmget(
-            keys.slot(doctor_id, slot_id), "start", "end", "hold_entry", "hold_expires"
-        )
-        start, end, _, expires = (text(v) for v in raw)
-        if start is None:
+        found = await self.hot.slot_hold(doctor_id, slot_id)
+        if found is None:
             await self.ctx.redis.zrem(keys.waitlist_holds(doctor_id), entry_id)
             return False
-        offer = Offer(slot_id=slot_id, start=int(start), end=int(end), expires_at=int(expires or 0))
+        offer, _ = found
         ops: list[Op] = []
         entry = None
         if seq is not None:
-            item = await self.ctx.store.get(st.doctor_pk(doctor_id), st.entry_sk(seq, entry_id))
+            item = await self.ctx.store.get(
+                layout.doctor_pk(doctor_id), layout.entry_sk(seq, entry_id)
+            )
             if item is not None:
                 entry = Entry.from_data(item.data)
                 lapsed = msgspec.structs.replace(
                     entry, offer=None, passed=passed_with(entry, offer, self.ctx.clock())
                 )
-                ops.append(Put(item=st.entry_item(lapsed), expect=item.version))
+                ops.append(Put(item=layout.entry_item(lapsed), expect=item.version))
         if entry is None:
             entry = Entry(
                 id=entry_id,
@@ -353,23 +331,12 @@ class Handover:
                 created_at=0,
                 seat=0,
             )
-        reply = await self.pass_on(entry, offer, ops, flag="pass", due=True)
-        return reply is not None and reply.outcome in ("held", "opened", "freed")
+        reply = await self.pass_on(entry, offer, ops, flag=How.PASS, due=True)
+        return reply.outcome in ("held", "opened", "freed")
 
     async def reindex(self, doctor_ids: Sequence[str]) -> int:
         """Put every doctor with holds in the sweep index at its earliest expiry."""
-        found = 0
-        for at in range(0, len(doctor_ids), 500):
-            batch = doctor_ids[at : at + 500]
-            async with self.ctx.redis.pipeline(transaction=False) as pipe:
-                for doctor_id in batch:
-                    pipe.zrange(keys.waitlist_holds(doctor_id), 0, 0, withscores=True)
-                firsts = await pipe.execute()
-            earliest = {d: f[0][1] for d, f in zip(batch, firsts, strict=True) if f}
-            if earliest:
-                await self.ctx.redis.zadd(keys.waitlist_sweep_index(), earliest, lt=True)
-                found += len(earliest)
-        return found
+        return await self.index.reindex(doctor_ids)
 
     async def _doctor_ids(self) -> list[str]:
         """Every registered doctor, from the store's doctors index."""
@@ -381,17 +348,4 @@ class Handover:
     async def run_sweeper(self) -> None:
         """Pass on lapsed holds every sweep interval until cancelled; re-index at start and
         every ``REINDEX_SECONDS`` (a hold whose index entry a crash lost)."""
-        loop = asyncio.get_running_loop()
-        reindex_at = loop.time()
-        while True:
-            try:
-                if loop.time() >= reindex_at:
-                    reindex_at = loop.time() + REINDEX_SECONDS * (0.75 + random.random() / 2)  # noqa: S311
-                    await self.reindex(await self._doctor_ids())
-                while await self.sweep_once() > 0:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("waitlist hold sweep failed", exc_info=True)
-            await asyncio.sleep(self.ctx.sweep_interval)
+        await self.index.run(self.sweep_once, self._doctor_ids, self.ctx.sweep_interval, log)

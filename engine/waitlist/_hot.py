@@ -13,32 +13,27 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import msgspec
 from redis.exceptions import RedisError
 
 from engine import keys
 from engine.cache import BoundedCache
 from engine.errors import Conflict, Unavailable
+from engine.lua import text
 from engine.realtime import events
-from engine.timeutil import to_rfc3339
-from engine.waitlist import _store as st
-from engine.waitlist._model import (
-    Entry,
-    Offer,
-)
-from engine.waitlist._scripts import ForgetReply, ReleaseReply, decode, text
+from engine.waitlist import _store as layout
+from engine.waitlist._context import DAY_MS, DECISION_LEAD_MS
+from engine.waitlist._model import Entry, Offer
 
 if TYPE_CHECKING:
-    from redis.commands.core import AsyncScript
-
+    from engine.lua import Reply, Script
     from engine.waitlist._context import WaitlistContext
+    from engine.waitlist._scripts import Freed, How, ReleaseReply
 
-from engine.waitlist._context import DAY_MS, DECISION_LEAD_MS
+    R = TypeVar("R", bound=Reply)
 
 log = logging.getLogger("healthmed.waitlist")
-Mode = Literal["appt", "hold", "slot"]
 
 
 def day_of(ms: int) -> int:
@@ -65,14 +60,17 @@ def _key_index(
     return extra[key]
 
 
-def _slot_data(doctor_id: str, slot_id: str, start: int, end: int, status: str) -> dict[str, str]:
-    return {
-        "slot_id": slot_id,
-        "doctor_id": doctor_id,
-        "start": to_rfc3339(start),
-        "end": to_rfc3339(end),
-        "status": status,
-    }
+def _entry_keys(entry: Entry, *middle: str) -> list[str]:
+    """KEYS of add.lua and forget.lua: the doctor's waitlist hash and order, the patient's
+    entries there, ``middle``, then the day buckets of the entry's window."""
+    d = entry.doctor_id
+    return [
+        keys.waitlist(d),
+        keys.waitlist_order(d),
+        keys.waitlist_patient(d, entry.patient_id),
+        *middle,
+        *(keys.waitlist_day(d, day) for day in _days(entry.start, entry.end)),
+    ]
 
 
 class HotWaitlist:
@@ -83,63 +81,41 @@ class HotWaitlist:
         self._hydrating: BoundedCache[str, asyncio.Lock] = BoundedCache(10_000)
         """A lock per doctor: it only deduplicates rebuilds, so forgetting one is harmless."""
 
-    async def eval(
-        self, script: AsyncScript, doctor_id: str, keys_: list[str], args: list[Any]
-    ) -> list[Any]:
+    async def eval(self, script: Script[R], doctor_id: str, keys_: list[str], args: list[Any]) -> R:
         """Run a doctor's script, rebuilding the slots or the waitlist first if it says so."""
         for _ in range(4):
             try:
-                result = decode(await script(keys=keys_, args=args))
+                reply = await script.run(keys_, args)
             except RedisError as exc:
                 raise Unavailable("redis failed", code="redis_unavailable") from exc
-            if result[0] == 0 and result[1] == "not_hydrated":
-                if script is self.ctx.scripts.release:
-                    await self.ctx.slots.rebuild_doctor(doctor_id)
-                else:
-                    await self.hydrate(doctor_id)
-                continue
-            if result[0] == 0 and result[1] == "not_hydrated_waitlist":
+            if reply.ok:
+                return reply
+            if reply.outcome == "not_hydrated" and script is self.ctx.scripts.release:
+                await self.ctx.slots.rebuild_doctor(doctor_id)
+            elif reply.outcome in ("not_hydrated", "not_hydrated_waitlist"):
                 await self.hydrate(doctor_id)
-                continue
-            return result
+            else:
+                return reply
         raise Unavailable("the doctor's waitlist could not be loaded", code="redis_unavailable")
-
-    @staticmethod
-    def entry_keys(doctor_id: str, patient_id: str, start: int, end: int) -> list[str]:
-        return [keys.waitlist_day(doctor_id, d) for d in _days(start, end)]
 
     async def forget(self, entry: Entry) -> str:
         """Remove the entry from the hot waitlist; the slot it held ("" if none)."""
         d = entry.doctor_id
-        result = await self.eval(
+        reply = await self.eval(
             self.ctx.scripts.forget,
             d,
-            [
-                keys.waitlist(d),
-                keys.waitlist_order(d),
-                keys.waitlist_patient(d, entry.patient_id),
-                keys.waitlist_offers(d),
-                keys.waitlist_holds(d),
-                *self.entry_keys(d, entry.patient_id, entry.start, entry.end),
-            ],
+            _entry_keys(entry, keys.waitlist_offers(d), keys.waitlist_holds(d)),
             [entry.id, len(_days(entry.start, entry.end))],
         )
-        return msgspec.convert(result, ForgetReply).slot
+        return reply.slot
 
     async def add(self, entry: Entry) -> int:
         """Add the entry (add.lua); its FCFS seq (its ``created_at`` from then on)."""
-        d = entry.doctor_id
         days = _days(entry.start, entry.end)
-        result = await self.eval(
+        reply = await self.eval(
             self.ctx.scripts.add,
-            d,
-            [
-                keys.waitlist(d),
-                keys.waitlist_order(d),
-                keys.waitlist_patient(d, entry.patient_id),
-                keys.waitlist_hydrated(d),
-                *(keys.waitlist_day(d, day) for day in days),
-            ],
+            entry.doctor_id,
+            _entry_keys(entry, keys.waitlist_hydrated(entry.doctor_id)),
             [
                 entry.id,
                 entry.patient_id,
@@ -151,13 +127,13 @@ class HotWaitlist:
                 *(_bucket_expiry(day) for day in days),
             ],
         )
-        if result[0] == 0:
+        if not reply.ok:
             raise Conflict(
                 "you already wait for this doctor in an overlapping window",
                 code="already_waiting",
-                entry_id=str(result[2]),
+                entry_id=reply.other,
             )
-        return int(result[2])
+        return reply.seq
 
     async def position(self, entry: Entry) -> int:
         """1 + the entries of the doctor created before this one (FCFS rank)."""
@@ -199,7 +175,7 @@ class HotWaitlist:
             if not force and await self.ctx.redis.exists(keys.waitlist_hydrated(doctor_id)):
                 return 0
             now = self.ctx.clock()
-            items = await self.ctx.store.query(st.doctor_pk(doctor_id), prefix=st.PREFIX)
+            items = await self.ctx.store.query(layout.doctor_pk(doctor_id), prefix=layout.PREFIX)
             entries = [e for e in (Entry.from_data(i.data) for i in items) if e.end > now]
             loaded = await self._rebuild(doctor_id, entries, force=force)
             holds = [e.offer.expires_at for e in entries if e.offer is not None]
@@ -253,9 +229,12 @@ class HotWaitlist:
                 ]
             all_keys = fixed + list(extra)
             args += [expiry[k] for k in extra]
-            result = decode(await self.ctx.scripts.rebuild(keys=all_keys, args=args))
-            if result[0] == 1:
-                return len(entries) if result[1] == "rebuilt" else 0
+            try:
+                reply = await self.ctx.scripts.rebuild.run(all_keys, args)
+            except RedisError as exc:
+                raise Unavailable("redis failed", code="redis_unavailable") from exc
+            if reply.ok:
+                return len(entries) if reply.outcome == "rebuilt" else 0
         raise Unavailable("the doctor's waitlist kept changing during rehydration")
 
     async def release_redis(
@@ -265,21 +244,18 @@ class HotWaitlist:
         start: int,
         end: int,
         *,
-        mode: Mode,
+        mode: Freed,
         ref: str,
-        flag: str,
+        flag: How,
         due: bool,
         now: int,
     ) -> ReleaseReply:
+        """Run release.lua for the slot (its times as the caller believes them; retried with
+        Redis's own if they moved)."""
         d = doctor_id
-        frame = events.frames(
-            [events.doctor_slots_topic(d)],
-            "slot.updated",
-            _slot_data(d, slot_id, start, end, "open"),
-            now,
-        )[0]
         for _ in range(3):
-            result = await self.eval(
+            channel, frame = events.slot_frame(d, slot_id, start, end, "open", now)
+            reply = await self.eval(
                 self.ctx.scripts.release,
                 d,
                 [
@@ -304,22 +280,15 @@ class HotWaitlist:
                     DECISION_LEAD_MS,
                     start,
                     end,
-                    frame[0],
-                    frame[1],
+                    channel,
+                    frame,
                     flag,
                     "due" if due else "",
                 ],
             )
-            if result[0] == 0 and result[1] == "moved":
-                start, end = int(result[2]), int(result[3])
-                frame = events.frames(
-                    [events.doctor_slots_topic(d)],
-                    "slot.updated",
-                    _slot_data(d, slot_id, start, end, "open"),
-                    now,
-                )[0]
-                continue
-            return msgspec.convert(result, ReleaseReply)
+            if reply.outcome != "moved":
+                return reply
+            start, end = reply.start, reply.end
         raise Unavailable("the slot kept moving", code="redis_unavailable")
 
     async def invalidate(self, doctor_id: str, slot_id: str) -> None:
@@ -333,15 +302,22 @@ class HotWaitlist:
         except RedisError:
             log.error("could not invalidate doctor %s after a failed waitlist write", doctor_id)
 
+    async def slot_hold(self, doctor_id: str, slot_id: str) -> tuple[Offer, str] | None:
+        """The slot as Redis has it, as an offer (expiry 0 if not held), and the entry holding
+        it ("" if none); None if Redis does not have the slot."""
+        raw = await self.ctx.redis.hmget(
+            keys.slot(doctor_id, slot_id), "start", "end", "hold_entry", "hold_expires"
+        )
+        start, end, holder, expires = (None if v is None else text(v) for v in raw)
+        if start is None or end is None:
+            return None
+        offer = Offer(slot_id=slot_id, start=int(start), end=int(end), expires_at=int(expires or 0))
+        return offer, holder or ""
+
     async def offer_of_slot(self, entry: Entry, slot_id: str) -> Offer | None:
         """The hold Redis has for ``entry`` on ``slot_id`` (the store may not have it yet)."""
-        raw = await self.ctx.redis.hmget(
-            keys.slot(entry.doctor_id, slot_id), "start", "end", "hold_entry", "hold_expires"
-        )
-        start, end, holder, expires = (text(v) for v in raw)
-        if holder != entry.id or start is None:
-            return None
-        return Offer(slot_id=slot_id, start=int(start), end=int(end), expires_at=int(expires))
+        found = await self.slot_hold(entry.doctor_id, slot_id)
+        return found[0] if found is not None and found[1] == entry.id else None
 
     async def index_hold(self, doctor_id: str, expires: int) -> None:
         try:

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from engine.notifications import Outbox
     from engine.principal import Principal
     from engine.store import Op, Store
-    from engine.waitlist._hot import Mode
     from engine.waitlist._model import CreateEntry, DoctorEntryPage, EntryList, EntryView
+    from engine.waitlist._scripts import Freed
 
 __all__ = ["DoctorsPort", "SlotsPort", "WaitlistService"]
 
@@ -94,7 +94,7 @@ class WaitlistService:
 
     # --- hand-over (booking calls these) ------------------------------------------------------
     async def release(
-        self, doctor_id: str, slot_id: str, start: int, end: int, *, mode: Mode, ref: str = "",
+        self, doctor_id: str, slot_id: str, start: int, end: int, *, mode: Freed, ref: str = "",
         undo: bool = False, now: int | None = None, slot_known_open: bool = True,
         hand_over: bool = True,
     ) -> str:  # fmt: skip

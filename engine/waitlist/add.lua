@@ -10,7 +10,7 @@
 -- FCFS is strict: the seq used is max(ARGV[5], the doctor's latest seq + 1), so two entries
 -- created in the same millisecond still keep their order of arrival.
 -- returns {1, "added" | "already", seq used} | {0, "not_hydrated"}
---       | {0, "already_waiting", other entry}
+--       | {0, "already_waiting", 0, the patient's entry it overlaps}
 if redis.call("EXISTS", KEYS[4]) == 0 then
   return {0, "not_hydrated"}
 end
@@ -24,7 +24,7 @@ local mine = redis.call("HGETALL", KEYS[3])
 for i = 1, #mine, 2 do
   local f, t = string.match(mine[i + 1], "^(%d+):(%d+)$")
   if tonumber(f) < to and tonumber(t) > from then
-    return {0, "already_waiting", mine[i]}
+    return {0, "already_waiting", 0, mine[i]}
   end
 end
 local seq = tonumber(ARGV[5])

@@ -9,7 +9,7 @@
 --   patient key index, n = number of days, then n day-bucket key indexes, offered slot or "",
 --   hold expiry or "", p = passed count, then p passed-set key indexes
 -- then per KEYS[6..] an absolute expiry (ms) or 0 (none)
--- returns {1, "rebuilt", m} | {1, "skipped"} | {0, "retry"}
+-- returns {1, "rebuilt"} | {1, "skipped"} | {0, "retry"}
 if ARGV[1] ~= "1" and redis.call("EXISTS", KEYS[5]) == 1 then
   return {1, "skipped"}
 end
@@ -65,4 +65,4 @@ for i = 6, #KEYS do
   end
 end
 redis.call("SET", KEYS[5], "1")
-return {1, "rebuilt", m}
+return {1, "rebuilt"}

@@ -19,13 +19,14 @@
 --   back; a slot held for its requester returns to that hold), "open" (opened to everyone,
 --   never held: time off is about to delete it) or ""
 -- ARGV[12] "due": mode hold only if the hold's expiry has passed (the sweeper), else ""
--- returns {1, outcome, entry, patient, expires, seq, previous status}
---   outcome: "held" (entry/patient/expires/seq set), "opened" (published open), "freed"
---   (released but started: not bookable), "restored" (mode appt undo: held again for the
---   requester, until the original expiry), "already" (nothing to release: a repeat),
---   "not_due" (ARGV[12] "due" and the hold has not expired yet)
---   | {0, "not_hydrated" | "not_hydrated_waitlist"} | {0, "moved", start, end} (the slot's times differ: the caller
---   passed the wrong day bucket and retries with these)
+-- returns {1, "held", start, end, entry, expires, seq, previous status} (the slot is held for
+--   that entry until expires; seq is the entry's FCFS seq)
+--   | {1, "opened"} (published open) | {1, "freed"} (released but started: not bookable)
+--   | {1, "restored"} (mode appt undo: held again for the requester, until the original
+--   expiry) | {1, "already"} (nothing to release: a repeat) | {1, "not_due"} (ARGV[12] "due"
+--   and the hold has not expired yet) | {0, "not_hydrated" | "not_hydrated_waitlist"}
+--   | {0, "moved", start, end} (the slot's times differ: the caller passed the wrong day bucket
+--   and retries with these)
 -- Cost: the bucket is scanned in FCFS order and the first covering entry wins. An entry that
 -- intersects the day but does not cover the slot has a window edge on that day, so the
 -- scan passes at most (entries with an edge that day + entries holding an offer + entries
@@ -47,7 +48,7 @@ if mode == "appt" then
   redis.call("ZREM", KEYS[3], id)
   redis.call("HDEL", KEYS[4], id)
   if s[2] ~= id or (status ~= "requested" and status ~= "booked") then
-    return {1, "already", "", "", 0, 0, status or ""}
+    return {1, "already"}
   end
 elseif mode == "hold" then
   if status ~= "held" or s[5] ~= id then
@@ -57,13 +58,13 @@ elseif mode == "hold" then
       redis.call("HDEL", KEYS[7], id)
       redis.call("ZREM", KEYS[8], id)
     end
-    return {1, "already", "", "", 0, 0, status or ""}
+    return {1, "already"}
   end
   if ARGV[12] == "due" and tonumber(s[6]) > now then
-    return {1, "not_due", id, s[7], tonumber(s[6]), 0, status}
+    return {1, "not_due"}
   end
 elseif status ~= "open" and status ~= "pending" then
-  return {1, "already", "", "", 0, 0, status or ""}
+  return {1, "already"}
 end
 local start = tonumber(s[3])
 local stop = tonumber(s[4])
@@ -94,14 +95,14 @@ if mode == "appt" and ARGV[11] == "undo" and s[5] and tonumber(s[6]) ~= nil
     and tonumber(s[6]) > now and redis.call("HEXISTS", KEYS[6], s[5]) == 1
     and redis.call("HEXISTS", KEYS[7], s[5]) == 0 then
   hold(s[5], s[7], tonumber(s[6]))
-  return {1, "restored", s[5], s[7], tonumber(s[6]), 0, status}
+  return {1, "restored"}
 end
 redis.call("HSET", KEYS[1], "status", "open")
 redis.call("HDEL", KEYS[1], "appointment_id", "patient_id", "deadline", "requested_at",
   "hold_entry", "hold_expires", "since")
 if start <= now then
   redis.call("ZREM", KEYS[2], slot)
-  return {1, "freed", "", "", 0, 0, status}
+  return {1, "freed"}
 end
 local expires = now + tonumber(ARGV[5])
 local lead_limit = start - tonumber(ARGV[6])
@@ -125,7 +126,7 @@ if expires > now and ARGV[11] ~= "open" and redis.call("HLEN", KEYS[6]) > 0 then
           local from, to, patient = string.match(value, "^(%d+):(%d+):([^:]+):")
           if tonumber(from) <= start and tonumber(to) >= stop then
             hold(entry, patient, expires)
-            return {1, "held", entry, patient, expires, tonumber(members[i + 1]), status}
+            return {1, "held", start, stop, entry, expires, tonumber(members[i + 1]), status}
           end
         end
       end
@@ -137,4 +138,4 @@ redis.call("ZADD", KEYS[2], start, slot)
 if status ~= "open" then
   redis.call("PUBLISH", ARGV[9], ARGV[10])
 end
-return {1, "opened", "", "", 0, 0, status}
+return {1, "opened"}
