@@ -111,25 +111,21 @@ class OfferedEvent(msgspec.Struct, frozen=True, kw_only=True):
     hold_expires_at: str
 
 
+def _shown(entry: Entry, position: int) -> dict[str, Any]:
+    """What both sides see of an entry (each view adds whom it is with)."""
+    return {
+        "id": entry.id,
+        "from_": to_rfc3339(entry.start),
+        "to": to_rfc3339(entry.end),
+        "created_at": to_rfc3339(entry.created_at),
+        "position": position,
+        "offer": OfferView.of(entry.offer) if entry.offer else None,
+    }
+
+
 def entry_view(entry: Entry, position: int) -> EntryView:
-    return EntryView(
-        id=entry.id,
-        doctor_id=entry.doctor_id,
-        from_=to_rfc3339(entry.start),
-        to=to_rfc3339(entry.end),
-        created_at=to_rfc3339(entry.created_at),
-        position=position,
-        offer=OfferView.of(entry.offer) if entry.offer else None,
-    )
+    return EntryView(doctor_id=entry.doctor_id, **_shown(entry, position))
 
 
 def doctor_entry_view(entry: Entry, position: int) -> DoctorEntryView:
-    return DoctorEntryView(
-        id=entry.id,
-        patient_id=entry.patient_id,
-        from_=to_rfc3339(entry.start),
-        to=to_rfc3339(entry.end),
-        created_at=to_rfc3339(entry.created_at),
-        position=position,
-        offer=OfferView.of(entry.offer) if entry.offer else None,
-    )
+    return DoctorEntryView(patient_id=entry.patient_id, **_shown(entry, position))
