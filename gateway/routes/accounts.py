@@ -45,7 +45,9 @@ from gateway.problems import problems
 from gateway.telemetry import event
 
 if TYPE_CHECKING:
-    from engine.principal import Principal
+    from collections.abc import Awaitable, Callable
+
+    from engine.principal import Principal, Role
     from engine.runtime import Engine
 
 _PUBLIC: list[dict[str, list[str]]] = [{}]
@@ -98,6 +100,25 @@ def _device_from_cookie(body: _Login, cookie: str | None) -> _Login:
     if body.device_token is None and cookie:
         return msgspec.structs.replace(body, device_token=cookie)
     return body
+
+
+async def _login(
+    engine: Engine,
+    role: Role,
+    login: Callable[[_Login, str], Awaitable[TokenPair | MfaChallenge]],
+    data: _Login,
+    cookie: str | None,
+    address: str,
+) -> Response[TokenPair | MfaChallenge]:
+    """The password step of either role's login: the body's device token, else the cookie's;
+    the device cookie set on the answer; a refusal logged as ``login.failed`` (the role and
+    the code, never the identifier) before the problem handler answers it."""
+    try:
+        answer = await login(_device_from_cookie(data, cookie), address)
+    except EngineError as exc:
+        event("login.failed", role=role, code=exc.code)
+        raise
+    return _with_device_cookie(engine, answer)
 
 
 @post(
@@ -154,14 +175,9 @@ async def login_doctor(
     of a device used before. A login answers a (renewed) `device_token` and sets the cookie.
     With 2FA active, a right password answers `{mfa_required: true, mfa_token, expires_in}`
     instead of tokens: finish with `POST /v1/auth/mfa`."""
-    try:
-        answer = await engine.accounts.login_doctor(
-            _device_from_cookie(data, device_cookie), address
-        )
-        return _with_device_cookie(engine, answer)
-    except EngineError as exc:
-        event("login.failed", role="doctor", code=exc.code)
-        raise
+    return await _login(
+        engine, "doctor", engine.accounts.login_doctor, data, device_cookie, address
+    )
 
 
 @post(
@@ -178,14 +194,9 @@ async def login_patient(
 ) -> Response[TokenPair | MfaChallenge]:
     """At least one of e-mail and CPF (neither: 422); both given must name the same account
     (else 401). Failures, device tokens and 2FA as for doctors."""
-    try:
-        answer = await engine.accounts.login_patient(
-            _device_from_cookie(data, device_cookie), address
-        )
-        return _with_device_cookie(engine, answer)
-    except EngineError as exc:
-        event("login.failed", role="patient", code=exc.code)
-        raise
+    return await _login(
+        engine, "patient", engine.accounts.login_patient, data, device_cookie, address
+    )
 
 
 @post(
