@@ -28,6 +28,7 @@ from engine.booking import (
     SlotView,
 )
 from gateway.problems import problems
+from gateway.routes._paging import LIMIT_DEFAULT, NextCursor, PagerLimit
 from gateway.telemetry import BOOKINGS, DECISIONS, error_code, event
 
 if TYPE_CHECKING:
@@ -91,12 +92,8 @@ async def my_slots(
     doctor: Principal,
     from_: From = None,
     to: To = None,
-    limit: int = Parameter(
-        default=20,
-        description="page size, 1-100 (422 `invalid_limit`)",
-        schema_extra={"minimum": 1, "maximum": 100},
-    ),
-    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+    limit: PagerLimit = LIMIT_DEFAULT,
+    cursor: NextCursor = None,
 ) -> SlotPage:
     """Status `open` | `requested` | `booked` with `appointment_id` (a `requested` slot may
     be a confirmed appointment's pending move), in start order, a page at a time (`limit`,
@@ -198,12 +195,8 @@ async def list_appointments(
     ),
     from_: From = None,
     to: To = None,
-    limit: int = Parameter(
-        default=20,
-        description="page size, 1-100 (422 `invalid_limit`)",
-        schema_extra={"minimum": 1, "maximum": 100},
-    ),
-    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+    limit: PagerLimit = LIMIT_DEFAULT,
+    cursor: NextCursor = None,
 ) -> AppointmentPage:
     """The caller's appointments (as patient or doctor) by slot start; `from`/`to` bound the
     start."""

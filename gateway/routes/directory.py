@@ -13,6 +13,7 @@ from engine.accounts.validators import GEO_LAT_MAX
 from engine.directory import EARTH_RADIUS_KM, SearchPage, SpecialtyList
 from engine.paging import LIMIT_MAX
 from gateway.problems import problems
+from gateway.routes._paging import NextCursor  # noqa: TC001  (Litestar resolves at runtime)
 
 if TYPE_CHECKING:
     from engine.principal import Principal
@@ -72,7 +73,7 @@ async def search_doctors(
         description="page size, 1-100 (default 20; 422 `invalid_limit`)",
         schema_extra={"minimum": 1, "maximum": LIMIT_MAX},
     ),
-    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+    cursor: NextCursor = None,
 ) -> SearchPage:
     """Patients only (doctors: 403). Ordered by distance (then id) when `lat`/`lon` are
     given, otherwise by rating, best first (unrated last, ties by id). Without `max_km` a

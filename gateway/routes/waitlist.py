@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 # Runtime imports: Litestar reads handler annotations when it registers the routes.
 from engine.waitlist import CreateEntry, DoctorEntryPage, EntryList, EntryView  # noqa: TC001
 from gateway.problems import problems
+from gateway.routes._paging import NextCursor  # noqa: TC001  (Litestar resolves at runtime)
 
 if TYPE_CHECKING:
     from engine.principal import Principal
@@ -90,7 +91,7 @@ async def doctor_waitlist(
     engine: Engine,
     doctor: Principal,
     limit: int = Parameter(default=20, description="page size, 1-100"),
-    cursor: str | None = Parameter(default=None, description="next_cursor of the last page"),
+    cursor: NextCursor = None,
 ) -> DoctorEntryPage:
     """`{items: [{id, patient_id, from, to, created_at, position, offer}], next_cursor}` in
     first come, first served order."""
