@@ -59,6 +59,15 @@ def _feed_url(request: Request[Any, Any, Any], token: str) -> CalendarLink:
     return CalendarLink(url=f"{str(request.base_url).rstrip('/')}/v1/calendar/{token}.ics")
 
 
+def _link(description: str, *, example: str = "feed URL") -> ResponseSpec:
+    """The documented answer of the two routes that give the feed URL (:func:`_feed_url`)."""
+    return ResponseSpec(
+        data_container=CalendarLink,
+        description=description,
+        examples=[Example(summary=example, value={"url": _FEED_URL})],
+    )
+
+
 @get(
     "/v1/me/notifications",
     tags=_TAGS,
@@ -88,14 +97,7 @@ async def my_notifications(
     "/v1/me/calendar",
     tags=_TAGS,
     summary="My private iCalendar feed URL",
-    responses={
-        200: ResponseSpec(
-            data_container=CalendarLink,
-            description="The feed URL (the same on every call until rotated)",
-            examples=[Example(summary="feed URL", value={"url": _FEED_URL})],
-        ),
-        **problems(401),
-    },
+    responses={200: _link("The feed URL (the same on every call until rotated)"), **problems(401)},
 )
 async def my_calendar(
     engine: Engine, principal: Principal, request: Request[Any, Any, Any]
@@ -112,14 +114,7 @@ async def my_calendar(
     tags=_TAGS,
     summary="Replace my feed URL (the old one answers 404 from now on)",
     status_code=HTTP_200_OK,
-    responses={
-        200: ResponseSpec(
-            data_container=CalendarLink,
-            description="The new feed URL",
-            examples=[Example(summary="new feed URL", value={"url": _FEED_URL})],
-        ),
-        **problems(401),
-    },
+    responses={200: _link("The new feed URL", example="new feed URL"), **problems(401)},
 )
 async def rotate_calendar(
     engine: Engine, principal: Principal, request: Request[Any, Any, Any]
