@@ -28,9 +28,10 @@ from engine.booking._model import Appointment
 from engine.booking._notices import BookingNotices
 from engine.booking._rebuild import Rebuild
 from engine.booking._scripts import Coalescer, Scripts
-from engine.errors import NotFound, Unavailable
+from engine.errors import Conflict, NotFound, Unavailable
 from engine.lua import Reply, decode
 from engine.realtime import events
+from engine.store import ConditionFailed
 from engine.timeutil import now_ms
 
 if TYPE_CHECKING:
@@ -115,6 +116,11 @@ def doctor_of_slot(slot_id: str) -> str:
     ):
         raise NotFound("slot not found", code="slot_not_found")
     return doctor_id
+
+
+def transition_error(detail: str) -> Conflict:
+    """``Conflict`` ``invalid_transition``: the appointment's state does not allow the step."""
+    return Conflict(detail, code="invalid_transition")
 
 
 def hold_keys(doctor_id: str, slot_id: str) -> list[str]:
@@ -234,6 +240,14 @@ class BookingContext:
             log.warning("event publication failed", exc_info=True)
 
     # --- appointments -------------------------------------------------------------------------
+    async def store_transition(self, ops: Sequence[Op]) -> None:
+        """Store one step of an appointment, all or nothing: ``Conflict``
+        ``invalid_transition`` (nothing written) if it changed meanwhile."""
+        try:
+            await self.store.transact(ops)
+        except ConditionFailed as exc:
+            raise transition_error("the appointment changed meanwhile") from exc
+
     async def load_appointment(self, appointment_id: str) -> tuple[Appointment, int]:
         item = await self.store.get(layout.appt_pk(appointment_id), layout.APPT_SK)
         if item is None:
@@ -275,7 +289,7 @@ class BookingContext:
                 appt.doctor_id, appt.slot_id, appt.start, appt.end, mode="appt", ref=appt.id,
                 undo=undo, now=now, hand_over=hand_over,
             )  # fmt: skip
-            await self._drop_patient_hold(appt)
+            await self.drop_patient_hold(appt)
             return outcome
         channel, frame = events.slot_frame(
             appt.doctor_id, appt.slot_id, appt.start, appt.end, "open", now
@@ -287,10 +301,11 @@ class BookingContext:
             [appt.id, appt.slot_id, now, channel, frame],
             retry=True,
         )
-        await self._drop_patient_hold(appt)
+        await self.drop_patient_hold(appt)
         return reply.outcome
 
-    async def _drop_patient_hold(self, appt: Appointment) -> None:
+    async def drop_patient_hold(self, appt: Appointment) -> None:
+        """Its entry in the patient's holds gone; a Redis failure is only logged."""
         try:
             await self.redis.hdel(keys.patient_holds(appt.patient_id), appt.id)
         except RedisError:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.booking import _store as layout
-from engine.booking._context import doctor_of_slot, hold_keys, redis_guard
+from engine.booking._context import doctor_of_slot, hold_keys, redis_guard, transition_error
 from engine.booking._model import (
     ACTIVE,
     JUSTIFICATION_MAX,
@@ -43,13 +43,8 @@ if TYPE_CHECKING:
     from engine.booking._moves import Moves
     from engine.booking._views import Views
     from engine.principal import Principal
-    from engine.store import Op
 
 log = logging.getLogger("healthmed.booking")
-
-
-def _transition_error(detail: str) -> Conflict:
-    return Conflict(detail, code="invalid_transition")
 
 
 GHOST_GRACE_MS = 60_000
@@ -76,14 +71,14 @@ class Decisions:
             return await self.moves.accept(principal, appt, version)
         now = self.ctx.clock()
         if appt.status != "requested":
-            raise _transition_error(f"the appointment is {appt.status}, not requested")
+            raise transition_error(f"the appointment is {appt.status}, not requested")
         if now >= appt.deadline:
-            raise _transition_error("the request expired")
+            raise transition_error("the request expired")
         hold = await self.ctx.store.get(
             layout.doctor_pk(appt.doctor_id), layout.hold_sk(appt.slot_id)
         )
         if hold is None or hold.data.get("appointment_id") != appt.id:
-            raise _transition_error("the request no longer holds its slot")
+            raise transition_error("the request no longer holds its slot")
         confirmed = msgspec.structs.replace(
             appt,
             status="confirmed",
@@ -98,18 +93,14 @@ class Decisions:
             id=appt.slot_id, doctor_id=appt.doctor_id, start=appt.start, end=appt.end,
             status="booked", appointment_id=appt.id, patient_id=appt.patient_id,
         )  # fmt: skip
-        main, *index = layout.appointment_ops(confirmed, version)
-        ops: list[Op] = [
-            main,
-            layout.hold_put(confirmed, hold.version),
-            Put(item=layout.slot_item(booked), expect="present"),
-            *index,
-            *self.ctx.notices.confirmed(confirmed, now),
-        ]
-        try:
-            await self.ctx.store.transact(ops)
-        except ConditionFailed as exc:
-            raise _transition_error("the appointment changed meanwhile") from exc
+        await self.ctx.store_transition(
+            [
+                *layout.transition_ops(
+                    confirmed, version, layout.hold_put(confirmed, hold.version), booked
+                ),
+                *self.ctx.notices.confirmed(confirmed, now),
+            ]
+        )
         self.ctx.notices.wake()
         await self.ctx.rebuild.after_commit(
             appt.doctor_id, self._mark_booked(confirmed), [appt.slot_id]
@@ -160,7 +151,7 @@ class Decisions:
         if appt.status == "confirmed" and appt.pending_move is not None:
             return await self.moves.refuse(principal, appt, version)
         if appt.status != "requested":
-            raise _transition_error(f"the appointment is {appt.status}, not requested")
+            raise transition_error(f"the appointment is {appt.status}, not requested")
         now = self.ctx.clock()
         refused = msgspec.structs.replace(
             appt, status="refused", decided_at=now, refusal_reason=reason or None
@@ -208,16 +199,16 @@ class Decisions:
     ) -> AppointmentView:
         now = self.ctx.clock()
         if appt.status not in ACTIVE:
-            raise _transition_error(f"the appointment is {appt.status}")
+            raise transition_error(f"the appointment is {appt.status}")
         if appt.end <= now:
-            raise _transition_error("the appointment is over")
+            raise transition_error("the appointment is over")
         if appt.pending_move is not None:
             # its pending move goes first (its own write): a crash between leaves the
             # appointment confirmed where it was, never a slot held for nothing
             await self.moves.drop(appt, version, None, now, hand_over=hand_over)
             appt, version = await self.ctx.load_appointment(appt.id)
             if appt.status not in ACTIVE:
-                raise _transition_error(f"the appointment is {appt.status}")
+                raise transition_error(f"the appointment is {appt.status}")
         cancelled = msgspec.structs.replace(
             appt,
             status="cancelled",
@@ -241,28 +232,19 @@ class Decisions:
         free = Slot(
             id=closed.slot_id, doctor_id=closed.doctor_id, start=closed.start, end=closed.end
         )
-        main, *index = layout.appointment_ops(closed, version)
-        ops: list[Op] = [
-            main,
-            layout.hold_delete(closed),
-            Put(item=layout.slot_item(free), expect="present"),
-            *index,
-            *self.ctx.notices.closed(closed, now),
-        ]
-        try:
-            await self.ctx.store.transact(ops)
-        except ConditionFailed as exc:
-            raise _transition_error("the appointment changed meanwhile") from exc
+        await self.ctx.store_transition(
+            [
+                *layout.transition_ops(closed, version, layout.hold_delete(closed), free),
+                *self.ctx.notices.closed(closed, now),
+            ]
+        )
         self.ctx.notices.wake()
         # The slot's Redis hash goes with the marker if this fails: a fresh "requested" there
         # would otherwise survive the rebuild as an in-flight reservation (rebuild.lua).
         if not await self.ctx.rebuild.after_commit(
             closed.doctor_id, self.ctx.reopen(closed, now, hand_over=hand_over), [closed.slot_id]
         ):
-            try:
-                await self.ctx.redis.hdel(keys.patient_holds(closed.patient_id), closed.id)
-            except RedisError:
-                log.warning("could not drop the patient's hold %s", closed.id, exc_info=True)
+            await self.ctx.drop_patient_hold(closed)
 
     async def expire(self, appointment_id: str, slot_id: str, now: int) -> bool:
         """Expire one request claimed by the expiry sweep. True if this call expired it."""

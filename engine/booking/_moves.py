@@ -35,7 +35,12 @@ from redis.exceptions import RedisError
 
 from engine import keys
 from engine.booking import _store as st
-from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys
+from engine.booking._context import (
+    DECISION_LEAD_MS,
+    doctor_of_slot,
+    hold_keys,
+    transition_error,
+)
 from engine.booking._model import (
     ACTIVE,
     MOVE_SUFFIX,
@@ -57,10 +62,6 @@ if TYPE_CHECKING:
     from engine.store import Op
 
 log = logging.getLogger("healthmed.booking")
-
-
-def _transition_error(detail: str) -> Conflict:
-    return Conflict(detail, code="invalid_transition")
 
 
 def appointment_of_holder(holder: str) -> str | None:
@@ -93,11 +94,11 @@ class Moves:
             )
         now = ctx.clock()
         if appt.status not in ACTIVE or appt.end <= now:
-            raise _transition_error(f"the appointment is {appt.status}")
+            raise transition_error(f"the appointment is {appt.status}")
         if appt.status == "requested" and now >= appt.deadline:
-            raise _transition_error("the request expired")
+            raise transition_error("the request expired")
         if appt.pending_move is not None:
-            raise _transition_error("a move is already waiting for the doctor")
+            raise transition_error("a move is already waiting for the doctor")
         if slot_id == appt.slot_id:
             raise Conflict("the appointment already has this slot", code="slot_unavailable")
         holder = move_holder(appt.id)
@@ -197,7 +198,7 @@ class Moves:
             if exc.index == hold_at:  # the store holds the new slot for another appointment
                 await ctx.rebuild.doctor(appt.doctor_id, force=True)
                 raise Conflict("the slot is not open", code="slot_unavailable") from exc
-            raise _transition_error("the appointment changed meanwhile") from exc
+            raise transition_error("the appointment changed meanwhile") from exc
         except BaseException:
             await self._release(stub, now)
             raise
@@ -215,10 +216,10 @@ class Moves:
         assert move is not None
         now = ctx.clock()
         if now >= move.deadline:
-            raise _transition_error("the move lapsed")
+            raise transition_error("the move lapsed")
         hold = await ctx.store.get(st.doctor_pk(appt.doctor_id), st.hold_sk(move.slot_id))
         if hold is None or hold.data.get("appointment_id") != appt.id:
-            raise _transition_error("the move no longer holds its slot")
+            raise transition_error("the move no longer holds its slot")
         meeting = appt.meeting
         moved = msgspec.structs.replace(
             appt, slot_id=move.slot_id, start=move.start, end=move.end, pending_move=None,
@@ -239,10 +240,7 @@ class Moves:
             Put(item=st.slot_item(booked), expect="present"),
             *ctx.notices.rescheduled(moved, appt, now),
         ]
-        try:
-            await ctx.store.transact(ops)
-        except ConditionFailed as exc:
-            raise _transition_error("the appointment changed meanwhile") from exc
+        await ctx.store_transition(ops)
         ctx.notices.wake()
         await self._apply_in_redis(moved, appt, now)
         await ctx.publish(
@@ -272,10 +270,7 @@ class Moves:
             st.move_hold_delete(appt, move.slot_id),
             Put(item=st.slot_item(free), expect="present"),
         ]
-        try:
-            await ctx.store.transact(ops)
-        except ConditionFailed as exc:
-            raise _transition_error("the appointment changed meanwhile") from exc
+        await ctx.store_transition(ops)
         holder = move_holder(appt.id)
         stub = self._holder_stub(appt, holder, move.slot_id, move.start, move.end, 0, now)
         await ctx.rebuild.after_commit(

@@ -80,6 +80,13 @@ def appointment_ops(appt: Appointment, expect: Expect) -> list[Op]:
     ]
 
 
+def transition_ops(appt: Appointment, expect: Expect, hold: Op, slot: Slot) -> list[Op]:
+    """An appointment confirmed or ended (at ``expect``): its item and index copies, the change
+    to its ``HOLD`` guard, and its slot's new state (the slot must be there)."""
+    main, *index = appointment_ops(appt, expect)
+    return [main, hold, Put(item=slot_item(slot), expect="present"), *index]
+
+
 def hold_put(appt: Appointment, expect: Expect) -> Put:
     item = Item(
         pk=doctor_pk(appt.doctor_id),
