@@ -20,8 +20,6 @@ A rebuild keeps every other in-flight ``pending``/``locked`` entry (rebuild.lua)
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ from engine.booking._model import (
 from engine.booking._rules import MAX_SLOT_MS, expand_rule, explicit_slots, interval
 from engine.booking._time_off import time_off_ranges
 from engine.errors import Conflict, Invalid, NotFound, Unavailable
+from engine.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.realtime import events
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Put, StoreUnavailable
 from engine.timeutil import new_id, parse_rfc3339, to_rfc3339
@@ -84,17 +83,17 @@ _CURSOR = "slots:"
 
 
 def _encode_cursor(start: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR}{start}".encode()).decode().rstrip("=")
+    return encode_cursor(f"{_CURSOR}{start}")
 
 
 def _decode_cursor(cursor: str) -> int:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = decode_cursor(cursor).decode()
+    except (Invalid, UnicodeDecodeError):
         raw = ""
     value = raw.removeprefix(_CURSOR)
     if not raw.startswith(_CURSOR) or not value.isdigit() or len(value) > 15:
-        raise Invalid("invalid cursor", code="invalid_cursor", field="cursor")
+        raise invalid_cursor()
     return int(value)
 
 
@@ -431,8 +430,7 @@ class Slots:
         """``list_own`` a page at a time, in start order: ``limit`` 1-100 (``Invalid``
         ``invalid_limit``), ``next_cursor`` while more remain (``invalid_cursor`` if garbled)."""
         doctor_id = _doctor(principal)
-        if not 1 <= limit <= 100:
-            raise Invalid("limit must be 1-100", code="invalid_limit", field="limit")
+        check_limit(limit)
         lo, hi = time_range(
             start, end, self.ctx.clock(), default_days=AGENDA_MAX_DAYS, max_days=OWN_MAX_DAYS
         )
