@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 Env = Literal["development", "production", "test"]
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 PREFIX = "HEALTHMED_"
 
@@ -40,31 +41,31 @@ class SettingsError(RuntimeError):
 # variable counts as unset everywhere.
 
 
-def _positive_int(name: str, raw: str) -> int:
+def _number(name: str, raw: str, kind: Callable[[str], N], what: str) -> N:
+    """``raw`` read by ``kind`` (``int``, ``float``); a message saying it must be ``what``
+    if it cannot be."""
     try:
-        value = int(raw)
+        return kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
+
+
+def _positive_int(name: str, raw: str) -> int:
+    value = _number(name, raw, int, "an integer")
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {value}")
     return value
 
 
 def _positive_float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    value = _number(name, raw, float, "a number")
     if not value > 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
 
 
 def _seconds(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    value = _number(name, raw, float, "a number of seconds")
     if not 0 <= value <= 3600:
         raise SettingsError(f"{name} must be between 0 and 3600 seconds, got {value}")
     return value
