@@ -85,6 +85,9 @@ outside), so each key is one primary-key lookup; ``(pk, sk) IN (VALUES ...)`` is
 full scan of ``items`` by SQLite 3.40."""
 _SELECT_CHUNK = 400
 """Keys per version lookup: two parameters each, well under SQLite's parameter limit."""
+_SELECT_ITEMS = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE "
+"""The columns :meth:`SQLiteStore._row` reads, in its order; the condition follows."""
+_SELECT_ONE = _SELECT_ITEMS + "pk=? AND sk=?"
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 CACHE_KIB = 64 * 1024
 """Page cache per connection (SQLite's default is 2 MiB): the upper levels of the key B-tree
@@ -115,6 +118,18 @@ def _private_files(path: Path) -> None:
     for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(each, 0o600)
+
+
+def _in_range(where: str, args: list[Any], column: str, start: str | None, end: str | None) -> str:
+    """``where`` with ``column`` kept within ``[start, end)`` where given (their values
+    appended to ``args``)."""
+    if start is not None:
+        where += f" AND {column} >= ?"
+        args.append(start)
+    if end is not None:
+        where += f" AND {column} < ?"
+        args.append(end)
+    return where
 
 
 class _Prepared(NamedTuple):
@@ -203,10 +218,7 @@ class SQLiteStore:
 
     async def get(self, pk: str, sk: str) -> Item | None:
         def run() -> Item | None:
-            row = self._conn.execute(
-                "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE pk=? AND sk=?",
-                (pk, sk),
-            ).fetchone()
+            row = self._conn.execute(_SELECT_ONE, (pk, sk)).fetchone()
             return self._row(row) if row else None
 
         return await self._run(run)
@@ -354,33 +366,17 @@ class SQLiteStore:
         limit: int | None = None,
         descending: bool = False,
     ) -> list[Item]:
-        sql = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE pk=?"
+        where = "pk=?"
         args: list[Any] = [pk]
         if prefix:
             # A key range, so the primary key bounds the read (substr() would read the whole
             # partition and filter it).
-            sql += " AND sk >= ?"
-            args.append(prefix)
-            upper = prefix_end(prefix)
-            if upper is not None:
-                sql += " AND sk < ?"
-                args.append(upper)
-        if start is not None:
-            sql += " AND sk >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND sk < ?"
-            args.append(end)
+            where = _in_range(where, args, "sk", prefix, prefix_end(prefix))
+        where = _in_range(where, args, "sk", start, end)
         if after is not None:
-            sql += " AND sk < ?" if descending else " AND sk > ?"
+            where += " AND sk < ?" if descending else " AND sk > ?"
             args.append(after)
-        sql += " ORDER BY sk DESC" if descending else " ORDER BY sk"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        return await self._run(
-            lambda: [self._row(r) for r in self._conn.execute(sql, args).fetchall()]
-        )
+        return await self._select(where, args, "sk DESC" if descending else "sk", limit)
 
     async def query_index(
         self,
@@ -390,15 +386,15 @@ class SQLiteStore:
         end: str | None = None,
         limit: int | None = None,
     ) -> list[Item]:
-        sql = "SELECT pk, sk, gsi1pk, gsi1sk, version, data FROM items WHERE gsi1pk=?"
         args: list[Any] = [gsi1pk]
-        if start is not None:
-            sql += " AND gsi1sk >= ?"
-            args.append(start)
-        if end is not None:
-            sql += " AND gsi1sk < ?"
-            args.append(end)
-        sql += " ORDER BY gsi1sk, pk, sk"
+        where = _in_range("gsi1pk=?", args, "gsi1sk", start, end)
+        return await self._select(where, args, "gsi1sk, pk, sk", limit)
+
+    async def _select(
+        self, where: str, args: list[Any], order: str, limit: int | None
+    ) -> list[Item]:
+        """The items ``where`` holds for, in ``order``, at most ``limit`` of them."""
+        sql = f"{_SELECT_ITEMS}{where} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
