@@ -104,6 +104,15 @@ _DOCTOR_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 would otherwise name keys, a rebuild and a log line)."""
 
 
+def slot_not_found() -> NotFound:
+    return NotFound("slot not found", code="slot_not_found")
+
+
+def appointment_not_found() -> NotFound:
+    """The same answer for a missing appointment and someone else's."""
+    return NotFound("appointment not found", code="appointment_not_found")
+
+
 def doctor_of_slot(slot_id: str) -> str:
     """Slot ids are ``<doctor id>.<ULID>``, so a request naming only the slot reaches the
     doctor's keys (hash tag) without a lookup. Malformed ids are ``NotFound``."""
@@ -114,7 +123,7 @@ def doctor_of_slot(slot_id: str) -> str:
         or not ulid.isalnum()
         or _DOCTOR_ID.fullmatch(doctor_id) is None
     ):
-        raise NotFound("slot not found", code="slot_not_found")
+        raise slot_not_found()
     return doctor_id
 
 
@@ -251,7 +260,7 @@ class BookingContext:
     async def load_appointment(self, appointment_id: str) -> tuple[Appointment, int]:
         item = await self.store.get(layout.appt_pk(appointment_id), layout.APPT_SK)
         if item is None:
-            raise NotFound("appointment not found", code="appointment_not_found")
+            raise appointment_not_found()
         return Appointment.from_data(item.data), item.version
 
     async def participant(
@@ -261,7 +270,7 @@ class BookingContext:
         otherwise."""
         appt, version = await self.load_appointment(appointment_id)
         if principal.user_id not in (appt.doctor_id, appt.patient_id):
-            raise NotFound("appointment not found", code="appointment_not_found")
+            raise appointment_not_found()
         return appt, version
 
     async def own_as(
@@ -272,7 +281,7 @@ class BookingContext:
         appt, version = await self.participant(principal.require(role), appointment_id)
         owner = appt.doctor_id if role == "doctor" else appt.patient_id
         if owner != principal.user_id:
-            raise NotFound("appointment not found", code="appointment_not_found")
+            raise appointment_not_found()
         return appt, version
 
     # --- redis side of freeing a slot ---------------------------------------------------------

@@ -39,6 +39,7 @@ from engine.booking._context import (
     DECISION_LEAD_MS,
     doctor_of_slot,
     hold_keys,
+    slot_not_found,
     transition_error,
 )
 from engine.booking._model import (
@@ -170,7 +171,7 @@ class Moves:
         )  # fmt: skip
         if not reserved.ok:
             if reserved.outcome == "not_found":
-                raise NotFound("slot not found", code="slot_not_found")
+                raise slot_not_found()
             if reserved.outcome == "past":
                 raise Invalid("the slot starts in the past", code="slot_in_past")
             raise Conflict("the slot is not open", code="slot_unavailable")

@@ -41,7 +41,13 @@ from redis.exceptions import RedisError
 from engine import keys
 from engine.booking import _idempotency as idem
 from engine.booking import _store as layout
-from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, hold_keys, redis_guard
+from engine.booking._context import (
+    DECISION_LEAD_MS,
+    doctor_of_slot,
+    hold_keys,
+    redis_guard,
+    slot_not_found,
+)
 from engine.booking._model import ACTIVE, MOVE_SUFFIX, Appointment, AppointmentView, Slot
 from engine.cache import BoundedCache
 from engine.errors import Conflict, EngineError, Invalid, NotFound
@@ -193,7 +199,7 @@ class Reservations:
             raise
         if not reserved.ok:
             if reserved.outcome == "not_found":
-                raise NotFound("slot not found", code="slot_not_found")
+                raise slot_not_found()
             if reserved.outcome == "past":
                 raise Invalid("the slot starts in the past", code="slot_in_past")
             if reserved.outcome == "too_late":

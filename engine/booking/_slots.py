@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from engine import keys
 from engine.booking import _store as layout
-from engine.booking._context import DECISION_LEAD_MS, doctor_of_slot, lock_keys, redis_guard
+from engine.booking._context import (
+    DECISION_LEAD_MS,
+    doctor_of_slot,
+    lock_keys,
+    redis_guard,
+    slot_not_found,
+)
 from engine.booking._model import (
     MOVE_SUFFIX,
     Agenda,
@@ -38,7 +44,7 @@ from engine.booking._model import (
 )
 from engine.booking._rules import MAX_SLOT_MS, expand_rule, explicit_slots, interval
 from engine.booking._time_off import time_off_ranges
-from engine.errors import Conflict, Invalid, NotFound, Unavailable
+from engine.errors import Conflict, Invalid, Unavailable
 from engine.paging import check_limit, decode_cursor, encode_cursor, invalid_cursor
 from engine.realtime import events
 from engine.store import MAX_TRANSACT, ConditionFailed, Delete, Put, StoreUnavailable
@@ -256,7 +262,7 @@ class Slots:
         self, doctor_id: str, slot_id: str, change: Change, start: int = 0, end: int = 0
     ) -> tuple[int, int]:
         if doctor_of_slot(slot_id) != doctor_id:
-            raise NotFound("slot not found", code="slot_not_found")
+            raise slot_not_found()
         locked = await self.ctx.doctor_eval(
             self.ctx.scripts.lock,
             doctor_id,
@@ -265,7 +271,7 @@ class Slots:
         )
         if not locked.ok:
             if locked.outcome == "not_found":
-                raise NotFound("slot not found", code="slot_not_found")
+                raise slot_not_found()
             if locked.outcome == "slot_overlap":
                 raise Conflict("the new times overlap another slot", code="slot_overlap")
             raise Conflict("only an open slot can be changed", code="slot_not_open")
