@@ -49,9 +49,10 @@ stale there (SQLite shows it at once). Index reads serve rebuilds and sweeps, ne
 Items sharing a ``gsi1sk`` are returned in ``(pk, sk)`` order like SQLite; DynamoDB does not
 order them, so the adapter reads the whole tie group at the cut before sorting.
 
-Errors: ``ConditionalCheckFailedException`` on a single put or delete is ``ConditionFailed(0)``;
-any other botocore, aiohttp or socket failure is ``StoreUnavailable`` carrying only the
-operation and the error code (never the service's message, which can quote item values).
+Errors: a failed condition is ``ConditionFailed`` (``ConditionFailed(0)`` for a conditional
+single put or delete, a one-item transaction); any other botocore, aiohttp or socket failure is
+``StoreUnavailable`` carrying only the operation and the error code (never the service's
+message, which can quote item values).
 
 Table creation is explicit: ``open(table, create=True)`` creates the table (PAY_PER_REQUEST,
 ``gsi1``) if it does not exist, for tests and local development; ``open_store`` asks for it
@@ -336,32 +337,27 @@ class DynamoDBStore:
             # UpdateItem retried by botocore after a lost reply would fail its own condition
             # (a false ConditionFailed: a spurious ``Conflict``, or a refresh family revoked).
             await self.transact([Put(item=item, expect=expect)])
-            return
-        action = self._action(Put(item=item, expect=expect))
-        assert action is not None
-        try:
-            await self._conn.update_item(**action["Update"])
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise ConditionFailed(0) from None
-            self._fail("update_item", exc)
-        except _ERRORS as exc:
-            self._fail("update_item", exc)
+        else:
+            await self._write_alone(Put(item=item))
 
     async def delete(self, pk: str, sk: str, expect: Expect = "any") -> None:
         if expect != "any":
             await self.transact([Delete(pk=pk, sk=sk, expect=expect)])  # idempotent, as in put
-            return
-        action = self._action(Delete(pk=pk, sk=sk, expect=expect))
+        else:
+            await self._write_alone(Delete(pk=pk, sk=sk))
+
+    async def _write_alone(self, op: Put | Delete) -> None:
+        """An unconditional put or delete as a request of its own (UpdateItem, DeleteItem):
+        with no condition it cannot fail one, and a retry by botocore is harmless."""
+        action = self._action(op)
         assert action is not None
         try:
-            await self._conn.delete_item(**action["Delete"])
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                raise ConditionFailed(0) from None
-            self._fail("delete_item", exc)
+            if isinstance(op, Put):
+                await self._conn.update_item(**action["Update"])
+            else:
+                await self._conn.delete_item(**action["Delete"])
         except _ERRORS as exc:
-            self._fail("delete_item", exc)
+            self._fail("update_item" if isinstance(op, Put) else "delete_item", exc)
 
     def _action(self, op: Op) -> TransactWriteItemTypeDef | None:
         """The TransactWriteItems action for ``op``; None for a check that checks nothing.
