@@ -12,7 +12,8 @@ doctor, so that every doctor a patient books has someone deciding):
 * ``Patient``: starts with its seeded token pair (``--login-fraction`` of them log in with the
   password instead: Argon2id costs tens of milliseconds of server CPU a login), opens a
   websocket (auth, its own topic joined on auth), then: searches (specialty, distance, rating,
-  second page), opens an agenda (and subscribes to its ``doctor.<id>.slots`` topic), books
+  second page), opens an agenda (subscribes to its ``doctor.<id>.slots`` topic and leaves the
+  previous agenda's, as the web client does; ``--agenda-topics`` keeps more), books
   (``--hot-share`` of bookings go for the one hot doctor, the rest spread out) and waits for
   the decision event, sometimes cancels a confirmed appointment with a justification, rates
   its past consultation once (seeded with ``--past``), sometimes uploads a small record and
@@ -92,6 +93,15 @@ def _options(parser: Any) -> None:
     parser.add_argument("--event-timeout", type=float, default=30.0, include_in_web_ui=True)
     parser.add_argument(
         "--patient-wait", default="1,4", help="seconds between a patient's actions: MIN,MAX"
+    )
+    parser.add_argument(
+        "--agenda-topics",
+        type=int,
+        default=1,
+        include_in_web_ui=True,
+        help="agenda topics a patient stays subscribed to: 1 is the web client (the agenda on "
+        "screen; it unsubscribes on leaving); each one more multiplies the slot events every "
+        "patient receives",
     )
     parser.add_argument(
         "--http-close",
@@ -206,7 +216,7 @@ class Socket:
     def subscribe(self, topic: str) -> None:
         if self.conn is None or topic in self.topics:
             return
-        if len(self.topics) >= 20:  # the server allows 50; keep the latest agendas
+        if len(self.topics) >= max(1, self.user.environment.parsed_options.agenda_topics):
             old = self.topics.pop(0)
             self.send({"type": "unsubscribe", "topic": old})
         self.topics.append(topic)
