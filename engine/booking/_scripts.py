@@ -9,7 +9,7 @@ after ``{ok, outcome}``; a refusal returns fewer values, so the further fields h
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import NoScriptError
 
@@ -72,18 +72,15 @@ class RebuildReply(Reply, array_like=True, frozen=True):
     pass
 
 
-SlotState = Literal["", "pending", "locked", "open", "requested", "booked", "held"]
-"""A slot hash's ``status`` as Redis holds it ("" when the hash is gone)."""
-
-
 class WindowReply(Reply, array_like=True, frozen=True):
     seen: int = 0
     """Index entries read (pending edits' shadows included)."""
     last: int = 0
     """The score (start, ms) of the last entry read; 0 if none."""
-    slots: list[tuple[str, SlotState, str, str, str, str, str, str]] = []
-    """Per slot: id, status, start, end, appointment id, hold entry, patient id, hold expires
-    ("" for a missing field, status "" for a slot whose hash is gone)."""
+    slots: list[str] = []
+    """Per slot, its fields joined by tabs: id, status, start, end, appointment id, hold
+    entry, patient id, hold expires ("" for a missing field, status "" for a slot whose hash
+    is gone)."""
 
 
 class MoveReply(Reply, array_like=True, frozen=True):

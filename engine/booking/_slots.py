@@ -392,7 +392,8 @@ class Slots:
             [lo, f"({hi}", "" if count is None else count, keys.slot(doctor_id, "")],
         )
         out: list[Slot] = []
-        for slot_id, state, start, end, appt, entry, holder, expires in reply.slots:
+        for row in reply.slots:
+            slot_id, state, start, end, appt, entry, holder, expires = row.split("\t")
             if not state or state == "pending":
                 continue
             held = state == "held"  # a waitlist hold (engine/waitlist/release.lua)
@@ -402,7 +403,7 @@ class Slots:
                     doctor_id=doctor_id,
                     start=int(start),
                     end=int(end),
-                    status="open" if state == "locked" else state,
+                    status="open" if state == "locked" else state,  # type: ignore[arg-type]
                     # a pending move's slot is held by "<appointment id>~m" (_moves)
                     appointment_id=appt.removesuffix(MOVE_SUFFIX) if appt and not held else None,
                     patient_id=holder if held and holder else None,

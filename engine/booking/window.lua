@@ -8,9 +8,11 @@
 -- ARGV[1] min score (ms, or "(ms" exclusive)  ARGV[2] max score ("(ms")  ARGV[3] count ("" for
 --   all)  ARGV[4] slot key prefix
 -- returns {1, "read", entries seen, last entry's score, {per slot that is not a shadow ("~<id>",
---   a pending edit's interval): {id, status, start, end, appointment id, hold entry,
---   patient id, hold expires} ("" where the hash has no such field; status "" when the hash
---   is gone)}}
+--   a pending edit's interval) one string: id, status, start, end, appointment id, hold
+--   entry, patient id, hold expires, joined by tabs ("" where the hash has no such field;
+--   status "" when the hash is gone)}}
+-- One string per slot, not an array: the client decodes one value per slot instead of eight
+-- (none of these values can hold a tab: ids, digits, status words).
 --       | {0, "not_hydrated"}
 if redis.call("EXISTS", KEYS[1]) == 0 then
   return {0, "not_hydrated"}
@@ -36,7 +38,7 @@ for i = 1, #entries, 2 do
     for j = 1, 7 do
       row[j + 1] = f[j] or ""
     end
-    out[#out + 1] = row
+    out[#out + 1] = table.concat(row, "\t")
   end
 end
 return {1, "read", #entries / 2, last, out}

@@ -287,17 +287,19 @@ async def test_window_script_reads_a_window_of_slots_in_one_call(
 
     reply = await booking.ctx.eval(script, fixed, [lo, hi, "", prefix])
     assert (reply.ok, reply.outcome, reply.seen, reply.last) == (1, "read", 3, times[2][0])
-    assert [row[:4] for row in reply.slots] == [
-        (ids[i], "open", str(times[i][0]), str(times[i][1])) for i in range(3)
+    rows = [row.split("\t") for row in reply.slots]
+    assert [row[:4] for row in rows] == [
+        [ids[i], "open", str(times[i][0]), str(times[i][1])] for i in range(3)
     ]
+    assert all(len(row) == 8 and row[4:] == ["", "", "", ""] for row in rows)
     assert (await booking.ctx.eval(script, fixed, [lo, hi, 2, prefix])).seen == 2
 
     await booking_redis.zadd(keys.doctor_slots(d), {f"~{ids[1]}": times[0][0] + MIN})
     await booking_redis.delete(keys.slot(d, ids[2]))
     reply = await booking.ctx.eval(script, fixed, [lo, hi, "", prefix])
     assert reply.seen == 4
-    assert [(row[0], row[1]) for row in reply.slots] == [
-        (ids[0], "open"), (ids[1], "open"), (ids[2], "")
+    assert [row.split("\t")[:2] for row in reply.slots] == [
+        [ids[0], "open"], [ids[1], "open"], [ids[2], ""]
     ]  # fmt: skip
 
     await booking_redis.delete(keys.doctor_hydrated(d))
