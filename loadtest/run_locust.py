@@ -25,6 +25,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,7 @@ def main() -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     doctors = args.doctors or max(4, args.users // 50)
     procs: list[subprocess.Popen[bytes]] = []
+    spy: subprocess.Popen[bytes] | None = None
     log = (data_dir / "server.log").open("ab")
     try:
         redis_port, port = free_port(), free_port()
@@ -231,13 +233,11 @@ def main() -> int:
             url,
         ]
         if args.profile:
-            procs.append(
-                subprocess.Popen(
-                    [BIN / "py-spy", "record", "--pid", str(procs[1].pid), "--subprocesses",
-                     "--rate", "40", "--format", "raw", "--nonblocking", "-o", str(args.profile),
-                     "--duration", str(int(args.minutes * 60) + 30)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )
+            # Until SIGINT, which makes it write the stacks (SIGTERM would lose them).
+            spy = subprocess.Popen(
+                [BIN / "py-spy", "record", "--pid", str(procs[1].pid), "--subprocesses",
+                 "--rate", "40", "--format", "raw", "--nonblocking", "-o", str(args.profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         master_port = free_port()
         workers = [
@@ -277,11 +277,14 @@ def main() -> int:
             check=False,
         )
         load = os.getloadavg()[0]
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=120)
         summary = json.loads(summary_path.read_text())
         creds = json.loads(creds_path.read_text())
         state = check_end_state(url, creds, since)
     finally:
-        stop(procs[::-1])
+        stop(procs[::-1] + ([spy] if spy is not None and spy.poll() is None else []))
         log.close()
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
