@@ -31,46 +31,43 @@ const MAX_SLOTS = 500;
 
 // --- inbox --------------------------------------------------------------------------------------
 
+/** A button that decides an appointment (`action`: accept or refuse) and puts the answer in
+ * the list; `body`, when given, makes the request body at the click. */
+function decisionButton(appt, update, action, label, message, body) {
+  const button = h("button", { type: "button", class: action === "accept" ? "accept" : "danger refuse" }, label);
+  button.addEventListener("click", () =>
+    act(button, async () => {
+      const path = `/v1/appointments/${encodeURIComponent(appt.id)}/${action}`;
+      update(await call("POST", path, body ? { body: body() } : {}));
+      announce(message);
+    }),
+  );
+  return button;
+}
+
 /** Accept or refuse a patient's request to move a confirmed appointment (API.md
  * "Rescheduling": accept applies the move, refuse keeps the appointment where it was). */
 function moveButtons(appt, update) {
-  const accept = h("button", { type: "button", class: "accept" }, "Aceitar remarcação");
-  const refuse = h("button", { type: "button", class: "danger refuse" }, "Recusar remarcação");
-  accept.addEventListener("click", () =>
-    act(accept, async () => {
-      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/accept`));
-      announce("Remarcação aceita: a consulta foi para o novo horário e o paciente foi avisado.");
-    }),
+  return h(
+    "div",
+    { class: "decide" },
+    decisionButton(appt, update, "accept", "Aceitar remarcação", "Remarcação aceita: a consulta foi para o novo horário e o paciente foi avisado."),
+    decisionButton(appt, update, "refuse", "Recusar remarcação", "Remarcação recusada: a consulta continua no horário original.", () => ({})),
   );
-  refuse.addEventListener("click", () =>
-    act(refuse, async () => {
-      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/refuse`, { body: {} }));
-      announce("Remarcação recusada: a consulta continua no horário original.");
-    }),
-  );
-  return h("div", { class: "decide" }, accept, refuse);
 }
 
 function decisionButtons(appt, update) {
   if (appt.status === "confirmed" && appt.pending_move) return moveButtons(appt, update);
   if (appt.status !== "requested") return null;
   const reason = h("input", { name: "reason", maxlength: 500 });
-  const accept = h("button", { type: "button", class: "accept" }, "Aceitar");
-  const refuse = h("button", { type: "button", class: "danger refuse" }, "Recusar");
-  accept.addEventListener("click", () =>
-    act(accept, async () => {
-      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/accept`));
-      announce("Consulta confirmada: o paciente recebe o link agora.");
-    }),
+  const refusal = () => (reason.value.trim() ? { reason: reason.value.trim() } : {});
+  return h(
+    "div",
+    { class: "decide" },
+    decisionButton(appt, update, "accept", "Aceitar", "Consulta confirmada: o paciente recebe o link agora."),
+    field("Motivo da recusa (opcional)", reason),
+    decisionButton(appt, update, "refuse", "Recusar", "Pedido recusado: o horário voltou a ficar livre.", refusal),
   );
-  refuse.addEventListener("click", () =>
-    act(refuse, async () => {
-      const body = reason.value.trim() ? { reason: reason.value.trim() } : {};
-      update(await call("POST", `/v1/appointments/${encodeURIComponent(appt.id)}/refuse`, { body }));
-      announce("Pedido recusado: o horário voltou a ficar livre.");
-    }),
-  );
-  return h("div", { class: "decide" }, accept, field("Motivo da recusa (opcional)", reason), refuse);
 }
 
 export async function inboxView(root) {
