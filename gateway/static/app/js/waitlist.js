@@ -12,6 +12,26 @@ function windowText(entry) {
   return `De ${fmt.dateTime(entry.from)} a ${fmt.dateTime(entry.to)}`;
 }
 
+/** A page of one list kept current: `resync` re-reads it on every waitlist or appointment
+ * event, after each (re)connection and on "Atualizar". Resolves, once shown, to its cleanup. */
+async function livePage(root, title, hint, list, resync) {
+  const off = live.onEvent((msg) => {
+    if (msg.event.startsWith("waitlist.") || msg.event.startsWith("appointment.")) resync().catch(() => {});
+  });
+  root.replaceChildren(
+    h("h1", {}, title),
+    h("p", { class: "hint" }, hint),
+    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", onclick: (ev) => act(ev.currentTarget, resync) }, "Atualizar")),
+    list,
+  );
+  await resync();
+  const offReady = live.onReady(() => resync().catch(() => {}));
+  return () => {
+    off();
+    offReady();
+  };
+}
+
 /** The join form under a doctor's agenda: a window (local date and time) → POST /v1/waitlist. */
 export function joinWaitlist(doctorId) {
   const start = new Date(Math.ceil((Date.now() + HOUR) / HOUR) * HOUR);
@@ -115,21 +135,7 @@ export async function waitlistView(root) {
     );
   }
 
-  const off = live.onEvent((msg) => {
-    if (msg.event.startsWith("waitlist.") || msg.event.startsWith("appointment.")) resync().catch(() => {});
-  });
-  root.replaceChildren(
-    h("h1", {}, "Minha lista de espera"),
-    h("p", { class: "hint" }, `Horários no seu fuso (${fmt.zone()}). Um horário reservado para você aparece aqui na hora.`),
-    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", onclick: (ev) => act(ev.currentTarget, resync) }, "Atualizar")),
-    list,
-  );
-  await resync();
-  const offReady = live.onReady(() => resync().catch(() => {}));
-  return () => {
-    off();
-    offReady();
-  };
+  return livePage(root, "Minha lista de espera", `Horários no seu fuso (${fmt.zone()}). Um horário reservado para você aparece aqui na hora.`, list, resync);
 }
 
 /** A notice anywhere in the app when a slot is held for the patient (`waitlist.offered`). */
@@ -164,19 +170,5 @@ export async function doctorWaitlistView(root) {
     );
   }
 
-  const off = live.onEvent((msg) => {
-    if (msg.event.startsWith("appointment.") || msg.event.startsWith("waitlist.")) resync().catch(() => {});
-  });
-  root.replaceChildren(
-    h("h1", {}, "Lista de espera"),
-    h("p", { class: "hint" }, `Pacientes esperando por um horário seu, na ordem de chegada. Horários no seu fuso (${fmt.zone()}).`),
-    h("div", { class: "row" }, h("button", { type: "button", class: "secondary", onclick: (ev) => act(ev.currentTarget, resync) }, "Atualizar")),
-    list,
-  );
-  await resync();
-  const offReady = live.onReady(() => resync().catch(() => {}));
-  return () => {
-    off();
-    offReady();
-  };
+  return livePage(root, "Lista de espera", `Pacientes esperando por um horário seu, na ordem de chegada. Horários no seu fuso (${fmt.zone()}).`, list, resync);
 }
