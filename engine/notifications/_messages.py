@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from engine.notifications._mime import POLICY, boundary
 from engine.notifications._model import CalendarEvent, Contact
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class Messages:
             autoescape=select_autoescape(["html"], default_for_string=False),
             undefined=StrictUndefined,
             trim_blocks=False,
+            # Package files, never edited under a running server: no stat() of each template
+            # (and of the one it extends) every time a message is rendered.
+            auto_reload=False,
         )
 
     # --- display values -----------------------------------------------------------------------
@@ -155,7 +159,7 @@ class Messages:
         values["other"] = names.get("patient" if role == "doctor" else "doctor")
         text = self.env.get_template(f"{item.kind}.txt").render(values)
         html = self.env.get_template(f"{item.kind}.html").render(values)
-        message = EmailMessage()
+        message = EmailMessage(policy=POLICY)
         message["Subject"] = item.subject
         message["From"] = self.sender
         message["To"] = formataddr((to.name, to.email))
@@ -164,9 +168,8 @@ class Messages:
         message["Auto-Submitted"] = "auto-generated"
         message["X-Healthmed-Kind"] = item.kind
         message["Content-Language"] = "pt-BR"
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
         method = INVITATIONS.get(item.kind)
+        ics = b""
         if method is not None:
             event = CalendarEvent(
                 appointment_id=str(context["appointment_id"]),
@@ -179,8 +182,13 @@ class Messages:
                 meeting_url=context.get("meeting_url"),
             )
             ics = calendar([event], method=method, organizer=self.sender_address, attendee=to.email)
+        invitation = ics.decode()
+        message.set_content(text)
+        message.make_alternative(boundary=boundary((text, html, invitation)))
+        message.add_alternative(html, subtype="html")
+        if method is not None:
             message.add_alternative(
-                ics.decode(), subtype="calendar", params={"method": method, "name": "invite.ics"}
+                invitation, subtype="calendar", params={"method": method, "name": "invite.ics"}
             )
         return message
 

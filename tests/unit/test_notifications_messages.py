@@ -130,3 +130,31 @@ def test_a_cancellation_carries_cancel_and_a_reset_carries_its_code_line() -> No
     built = messages.build(reset, NAMES["patient"], {})
     assert "\nCode: tok-123\n" in built.get_body(("plain",)).get_content()
     assert all(p.get_content_type() != "text/calendar" for p in built.walk())
+
+
+def test_the_cheaper_policy_writes_what_the_default_policy_reads_back() -> None:
+    """Built with the notifications' policy, a message with non-ASCII names and a long
+    subject parses back with the standard library's default policy to the same headers and
+    parts; the boundary is in none of the parts; a header value with a line break is still
+    refused (no header injection)."""
+    import email
+    import email.policy
+
+    messages = Messages(Settings())
+    to = Contact("José da Silva Çà", "jose@example.test")
+    cancelled = item(
+        "appointment.cancelled", sequence=1, by="doctor", justification="Imprevisto -- =_hm_ " * 9
+    )
+    built = messages.build(cancelled, to, NAMES)
+    parsed = email.message_from_bytes(built.as_bytes(), policy=email.policy.default)
+    for name in ("Subject", "From", "To", "Date", "Message-ID", "X-Healthmed-Kind"):
+        assert str(parsed[name]) == str(built[name])
+    assert str(parsed["To"]) == "José da Silva Çà <jose@example.test>"
+    boundary = built.get_boundary()
+    assert boundary is not None
+    texts = [p.get_content() for p in parsed.walk() if not p.is_multipart()]
+    assert len(texts) == 3
+    assert texts[0] == built.get_body(("plain",)).get_content()
+    assert all(boundary not in text for text in texts)
+    with pytest.raises(ValueError, match="linefeed"):
+        built["X-Extra"] = "a\r\nBcc: someone@example.test"
