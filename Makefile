@@ -16,10 +16,10 @@ AXE := .cache/axe/node_modules/axe-core/axe.min.js
 .PHONY: system-deps run test lint fmt unit integration e2e contract browser walkthrough bench-booking bench-ws \
 	chaos bench-login bench-waitlist clean lock check-infra axe screenshots demo loadtest bench-store
 
-# uv installs in seconds what pip took minutes to resolve and fetch (README "Your first hour"
-# has the figures); pip only bootstraps uv, in the dev extra's range. The venv gets no pip of
-# its own (ensurepip was the slowest step left): $(PY)'s pip installs uv into it, or, where
-# $(PY) has no pip, the venv's own ensurepip does.
+# uv installs the runtime in seconds where pip took half a minute or more (README "Your first
+# hour" has the figures); pip only bootstraps uv, in the dev extra's range. The venv gets no
+# pip of its own (ensurepip was the slowest step left): $(PY)'s pip installs uv into it, or,
+# where $(PY) has no pip, the venv's own ensurepip does.
 $(UV):
 	test -x $(BIN)/python || $(PY) -m venv --without-pip $(VENV)
 	$(PY) -m pip --python $(BIN)/python install --quiet '$(UV_REQ)' || \
