@@ -97,7 +97,8 @@ def calendar(
 
 
 class Messages:
-    """Renders subjects (when an item is queued) and whole messages (when it is sent)."""
+    """Renders subjects (when an item is first sent, or listed while it waits) and whole
+    messages (when it is sent)."""
 
     def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_from

@@ -44,7 +44,6 @@ class OutboxItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     kind: Kind
     recipient_id: str
-    subject: str
     created_at: int
     due_at: int
     status: Status = "queued"
@@ -52,6 +51,10 @@ class OutboxItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     context: dict[str, Any] | None = None
     to: str | None = None
     """Set for a recipient the caller names by address (``password.reset``) and on delivery."""
+    subject: str = ""
+    """Rendered from ``context`` by the sender when it first claims the message, and kept
+    from then on; empty while the message waits (listings render it), so queueing a message
+    renders nothing inside the request that queues it."""
     attempts: int = 0
     sent_at: int | None = None
     failed_at: int | None = None

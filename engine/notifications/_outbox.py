@@ -97,6 +97,9 @@ def message_id(kind: str, key: str, recipient_id: str) -> str:
     return digest[:32]
 
 
+_Contacts = dict[str, "asyncio.Future[Contact | None]"]
+"""The contacts one look at the index has read (or is reading), by account id."""
+
 _pk = store_keys.user_pk
 _sk = store_keys.notification_sk
 
@@ -173,7 +176,6 @@ class Outbox:
             id=message_id(kind, key, recipient_id),
             kind=kind,
             recipient_id=recipient_id,
-            subject=self.messages.subject(kind, data),
             created_at=at,
             due_at=at if due_at is None else due_at,
             context=data,
@@ -218,7 +220,8 @@ class Outbox:
         items = await self.store.query_index(INDEX, end=f"{now + 1:013d}", limit=BATCH)
         self.last_due = len(items)
         if items:
-            await asyncio.gather(*(self._deliver(item) for item in items))
+            look: _Contacts = {}
+            await asyncio.gather(*(self._deliver(item, look) for item in items))
         return len(items)
 
     async def run(self) -> None:
@@ -238,18 +241,19 @@ class Outbox:
                 await asyncio.wait_for(self._wake.wait(), self.settings.mail_poll_seconds)
             self._wake.clear()
 
-    async def _deliver(self, stored: Item) -> None:
+    async def _deliver(self, stored: Item, look: _Contacts | None = None) -> None:
+        """Deliver one item; ``look``: the contacts read by the deliveries of the same look."""
         try:
             # A few deliveries at a time: each makes store calls, and on the embedded SQLite
             # store (one writer thread) 64 at once queued every booking's write behind them.
             async with self._sending:
-                await self._deliver_one(stored)
+                await self._deliver_one(stored, {} if look is None else look)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.warning("outbox item %s not delivered; retried later", stored.sk, exc_info=True)
 
-    async def _deliver_one(self, stored: Item) -> None:
+    async def _deliver_one(self, stored: Item, look: _Contacts) -> None:
         item = OutboxItem.from_data(stored.data)
         if item.status != "queued":
             return
@@ -265,7 +269,10 @@ class Outbox:
             await self._drop(claimed, version)
             return
         try:
-            to, names = await self._addresses(claimed)
+            if not claimed.subject:  # rendered once, stored with every later state
+                subject = self.messages.subject(claimed.kind, dict(claimed.context or {}))
+                claimed = msgspec.structs.replace(claimed, subject=subject)
+            to, names = await self._addresses(claimed, look)
             opener = self.openers.get(item.kind)
             rendered = claimed
             if opener is not None:  # in memory only: ``claimed`` is what stays stored
@@ -287,7 +294,12 @@ class Outbox:
         await self._mark(done, version)
         self.sent += 1
 
-    async def _addresses(self, item: OutboxItem) -> tuple[Contact, dict[str, Contact]]:
+    async def _addresses(
+        self, item: OutboxItem, look: _Contacts
+    ) -> tuple[Contact, dict[str, Contact]]:
+        """The recipient's address and the participants' names. Each account is read once per
+        look (both messages of a booking, a doctor's many requests), when the look's first
+        message needs it: an address is never older than the look."""
         context = item.context or {}
         ids = {
             role: str(context[f"{role}_id"])
@@ -295,13 +307,10 @@ class Outbox:
             if context.get(f"{role}_id")
         }
         wanted = {item.recipient_id, *ids.values()}
-        found = dict(
-            zip(
-                wanted,
-                await asyncio.gather(*(self.contacts.contact(u) for u in wanted)),
-                strict=True,
-            )
-        )
+        for user_id in wanted:
+            if user_id not in look:
+                look[user_id] = asyncio.ensure_future(self.contacts.contact(user_id))
+        found = dict(zip(wanted, await asyncio.gather(*(look[u] for u in wanted)), strict=True))
         recipient = found.get(item.recipient_id)
         if item.to:
             recipient = Contact(name=recipient.name if recipient else "", email=item.to)
@@ -366,15 +375,25 @@ class Outbox:
         )
         me = await self.contacts.contact(principal.user_id)
         fallback = me.email if me else ""
-        page = [OutboxItem.from_data(i.data).view(fallback) for i in items]
+        page = [self._shown(i).view(fallback) for i in items]
         return NotificationPage(items=page, next_cursor=next_cursor)
 
     async def export_user(self, principal: Principal) -> dict[str, Any]:
         """``{"notifications": [...]}``: every message to the user (as the listing shows it)."""
         items = await scan_all(self.store, _pk(principal.user_id), PREFIX)
         me = await self.contacts.contact(principal.user_id)
-        views = [OutboxItem.from_data(i.data).view(me.email if me else "") for i in items]
+        views = [self._shown(i).view(me.email if me else "") for i in items]
         return {"notifications": msgspec.to_builtins(views)}
+
+    def _shown(self, stored: Item) -> OutboxItem:
+        """A stored message as its recipient sees it: one still waiting gets its subject
+        rendered from its context, as the sender will render it."""
+        item = OutboxItem.from_data(stored.data)
+        if item.subject or item.context is None:
+            return item
+        return msgspec.structs.replace(
+            item, subject=self.messages.subject(item.kind, dict(item.context))
+        )
 
     async def erase_user(self, principal: Principal) -> None:
         """Delete every message to the user, queued or not (queued ones are never sent)."""

@@ -140,6 +140,7 @@ async def test_a_message_is_queued_only_with_its_change(
     patient_id = contacts.add("Maria")
     context = reminder_context("A1", contacts.add("Dr. João"), patient_id, clock.now + 3_600_000)
     ops = outbox.put_ops("appointment.confirmed", patient_id, context, key="A1", at=clock.now)
+    assert "subject" not in ops[0].item.data  # rendered by the sender, not in the change
     change = Put(item=Item(pk="APPT#A1", sk="APPT", data={}), expect="present")  # missing
     with pytest.raises(ConditionFailed):
         await store.transact([change, *ops])
@@ -165,6 +166,8 @@ async def test_smtp_delivery_marks_sent_with_a_stable_message_id(
     assert item.attempts == 1
     assert received.message_id == f"<{item.id}@healthmed>"
     assert received.to == [contacts.known[patient_id].email]
+    assert item.subject.startswith("Consulta confirmada: ")  # rendered when sent, then kept
+    assert str(received.message["Subject"]) == item.subject
     assert item.to == contacts.known[patient_id].email
     assert await outbox.depth(due_only=False) == 0
 
@@ -460,6 +463,7 @@ async def test_listing_is_newest_first_and_paginated(
     me = Principal(user_id=patient_id, role="patient", jti="j", issued_at=0, expires_at=0)
     first = await outbox.list_for(me, limit=3)
     assert [v.status for v in first.items] == ["queued"] * 3
+    assert all(v.subject.startswith("Consulta confirmada: ") for v in first.items)
     assert first.next_cursor
     second = await outbox.list_for(me, limit=3, cursor=first.next_cursor)
     assert len(second.items) == 2
