@@ -187,15 +187,18 @@ class Handover:
             return
         if not await self._transact(doctor_id, slot_id, ops, raise_on_failure):
             return
-        if self.ctx.outbox is not None and reply.outcome == "held":
-            self.ctx.outbox.wake()
-        if reply.outcome == "held":
-            await self.hot.index_hold(doctor_id, reply.expires)
+        # The holder is told first: the sweep index and the e-mail are not on the hand-over's
+        # path (a hold the index misses is found by the next re-index; woken earlier, the
+        # outbox's drain would run its store writes and renders between these steps).
         if pairs:
             try:
                 await events.publish(self.ctx.redis, pairs)
             except Exception:
                 log.warning("waitlist event publication failed", exc_info=True)
+        if reply.outcome == "held":
+            await self.hot.index_hold(doctor_id, reply.expires)
+            if self.ctx.outbox is not None:
+                self.ctx.outbox.wake()
 
     async def _transact(
         self, doctor_id: str, slot_id: str, ops: list[Op], raise_on_failure: bool
