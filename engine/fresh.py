@@ -14,7 +14,8 @@ a second, so a burst of identical reads costs one trip to Redis instead of one e
   on); a failed read is not kept, every waiter gets its exception.
 * **Writes through the owner are seen at once.** :meth:`clear` drops every entry and every
   read in flight (a read that began before the write is never stored), so a process sees its
-  own writes; other processes see them within ``max_age``.
+  own writes; other processes see them within ``max_age``. :meth:`forget` does the same for
+  one key (a write that changed only that key's answer).
 * **Bounded size.** The entries are an :class:`engine.cache.BoundedCache` (the one bounded
   cache): past ``size`` keys it starts over.
 
@@ -83,6 +84,12 @@ class FreshCache(Generic[K, V]):
         """Forget every entry and every read in flight (after a write through the owner)."""
         self._entries.clear()
         self._reads.clear()
+
+    def forget(self, key: K) -> None:
+        """Forget ``key``'s entry and its read in flight (after a write through the owner that
+        changed only that key): the next caller reads again."""
+        self._entries.pop(key)
+        self._reads.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -36,7 +35,6 @@ from engine.accounts.models import (
     patient_profile,
     rating_of,
 )
-from engine.cache import BoundedCache
 from engine.errors import (
     Conflict,
     Invalid,
@@ -45,6 +43,7 @@ from engine.errors import (
     Unauthenticated,
     Unavailable,
 )
+from engine.fresh import FreshCache
 from engine.notifications import Contact
 from engine.store import ConditionFailed, Delete, Item, Put
 from engine.store import keys as store_keys
@@ -75,9 +74,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("healthmed.accounts")
 
 RETRIES = 20
-DOCTOR_CACHE_SECONDS = 2.0
-DOCTOR_CACHE_SIZE = 50_000
 """Optimistic-lock attempts on a profile before giving up (``Unavailable``)."""
+DOCTOR_CACHE_SECONDS = 2.0
+"""Oldest doctor profile or patient name served from the per-process cache (from the start
+of its store read)."""
+DOCTOR_CACHE_SIZE = 50_000
 
 
 def _bad_credentials() -> Unauthenticated:
@@ -91,6 +92,11 @@ def _duplicate(field: str) -> Conflict:
         code="duplicate_account",
         errors=[{"key": field, "message": "already registered"}],
     )
+
+
+def _found(profile: DoctorProfile | None) -> bool:
+    """Only profiles found are served from the cache: an id not found is read again."""
+    return profile is not None
 
 
 def _busy() -> Unavailable:
@@ -121,11 +127,14 @@ class AccountService:
         self.devices = DeviceTokens(settings.jwt_secret)
         self._refresh = RefreshTokens(store, settings.refresh_ttl_seconds)
         self.revocations = Revocations(redis, durable=self.durable_revocations)
-        self._doctors: BoundedCache[str, tuple[float, DoctorProfile]] = BoundedCache(
-            DOCTOR_CACHE_SIZE
+        # One store read per key at a time: when a popular doctor's entry expires, the
+        # agenda and booking requests that arrive during its read wait on that read instead
+        # of each queueing its own on the store thread.
+        self._doctors: FreshCache[str, DoctorProfile | None] = FreshCache(
+            DOCTOR_CACHE_SECONDS, DOCTOR_CACHE_SIZE
         )
-        self._patient_names: BoundedCache[str, tuple[float, str | None]] = BoundedCache(
-            DOCTOR_CACHE_SIZE
+        self._patient_names: FreshCache[str, str | None] = FreshCache(
+            DOCTOR_CACHE_SECONDS, DOCTOR_CACHE_SIZE
         )
         # Imported here: the directory builds on account models, so a module-level import
         # would be circular whichever package is imported first.
@@ -580,28 +589,27 @@ class AccountService:
         A change made through this process is seen at once; through another replica, within
         that time (a price change reaches bookings there at most 2 s later).
         """
-        cached = self._doctors.get(doctor_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        profile = await self._doctors.get(doctor_id, lambda: self._read_doctor(doctor_id), _found)
+        if profile is None:
+            raise NotFound("doctor not found", code="doctor_not_found")
+        return profile
+
+    async def _read_doctor(self, doctor_id: str) -> DoctorProfile | None:
         item = await self._profile_item(doctor_id)
         if item is None or item.data.get("role") != "doctor":
-            self._doctors.pop(doctor_id)
-            raise NotFound("doctor not found", code="doctor_not_found")
-        profile = doctor_profile(item.data)
-        self._doctors.put(doctor_id, (time.monotonic() + DOCTOR_CACHE_SECONDS, profile))
-        return profile
+            return None
+        return doctor_profile(item.data)
 
     async def patient_name(self, patient_id: str) -> str | None:
         """A patient's name for the doctor's view of an appointment (never more than the name);
         ``None`` for unknown or erased patients. Remembered like doctors' profiles."""
-        cached = self._patient_names.get(patient_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        return await self._patient_names.get(patient_id, lambda: self._read_name(patient_id))
+
+    async def _read_name(self, patient_id: str) -> str | None:
         item = await self._profile_item(patient_id)
-        ok = item is not None and item.data.get("role") == "patient" and not item.data.get("erased")
-        name = str(item.data["name"]) if ok and item is not None else None
-        self._patient_names.put(patient_id, (time.monotonic() + DOCTOR_CACHE_SECONDS, name))
-        return name
+        if item is None or item.data.get("role") != "patient":
+            return None
+        return str(item.data["name"])
 
     async def update_doctor(self, principal: Principal, patch: DoctorPatch) -> DoctorProfile:
         """PATCH /v1/me for doctors (patients: ``Forbidden``). Optimistic lock on the profile."""
@@ -630,7 +638,7 @@ class AccountService:
                     continue
             profile = doctor_profile(data, own=True)
             if changes:
-                self._doctors.pop(principal.user_id)
+                self._doctors.forget(principal.user_id)
                 await self._list(profile)
             return profile
         raise _busy()
@@ -658,7 +666,7 @@ class AccountService:
                 if exc.index == len(extra_ops):
                     continue
                 raise
-            self._doctors.pop(doctor_id)
+            self._doctors.forget(doctor_id)
             rating = rating_of(data)
             try:
                 await self.directory.update_rating(doctor_id, rating.average, rating.count)
@@ -683,7 +691,7 @@ class AccountService:
         the doctor from the directory and reject access tokens issued until now. Idempotent;
         the account can no longer log in (``Unauthenticated`` like any wrong credential)."""
         user_id = principal.user_id
-        self._doctors.pop(user_id)
+        self._doctors.forget(user_id)
         await self._refresh.revoke_all(user_id)
         for _ in range(RETRIES):
             item = await self._store.get(profile_pk(user_id), store_keys.PROFILE_SK)
@@ -717,6 +725,7 @@ class AccountService:
         await self.revoke_access_tokens(user_id)
         await self.mfa.erase(user_id)
         await self.events.erase(user_id)
-        self._doctors.pop(user_id)
+        self._doctors.forget(user_id)
+        self._patient_names.forget(user_id)
         await self.directory.remove_doctor(user_id)
         log.info("account erased: %s", user_id)

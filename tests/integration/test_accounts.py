@@ -736,6 +736,34 @@ async def test_a_process_subscribing_late_loads_earlier_revocations(
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def test_concurrent_profile_misses_share_one_store_read(
+    accounts: AccountService, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fifty agenda or booking requests for one doctor (or one patient's name) arriving
+    while its cached profile is being read wait on that read: one store read, not fifty.
+    An id that is not a doctor is not remembered: it is read again."""
+    doctor = await accounts.register_doctor(doctor_reg(1))
+    patient = await accounts.register_patient(patient_reg(1))
+    reads: list[str] = []
+    real_get = store.get
+
+    async def counted(pk: str, sk: str) -> Item | None:
+        reads.append(pk)
+        await asyncio.sleep(0.01)  # a store thread busy with a group commit
+        return await real_get(pk, sk)
+
+    monkeypatch.setattr(store, "get", counted)
+    profiles = await asyncio.gather(*(accounts.get_doctor(doctor.id) for _ in range(50)))
+    names = await asyncio.gather(*(accounts.patient_name(patient.id) for _ in range(50)))
+    assert {p.id for p in profiles} == {doctor.id}
+    assert set(names) == {patient.name}
+    assert len(reads) == 2
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            await accounts.get_doctor(patient.id)
+    assert len(reads) == 4
+
+
 async def test_a_doctors_own_changes_are_seen_at_once_through_the_profile_cache(
     accounts: AccountService,
 ) -> None:

@@ -125,3 +125,25 @@ async def test_past_the_size_the_cache_starts_over(size: int) -> None:
         await cache.get(key, src.read)
     assert 1 <= len(cache) <= size
     assert await cache.get(0, src.read) == size + 2  # the first key was dropped: read again
+
+
+async def test_forget_drops_one_key_and_keeps_its_read_in_flight_out() -> None:
+    """``forget`` (a write to one key): that key is read again, a read of it already in flight
+    answers its callers but is not stored nor joined, other keys stay."""
+    clock, src = Clock(), Source()
+    cache: FreshCache[str, int] = FreshCache(10, 10, clock=clock)
+    assert await cache.get("other", src.read) == 1
+    src.gate = asyncio.Event()
+    before = asyncio.ensure_future(cache.get("k", src.read))
+    await asyncio.sleep(0)
+    cache.forget("k")
+    after = asyncio.ensure_future(cache.get("k", src.read))
+    await asyncio.sleep(0)
+    src.gate.set()
+    assert (await before, await after) == (2, 3)
+    src.gate = None
+    assert await cache.get("k", src.read) == 3
+    cache.forget("k")
+    assert await cache.get("k", src.read) == 4
+    assert await cache.get("other", src.read) == 1
+    cache.forget("never-read")
