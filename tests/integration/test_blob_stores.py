@@ -137,3 +137,56 @@ async def test_directory_blobs_are_private_files(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.parent.stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "blobs").stat().st_mode & 0o777 == 0o700
+
+
+async def test_directory_small_blob_is_one_thread_hop_and_stays_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Directory adapter: the writes of a small blob wait in memory for commit, which does
+    them in one worker-thread hop, in the durable order: every byte written, the file
+    fsynced, renamed into place, the directory fsynced; nothing is on disk before commit. A
+    blob past the buffer is written out as it comes."""
+    from engine.records import _files
+
+    store = await DirectoryBlobStore.open(tmp_path / "blobs")
+    hops: list[str] = []
+    calls: list[str] = []
+    real_to_thread, real_write, real_fsync, real_replace = (
+        _files.asyncio.to_thread, os.write, os.fsync, os.replace
+    )  # fmt: skip
+
+    async def to_thread(fn: Any, /, *args: Any) -> Any:
+        hops.append(fn.__name__)
+        return await real_to_thread(fn, *args)
+
+    def write(fd: int, data: Any) -> int:
+        calls.append("write")
+        return real_write(fd, data)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        calls.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_files.asyncio, "to_thread", to_thread)
+    monkeypatch.setattr(_files.os, "write", write)
+    monkeypatch.setattr(_files.os, "fsync", fsync)
+    monkeypatch.setattr(_files.os, "replace", replace)
+    writer = await store.open_writer("01HSMALL")
+    for part in (b"header", b"segment " * 100, b"tag"):
+        await writer.write(part)
+    assert list((store.root / ".tmp").iterdir()) == []
+    await writer.commit()
+    assert hops == ["_commit"]
+    assert calls == ["write"] * 3 + ["fsync", "replace", "fsync"]
+    assert await read(store, "01HSMALL") == b"header" + b"segment " * 100 + b"tag"
+
+    hops.clear()
+    big = os.urandom(3 * _files.BUFFER_BYTES + 5)
+    await put(store, "01HBIG", big, chunk=_files.BUFFER_BYTES // 2)
+    assert hops.count("_write_out") == 3
+    assert hops[-1] == "_commit"
+    assert await read(store, "01HBIG") == big
