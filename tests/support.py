@@ -155,7 +155,7 @@ class ServerProcess:
             return httpx.get(self.url + "/health/ready", timeout=1).status_code == 200
 
         try:
-            wait_until(ready, 30, "the healthmed server")
+            wait_until(ready, 90, "the healthmed server")
         except RuntimeError:
             raise
         except TimeoutError:
