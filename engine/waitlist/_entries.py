@@ -241,7 +241,9 @@ class Entries:
         if offer is None:
             await self.ctx.store.transact(ops)
             return
-        await self.handover.pass_on(entry, offer, ops, flag=How.HAND_OVER, due=False)
+        await self.handover.pass_on(
+            entry.doctor_id, entry.id, offer, ops, flag=How.HAND_OVER, due=False
+        )
 
     async def decline(self, principal: Principal, entry_id: str) -> None:
         """Decline the held slot: it passes on at once; the entry keeps waiting (that slot is
@@ -254,7 +256,7 @@ class Entries:
             entry, offer=None, passed=passed_with(entry, offer, self.ctx.clock())
         )
         ops: list[Op] = [Put(item=layout.entry_item(passed), expect=item.version)]
-        await self.handover.pass_on(entry, offer, ops, flag=How.PASS, due=False)
+        await self.handover.pass_on(entry.doctor_id, entry.id, offer, ops, flag=How.PASS, due=False)
 
     async def export_user(self, principal: Principal) -> dict[str, Any]:
         """``{"waitlist": [...]}``: the patient's active entries."""

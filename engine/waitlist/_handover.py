@@ -103,17 +103,18 @@ class Handover:
         return reply.outcome
 
     async def pass_on(
-        self, entry: Entry, offer: Offer, ops: list[Op], *, flag: How, due: bool
+        self, doctor_id: str, entry_id: str, offer: Offer, ops: list[Op], *, flag: How, due: bool
     ) -> ReleaseReply:
-        """Release ``entry``'s hold on ``offer``'s slot and store ``ops`` with the outcome."""
+        """Release the entry's hold on ``offer``'s slot and store ``ops`` with the outcome (the
+        entry may be gone already: a hold outlives its entry until passed on)."""
         now = self.ctx.clock()
         reply = await self.hot.release_redis(
-            entry.doctor_id,
+            doctor_id,
             offer.slot_id,
             offer.start,
             offer.end,
             mode=Freed.HOLD,
-            ref=entry.id,
+            ref=entry_id,
             flag=flag,
             due=due,
             now=now,
@@ -121,7 +122,7 @@ class Handover:
         if reply.outcome == "not_due":
             return reply
         await self._record(
-            entry.doctor_id,
+            doctor_id,
             offer.slot_id,
             offer.start,
             offer.end,
@@ -313,7 +314,6 @@ class Handover:
             return False
         offer, _ = found
         ops: list[Op] = []
-        entry = None
         if seq is not None:
             item = await self.ctx.store.get(
                 layout.doctor_pk(doctor_id), layout.entry_sk(seq, entry_id)
@@ -324,17 +324,7 @@ class Handover:
                     entry, offer=None, passed=passed_with(entry, offer, self.ctx.clock())
                 )
                 ops.append(Put(item=layout.entry_item(lapsed), expect=item.version))
-        if entry is None:
-            entry = Entry(
-                id=entry_id,
-                doctor_id=doctor_id,
-                patient_id="",
-                start=0,
-                end=0,
-                created_at=0,
-                seat=0,
-            )
-        reply = await self.pass_on(entry, offer, ops, flag=How.PASS, due=True)
+        reply = await self.pass_on(doctor_id, entry_id, offer, ops, flag=How.PASS, due=True)
         return reply.outcome in ("held", "opened", "freed")
 
     async def reindex(self, doctor_ids: Sequence[str]) -> int:
