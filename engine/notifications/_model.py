@@ -52,9 +52,9 @@ class OutboxItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     to: str | None = None
     """Set for a recipient the caller names by address (``password.reset``) and on delivery."""
     subject: str = ""
-    """Rendered from ``context`` by the sender when it first claims the message, and kept
-    from then on; empty while the message waits (listings render it), so queueing a message
-    renders nothing inside the request that queues it."""
+    """Rendered when the message is queued (a reader of the previous release requires it);
+    one stored without it (by a later release) is rendered by the sender when it first claims
+    the message, and by listings while it waits."""
     attempts: int = 0
     sent_at: int | None = None
     failed_at: int | None = None

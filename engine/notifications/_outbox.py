@@ -176,6 +176,11 @@ class Outbox:
             id=message_id(kind, key, recipient_id),
             kind=kind,
             recipient_id=recipient_id,
+            # Still rendered here, though the sender renders a missing one: the release before
+            # this one requires the field, and may read this outbox during a rolling update
+            # or after a rollback (it would answer 500 on listings and never send the
+            # message). The release after this one can stop writing it.
+            subject=self.messages.subject(kind, data),
             created_at=at,
             due_at=at if due_at is None else due_at,
             context=data,

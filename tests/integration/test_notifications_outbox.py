@@ -140,7 +140,9 @@ async def test_a_message_is_queued_only_with_its_change(
     patient_id = contacts.add("Maria")
     context = reminder_context("A1", contacts.add("Dr. João"), patient_id, clock.now + 3_600_000)
     ops = outbox.put_ops("appointment.confirmed", patient_id, context, key="A1", at=clock.now)
-    assert "subject" not in ops[0].item.data  # rendered by the sender, not in the change
+    # The release before this one requires a subject on every stored message (rolling
+    # updates, rollbacks): it is still written with the change.
+    assert ops[0].item.data["subject"].startswith("Consulta confirmada: ")
     change = Put(item=Item(pk="APPT#A1", sk="APPT", data={}), expect="present")  # missing
     with pytest.raises(ConditionFailed):
         await store.transact([change, *ops])
@@ -149,6 +151,24 @@ async def test_a_message_is_queued_only_with_its_change(
     assert await outbox.depth() == 1
     with pytest.raises(ConditionFailed):  # the same change queued again is the same message
         await store.transact(ops)
+
+
+async def test_a_message_stored_without_a_subject_is_sent_with_it_rendered(
+    store: Store, contacts: Contacts, clock: Clock, sink: MailSink
+) -> None:
+    """A message queued without a subject (as the next release will queue it) is listed and
+    sent with its subject rendered from its context, which is then kept."""
+    outbox = outbox_for(store, contacts, SmtpTransport(parse_mail_url(sink.url), timeout=5), clock)
+    patient_id = contacts.add("Maria")
+    context = reminder_context("A9", contacts.add("Dr. João"), patient_id, clock.now + 3_600_000)
+    ops = outbox.put_ops("appointment.confirmed", patient_id, context, key="A9", at=clock.now)
+    del ops[0].item.data["subject"]
+    await store.transact(ops)
+    await drain_until_idle(outbox)
+    [received] = sink.messages()
+    assert str(received.message["Subject"]).startswith("Consulta confirmada: ")
+    item = await stored(store, patient_id, ops[0].item.sk)
+    assert item.subject == str(received.message["Subject"])
 
 
 async def test_smtp_delivery_marks_sent_with_a_stable_message_id(
