@@ -73,14 +73,10 @@ class RebuildReply(Reply, array_like=True, frozen=True):
 
 
 class WindowReply(Reply, array_like=True, frozen=True):
-    seen: int = 0
-    """Index entries read (pending edits' shadows included)."""
-    last: int = 0
-    """The score (start, ms) of the last entry read; 0 if none."""
     slots: list[str] = []
-    """Per slot, its fields joined by tabs: id, status, start, end, appointment id, hold
-    entry, patient id, hold expires ("" for a missing field, status "" for a slot whose hash
-    is gone)."""
+    """Per slot hash asked for, its fields joined by tabs: status, start, end, appointment
+    id, hold entry, patient id, hold expires ("" for a missing field, status "" for a slot
+    whose hash is gone)."""
 
 
 class MoveReply(Reply, array_like=True, frozen=True):

@@ -385,15 +385,35 @@ class Slots:
     ) -> tuple[list[Slot], int, int]:
         """``read`` over at most ``count`` index entries from ``lo`` (a score, or ``(score``
         exclusive): the slots, the entries seen and the last entry's score."""
-        reply = await self.ctx.doctor_eval(
-            self.ctx.scripts.window,
-            doctor_id,
-            [keys.doctor_hydrated(doctor_id), keys.doctor_slots(doctor_id)],
-            [lo, f"({hi}", "" if count is None else count, keys.slot(doctor_id, "")],
-        )
+        await self.ctx.rebuild.check_stale(doctor_id)
+        for _ in range(3):
+            first = 0 if count is not None else None
+            async with self.ctx.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.doctor_hydrated(doctor_id))
+                pipe.zrangebyscore(
+                    keys.doctor_slots(doctor_id), lo, f"({hi}", first, count, withscores=True
+                )
+                hydrated, entries = await pipe.execute()
+            if not hydrated:
+                await self.ctx.rebuild.doctor(doctor_id)
+                continue
+            last = int(entries[-1][1]) if entries else 0
+            ids = [m.decode() for m, _ in entries if not m.startswith(b"~")]
+            if not ids:
+                return [], len(entries), last
+            reply = await self.ctx.eval(
+                self.ctx.scripts.window, [keys.slot(doctor_id, slot_id) for slot_id in ids], []
+            )
+            return self._slots(doctor_id, ids, reply.slots), len(entries), last
+        raise Unavailable("the doctor's agenda could not be loaded", code="redis_unavailable")
+
+    @staticmethod
+    def _slots(doctor_id: str, ids: list[str], rows: list[str]) -> list[Slot]:
+        """The committed slots among window.lua's rows (``pending`` and vanished ones left
+        out, ``locked`` read as open)."""
         out: list[Slot] = []
-        for row in reply.slots:
-            slot_id, state, start, end, appt, entry, holder, expires = row.split("\t")
+        for slot_id, row in zip(ids, rows, strict=True):
+            state, start, end, appt, entry, holder, expires = row.split("\t")
             if not state or state == "pending":
                 continue
             held = state == "held"  # a waitlist hold (engine/waitlist/release.lua)
@@ -411,7 +431,7 @@ class Slots:
                     hold_expires_at=int(expires) if held and expires else None,
                 )
             )
-        return out, reply.seen, reply.last
+        return out
 
     @redis_guard
     async def list_own(
