@@ -65,7 +65,7 @@ def test_the_walkthrough_completes_on_the_demo_data(
     assert email, seeded.stdout
     assert password, seeded.stdout
     srv = start_server(data_dir=data)
-    with httpx.Client(base_url=srv.url, timeout=30) as http:
+    with httpx.Client(base_url=srv.url, timeout=timeout(30)) as http:
         before = _demo_patient_appointments(http, email[1], password[1])
         assert before == ["confirmed"]
         _walk(srv.url)

@@ -40,3 +40,22 @@ def test_every_pin_is_reachable_and_hashed() -> None:
 def test_lock_is_refreshed_by_make_lock() -> None:
     """The lock names `make lock` as the command that regenerates it."""
     assert "#    make lock" in LOCK.read_text().splitlines()[1]
+
+
+def test_uv_is_asked_for_in_one_range_everywhere() -> None:
+    """The Makefile's bootstrap and the dev extra ask for the same uv range, and the image's
+    pinned uv is inside it: three places name uv, and they must not drift apart."""
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = LOCK.parent
+    make = re.search(r"^UV_REQ := (.+)$", (root / "Makefile").read_text(), re.MULTILINE)
+    assert make is not None, "Makefile: UV_REQ not found"
+    dev = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extra = [Requirement(r) for r in dev["dev"] if Requirement(r).name == "uv"]
+    image = re.search(r"pip install [^\n]*\buv==([\w.]+)", (root / "Dockerfile").read_text())
+    assert image is not None, "Dockerfile: uv==<version> not found"
+    assert [str(r.specifier) for r in extra] == [str(Requirement(make.group(1)).specifier)]
+    assert extra[0].specifier.contains(image.group(1))

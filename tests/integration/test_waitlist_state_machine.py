@@ -332,8 +332,9 @@ INVARIANTS = (
 @pytest.mark.slow
 def test_a_scripted_run_holds_books_declines_and_lapses(redis_server: RedisServer) -> None:
     """The machine's own rules, in an order that takes each hold path once: a freed slot held
-    for the first in line and booked by its holder, one declined (passed to the next in line),
-    one left to lapse (passed on by the sweep); every invariant checked after every step."""
+    for the first in line and booked by its holder, one declined (nobody else covers it: it
+    opens), one left to lapse twice (passed on by the sweep to the next in line, then opened);
+    every invariant checked after every step."""
     WaitlistMachine.redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{BOOKING_DB}"
     machine = WaitlistMachine()
     before = Counter(SEEN)
