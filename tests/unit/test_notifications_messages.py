@@ -158,3 +158,23 @@ def test_the_cheaper_policy_writes_what_the_default_policy_reads_back() -> None:
     assert all(boundary not in text for text in texts)
     with pytest.raises(ValueError, match="linefeed"):
         built["X-Extra"] = "a\r\nBcc: someone@example.test"
+
+
+def test_a_boundary_found_in_a_part_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The MIME boundary is random; one that a part happens to contain is replaced."""
+    from engine.notifications import _mime
+
+    draws = iter(["aa", "bb"])
+    monkeypatch.setattr(_mime.secrets, "token_hex", lambda _n: next(draws))
+    assert _mime.boundary(["text with =_hm_aa inside", "html"]) == "=_hm_bb"
+
+
+def test_a_header_given_as_an_object_is_kept_as_the_default_policy_keeps_it() -> None:
+    """An address object (not text) set on a message goes through the standard registry."""
+    from email.headerregistry import Address
+
+    messages = Messages(Settings())
+    built = messages.build(item("appointment.requested"), NAMES["patient"], NAMES)
+    built["Reply-To"] = Address("Ana Souza", "ana", "example.test")
+    assert str(built["Reply-To"]) == "Ana Souza <ana@example.test>"
+    assert b"Reply-To: Ana Souza <ana@example.test>" in built.as_bytes()
