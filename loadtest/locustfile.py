@@ -59,19 +59,6 @@ argument_parser.default_args_dict = lambda: _default_args
 locust.runners.HEARTBEAT_LIVENESS = 10
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECIALTIES = [
-    "cardiologia",
-    "dermatologia",
-    "pediatria",
-    "ortopedia",
-    "psiquiatria",
-    "ginecologia",
-    "neurologia",
-    "oftalmologia",
-    "endocrinologia",
-    "clinica-geral",
-]
-CITIES = [(-23.55, -46.63), (-22.91, -43.17), (-19.92, -43.93), (-15.79, -47.88)]
 JUSTIFICATION = "Imprevisto no trabalho, preciso remarcar a consulta."
 
 
@@ -114,6 +101,9 @@ def _options(parser: Any) -> None:
 
 
 _credentials: dict[str, Any] = {}
+_searched: dict[str, list[Any]] = {"specialties": [], "places": []}
+"""What patients search for: the seeded doctors' specialties and cities (from the credentials
+file, so a search finds someone whatever the seed made)."""
 _counters = {"patient": itertools.count(), "doctor": itertools.count()}
 _stopping = gevent.event.Event()
 """Set once locust stops the users (the run's time limit, or stop in the web UI)."""
@@ -137,6 +127,9 @@ def _init(environment: Any, **_: Any) -> None:
     path = Path(options.credentials)
     if path.exists():
         _credentials.update(json.loads(path.read_bytes()))
+    seeded = _credentials.get("doctors", [])
+    _searched["specialties"] = sorted({d["specialty"] for d in seeded})
+    _searched["places"] = sorted({(d["lat"], d["lon"]) for d in seeded})
     low, _, high = options.patient_wait.partition(",")
     Patient.wait_time = between(float(low), float(high or low))
     Patient.weight = max(0, options.patient_weight)
@@ -370,8 +363,8 @@ class Patient(ApiUser):
     @task(5)
     def search(self) -> None:
         self.expire_waits()
-        lat, lon = random.choice(CITIES)
-        params: dict[str, Any] = {"specialty": random.choice(SPECIALTIES), "limit": 10}
+        lat, lon = random.choice(_searched["places"])
+        params: dict[str, Any] = {"specialty": random.choice(_searched["specialties"]), "limit": 10}
         if random.random() < 0.7:
             params |= {"lat": lat, "lon": lon, "max_km": random.choice([10, 50, 500])}
         if random.random() < 0.3:
